@@ -1,0 +1,35 @@
+# All set-up lives here: `make demo` and `make test` work from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+MODEL  ?= OpenGVLab/InternVL3-1B-hf
+PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+# Keep preprocessing and the tiny models off OpenMP oversubscription on small machines.
+export OMP_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export HF_HUB_DISABLE_TELEMETRY ?= 1
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -c constraints.txt torch torchvision
+	$(PIP) install -c constraints.txt -e '.[all,dev]'
+	touch $@
+
+demo: install
+	$(BIN)/python -m internvl_tools.demo --model '$(MODEL)'
+
+test: install
+	$(BIN)/python -m pytest tests -n 2 --timeout 900
+
+lint: install
+	$(BIN)/ruff check internvl_tools tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/preprocess.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

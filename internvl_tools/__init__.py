@@ -1,0 +1,128 @@
+"""internvl-tools: InternVL vision-language models for LangChain, LlamaIndex, notebooks and the command line.
+
+Importing the package is cheap: torch, transformers, pypdfium2 and decord load only when a feature needs them.
+
+>>> import internvl_tools
+>>> internvl_tools.select_grid(800, 600)
+(4, 3)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from internvl_tools.errors import (
+    ConfigError,
+    ContextLengthError,
+    DependencyMissingError,
+    FetchError,
+    GenerationError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    InternVLError,
+    MediaError,
+    MediaPolicyError,
+    ModelLoadError,
+    PathNotAllowedError,
+    RemoteFetchDisabledError,
+    StructuredOutputError,
+    TemplateError,
+    UnsupportedSourceError,
+    URLBlockedError,
+    VideoError,
+)
+
+__version__ = "0.1.0"
+
+# Public name -> module that defines it. Resolved on first attribute access (PEP 562) so that
+# ``import internvl_tools`` never pulls in torch or transformers.
+_LAZY: dict[str, str] = {
+    # media
+    "MediaPolicy": "internvl_tools.media",
+    "load_image": "internvl_tools.media",
+    "load_images": "internvl_tools.media",
+    # tiling
+    "select_grid": "internvl_tools.tiling",
+    "tile_image": "internvl_tools.tiling",
+    "tile_images": "internvl_tools.tiling",
+    "TiledImage": "internvl_tools.tiling",
+    "split_tile_budget": "internvl_tools.tiling",
+    # video
+    "sample_frame_indices": "internvl_tools.video",
+    "load_video": "internvl_tools.video",
+    "VideoFrames": "internvl_tools.video",
+    # prompts
+    "Template": "internvl_tools.prompts",
+    "get_template": "internvl_tools.prompts",
+    "build_prompt": "internvl_tools.prompts",
+    "detect_template": "internvl_tools.prompts",
+    # engine and results
+    "InternVL": "internvl_tools.engine",
+    "GenerationOptions": "internvl_tools.engine",
+    "ChatResult": "internvl_tools.results",
+    "Usage": "internvl_tools.results",
+    "Message": "internvl_tools.messages",
+    "TextPart": "internvl_tools.messages",
+    "ImagePart": "internvl_tools.messages",
+    "VideoPart": "internvl_tools.messages",
+    "normalize_messages": "internvl_tools.messages",
+    "balanced_device_map": "internvl_tools.device",
+    # checkpoints
+    "CheckpointInfo": "internvl_tools.checkpoints",
+    "read_checkpoint_info": "internvl_tools.checkpoints",
+    # testing
+    "make_tiny_checkpoint": "internvl_tools.testing",
+    "tiny_checkpoint": "internvl_tools.testing",
+}
+
+__all__ = [
+    "__version__",
+    "ConfigError",
+    "ContextLengthError",
+    "DependencyMissingError",
+    "FetchError",
+    "GenerationError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "ImageTooSmallError",
+    "InternVLError",
+    "MediaError",
+    "MediaPolicyError",
+    "ModelLoadError",
+    "PathNotAllowedError",
+    "RemoteFetchDisabledError",
+    "StructuredOutputError",
+    "TemplateError",
+    "UnsupportedSourceError",
+    "URLBlockedError",
+    "VideoError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'internvl_tools' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from internvl_tools.checkpoints import CheckpointInfo, read_checkpoint_info
+    from internvl_tools.device import balanced_device_map
+    from internvl_tools.engine import GenerationOptions, InternVL
+    from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
+    from internvl_tools.results import ChatResult, Usage
+    from internvl_tools.media import MediaPolicy, load_image, load_images
+    from internvl_tools.prompts import Template, build_prompt, detect_template, get_template
+    from internvl_tools.testing import make_tiny_checkpoint, tiny_checkpoint
+    from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
+    from internvl_tools.video import VideoFrames, load_video, sample_frame_indices

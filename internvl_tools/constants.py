@@ -1,0 +1,66 @@
+"""Strings and numbers that come from the InternVL models themselves, kept in one place.
+
+Sources: OpenGVLab/InternVL ``internvl_chat/internvl/conversation.py`` and ``train/constants.py``
+(see ``research/internvl_reference.md`` §1–2).
+"""
+
+from __future__ import annotations
+
+IMG_START_TOKEN = "<img>"
+IMG_END_TOKEN = "</img>"
+IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
+IMAGE_PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
+QUAD_START_TOKEN = "<quad>"
+QUAD_END_TOKEN = "</quad>"
+REF_START_TOKEN = "<ref>"
+REF_END_TOKEN = "</ref>"
+BOX_START_TOKEN = "<box>"
+BOX_END_TOKEN = "</box>"
+
+#: The nine tokens InternVL training adds to the tokenizer (``add_tokens(..., special_tokens=True)``).
+INTERNVL_SPECIAL_TOKENS: tuple[str, ...] = (
+    IMG_START_TOKEN,
+    IMG_END_TOKEN,
+    IMG_CONTEXT_TOKEN,
+    QUAD_START_TOKEN,
+    QUAD_END_TOKEN,
+    REF_START_TOKEN,
+    REF_END_TOKEN,
+    BOX_START_TOKEN,
+    BOX_END_TOKEN,
+)
+#: Grounding tokens that we keep in decoded text (the official ``chat()`` strips them).
+GROUNDING_TOKENS: tuple[str, ...] = (
+    QUAD_START_TOKEN,
+    QUAD_END_TOKEN,
+    REF_START_TOKEN,
+    REF_END_TOKEN,
+    BOX_START_TOKEN,
+    BOX_END_TOKEN,
+)
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+CLIP_MEAN: tuple[float, float, float] = (0.4814546248, 0.4578275, 0.40821073)
+CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+DEFAULT_IMAGE_SIZE = 448
+DEFAULT_MAX_TILES = 12
+DEFAULT_TOKENS_PER_TILE = 256
+
+#: System message of the Hermes-2, internlm2-chat and phi3-chat templates (note "InternVL, " with ASCII comma).
+SYSTEM_MESSAGE_OLD = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+#: System message of the internvl2_5 template (InternVL2.5, 3, 3.5).
+SYSTEM_MESSAGE_25 = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+#: System message of the internvl3_5_gpt_oss template.
+SYSTEM_MESSAGE_GPT_OSS = (
+    "You are InternVL, a large language model trained by Shanghai AI Laboratory.\n"
+    "Knowledge cutoff: 2024-06\nCurrent date: 2025-08-06\n\nReasoning: low\n\n"
+    "# Valid channels: final. Channel must be included for every message."
+)
+
+#: Official prompts (see research/internvl_reference.md §4).
+GROUNDING_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: <ref>{}</ref>"
+DETECTION_PROMPT = "Please detect and label all objects in the following image and mark their positions."
+GROUNDING_SCALE = 1000

@@ -1,0 +1,861 @@
+"""The InternVL engine: load any InternVL checkpoint on transformers' native architecture and talk to it.
+
+>>> from internvl_tools import InternVL
+>>> vlm = InternVL.from_pretrained("tiny")          # a tiny random checkpoint built offline: meaningless answers
+>>> isinstance(vlm.ask(None, "Hello?", max_new_tokens=4), str)
+True
+
+Construction is cheap; weights load on first use (or :meth:`InternVL.load`), once per checkpoint and settings,
+and are shared by every engine (and every LangChain/LlamaIndex wrapper) that asks for the same ones.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from internvl_tools.errors import (
+    ConfigError,
+    ContextLengthError,
+    GenerationError,
+    InternVLError,
+    ModelLoadError,
+    StructuredOutputError,
+)
+from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages, user_message
+from internvl_tools.results import ChatResult, Usage
+
+__all__ = ["GenerationOptions", "InternVL"]
+
+_DEFAULT_MAX_NEW_TOKENS = 512
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """Decoding settings of one call. ``temperature > 0`` without ``do_sample`` turns sampling on."""
+
+    max_new_tokens: int = _DEFAULT_MAX_NEW_TOKENS
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    do_sample: bool | None = None
+    num_beams: int = 1
+    repetition_penalty: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+    @classmethod
+    def from_kwargs(cls, kwargs: dict[str, Any]) -> GenerationOptions:
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(kwargs) - known - {"max_tokens"})
+        if unknown:
+            raise ConfigError(
+                f"Unknown generation option(s) {unknown}; known: {sorted(known)} (max_tokens is an alias of "
+                "max_new_tokens)."
+            )
+        values = {k: v for k, v in kwargs.items() if v is not None and k != "max_tokens"}
+        if kwargs.get("max_tokens") is not None and "max_new_tokens" not in values:
+            values["max_new_tokens"] = kwargs["max_tokens"]
+        stop = values.get("stop", ())
+        if isinstance(stop, str):
+            stop = (stop,)
+        values["stop"] = tuple(s for s in stop if s)
+        options = cls(**values)
+        if options.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {options.max_new_tokens}.")
+        if options.temperature is not None and options.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {options.temperature}.")
+        if options.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {options.num_beams}.")
+        return options
+
+    @property
+    def sampling(self) -> bool:
+        if self.do_sample is not None:
+            return self.do_sample
+        return bool(self.temperature and self.temperature > 0)
+
+
+@dataclass
+class _Loaded:
+    """Weights, tokenizer and facts of one loaded checkpoint, shared by every engine that asks for it."""
+
+    model: Any
+    tokenizer: Any
+    info: Any
+    template: Any
+    device: Any
+    dtype: Any
+    eos_token_id: int
+    pad_token_id: int
+    drop_ids: frozenset[int]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_REGISTRY: dict[tuple, _Loaded] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+@dataclass
+class _Prepared:
+    """One conversation turned into token ids and pixels."""
+
+    input_ids: list[int]
+    pixel_values: Any | None
+    num_tiles: int
+    image_tokens: int
+    text: str
+
+
+def resolve_model_source(model: str | Path) -> str:
+    """``"tiny"`` (and ``"tiny-<family>"``) → a tiny random checkpoint built offline; otherwise the name as given."""
+    name = str(model)
+    if name == "tiny" or name.startswith("tiny-"):
+        from internvl_tools.testing import tiny_checkpoint
+
+        family = name.split("-", 1)[1] if "-" in name else "qwen2"
+        fmt = "native"
+        if family.endswith("-original"):
+            family, fmt = family.removesuffix("-original"), "original"
+        return str(tiny_checkpoint(family=family, format=fmt))
+    return name
+
+
+class InternVL:
+    """An InternVL vision-language model: ``chat``, ``ask``, ``stream``, ``batch`` and ``extract``.
+
+    Args:
+        model: a hub id (``"OpenGVLab/InternVL3-1B-hf"``, ``"OpenGVLab/InternVL2_5-8B"``), a local checkpoint
+            directory, or ``"tiny"`` for a tiny random checkpoint built offline (for tests; meaningless answers).
+        device: ``"auto"`` (CUDA, then Apple MPS, then CPU), ``"cpu"``, ``"cuda:0"``, ...
+        dtype: ``"auto"`` (bf16 on CUDA with bf16 support, fp16 on MPS, fp32 on CPU) or an explicit dtype.
+        attn_implementation: ``"auto"`` (flash-attention 2 when installed and usable, else SDPA), ``"sdpa"``, ...
+        quantization: None, ``"8bit"`` or ``"4bit"`` (bitsandbytes, CUDA only).
+        device_map: None, ``"auto"`` (accelerate) or ``"balanced"`` (the InternVL multi-GPU recipe).
+        max_tiles: tile budget per request (default: the checkpoint's ``max_dynamic_patch``, else 12).
+        template: override the conversation template (default: detected from the checkpoint's config).
+        system_message: override the template's system message.
+        preprocess: ``"fast"`` (vectorised, within 2 uint8 levels of the reference) or ``"exact"`` (bit-identical).
+        prompt_format: ``"official"`` (the template of the official ``chat()``) or ``"checkpoint"`` (the chat
+            template shipped with the tokenizer, e.g. the ``-hf`` one without a system message).
+        media_policy: a :class:`~internvl_tools.media.MediaPolicy` (remote URLs off by default).
+        trust_remote_code: run the checkpoint's own modeling code instead of the native mapping (opt-in only).
+    """
+
+    def __init__(
+        self,
+        model: str | Path,
+        *,
+        device: str = "auto",
+        dtype: Any = "auto",
+        attn_implementation: str | None = "auto",
+        quantization: str | None = None,
+        device_map: str | dict | None = None,
+        max_tiles: int | None = None,
+        min_tiles: int = 1,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        trust_remote_code: bool = False,
+        template: str | None = None,
+        system_message: str | None = None,
+        preprocess: str = "fast",
+        prompt_format: str = "official",
+        media_policy: Any = None,
+    ) -> None:
+        if preprocess not in {"fast", "exact"}:
+            raise ConfigError(f"preprocess must be 'fast' or 'exact', got {preprocess!r}.")
+        if prompt_format not in {"official", "checkpoint"}:
+            raise ConfigError(f"prompt_format must be 'official' or 'checkpoint', got {prompt_format!r}.")
+        if max_tiles is not None and not 1 <= int(max_tiles) <= 40:
+            raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
+        if quantization not in (None, "8bit", "4bit"):
+            raise ConfigError(f"Unknown quantization {quantization!r}; use None, '8bit' or '4bit'.")
+        if device_map not in (None, "auto", "balanced") and not isinstance(device_map, dict):
+            raise ConfigError(f"device_map must be None, 'auto', 'balanced' or a dict, got {device_map!r}.")
+        self.model_name = str(model)
+        self.device = device
+        self.dtype = dtype
+        self.attn_implementation = attn_implementation
+        self.quantization = quantization
+        self.device_map = device_map
+        self.max_tiles = max_tiles
+        self.min_tiles = min_tiles
+        self.revision = revision
+        self.local_files_only = local_files_only
+        self.trust_remote_code = trust_remote_code
+        self.template_name = template
+        self.system_message = system_message
+        self.preprocess = preprocess
+        self.prompt_format = prompt_format
+        self.media_policy = media_policy
+        self._loaded: _Loaded | None = None
+
+    @classmethod
+    def from_pretrained(cls, model_id_or_path: str | Path, **kwargs: Any) -> InternVL:
+        """Create an engine for a checkpoint; nothing is loaded until first use. See :class:`InternVL` for options."""
+        return cls(model_id_or_path, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "loaded" if self._loaded is not None else "not loaded"
+        return f"InternVL({self.model_name!r}, {state})"
+
+    # ------------------------------------------------------------------------------------------------ loading
+
+    def _registry_key(self) -> tuple:
+        device_map = tuple(sorted(self.device_map.items())) if isinstance(self.device_map, dict) else self.device_map
+        return (
+            resolve_model_source(self.model_name),
+            str(self.device),
+            str(self.dtype),
+            str(self.attn_implementation),
+            self.quantization,
+            device_map,
+            self.revision,
+            self.trust_remote_code,
+            self.template_name,
+        )
+
+    def load(self) -> InternVL:
+        """Load weights and tokenizer now (otherwise the first call does). Returns ``self``."""
+        self._state()
+        return self
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded is not None
+
+    def _state(self) -> _Loaded:
+        if self._loaded is not None:
+            return self._loaded
+        key = self._registry_key()
+        with _REGISTRY_LOCK:
+            loaded = _REGISTRY.get(key)
+            if loaded is None:
+                loaded = self._load(key[0])
+                _REGISTRY[key] = loaded
+        self._loaded = loaded
+        return loaded
+
+    def _load(self, source: str) -> _Loaded:
+        import torch
+
+        from internvl_tools.checkpoints import load_model
+        from internvl_tools.device import (
+            balanced_device_map,
+            quantization_config,
+            resolve_attn_implementation,
+            resolve_device,
+            resolve_dtype,
+        )
+        from internvl_tools.prompts import get_template
+
+        device = resolve_device(self.device)
+        dtype = resolve_dtype(self.dtype, device)
+        attn = resolve_attn_implementation(self.attn_implementation, device, dtype)
+        quant = quantization_config(self.quantization, dtype)
+        device_map: Any = self.device_map
+        if device_map == "balanced":
+            if not torch.cuda.is_available():
+                raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
+            from internvl_tools.checkpoints import read_checkpoint_info
+
+            info = read_checkpoint_info(source)
+            device_map = balanced_device_map(info.num_hidden_layers, torch.cuda.device_count())
+        model, tokenizer, info = load_model(
+            source,
+            dtype=dtype,
+            device_map=device_map,
+            attn_implementation=attn,
+            quantization_config=quant,
+            trust_remote_code=self.trust_remote_code,
+            revision=self.revision,
+            local_files_only=self.local_files_only,
+        )
+        if device_map is None and quant is None:
+            model.to(device)
+        model.eval()
+        template = get_template(self.template_name or info.template)
+        eos = tokenizer.convert_tokens_to_ids(template.stop_token)
+        if eos is None or (isinstance(eos, int) and eos < 0) or eos == getattr(tokenizer, "unk_token_id", object()):
+            raise ModelLoadError(
+                f"The tokenizer of {self.model_name!r} has no {template.stop_token!r} token, which template "
+                f"{template.name!r} ends turns with; pass template=... matching the checkpoint."
+            )
+        pad = tokenizer.pad_token_id
+        if pad is None:
+            pad = eos
+        return _Loaded(
+            model=model,
+            tokenizer=tokenizer,
+            info=info,
+            template=template,
+            device=next(model.parameters()).device,
+            dtype=dtype,
+            eos_token_id=int(eos),
+            pad_token_id=int(pad),
+            drop_ids=frozenset(_chat_special_ids(tokenizer)),
+        )
+
+    @property
+    def info(self) -> Any:
+        """The checkpoint's facts (:class:`~internvl_tools.checkpoints.CheckpointInfo`); loads weights if needed."""
+        return self._state().info
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._state().tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The underlying ``InternVLForConditionalGeneration`` (loads it if needed)."""
+        return self._state().model
+
+    @property
+    def context_length(self) -> int:
+        return int(self._state().info.context_length)
+
+    def unload(self) -> None:
+        """Drop this engine's reference to the weights (and the shared registry's, so memory can be freed)."""
+        if self._loaded is not None:
+            with _REGISTRY_LOCK:
+                for key, value in list(_REGISTRY.items()):
+                    if value is self._loaded:
+                        del _REGISTRY[key]
+            self._loaded = None
+
+    # ------------------------------------------------------------------------------------------------ preparing
+
+    def _budget(self, state: _Loaded) -> int:
+        info = state.info
+        if not getattr(info, "dynamic_image_size", True):
+            return 1
+        if self.max_tiles is not None:
+            return int(self.max_tiles)
+        return int(getattr(info, "max_dynamic_patch", None) or 12)
+
+    def _tile(self, image: Any, max_tiles: int, state: _Loaded) -> Any:
+        from internvl_tools.media import load_image
+        from internvl_tools.tiling import tile_image
+
+        info = state.info
+        pil = load_image(image, policy=self.media_policy)
+        return tile_image(
+            pil,
+            max_tiles=max_tiles,
+            min_tiles=min(self.min_tiles, max_tiles),
+            image_size=info.image_size,
+            use_thumbnail=info.use_thumbnail,
+            mode=self.preprocess,
+            mean=tuple(info.image_mean),
+            std=tuple(info.image_std),
+        )
+
+    def _video(self, part: VideoPart, state: _Loaded) -> Any:
+        from internvl_tools.video import load_video
+
+        info = state.info
+        bound = None
+        if part.start is not None or part.end is not None:
+            bound = (part.start if part.start is not None else -100000, part.end if part.end is not None else 100000)
+        return load_video(
+            part.video,
+            num_segments=part.num_frames,
+            bound=bound,
+            image_size=info.image_size,
+            mode=self.preprocess,
+            mean=tuple(info.image_mean),
+            std=tuple(info.image_std),
+        )
+
+    def _prepare(self, messages: Any, state: _Loaded) -> _Prepared:
+        import torch
+
+        from internvl_tools.prompts import ImageSlot, PromptTurn, VideoSlot, build_chat_prompt
+
+        msgs = normalize_messages(messages)
+        info = state.info
+        n_images = sum(len(m.images) for m in msgs)
+        from internvl_tools.tiling import split_tile_budget
+
+        per_image = split_tile_budget(self._budget(state), n_images) if n_images else 0
+        system_message = self.system_message if self.system_message is not None else info.system_message
+        turns: list[Any] = []
+        pixels: list[Any] = []
+        for msg in msgs:
+            parts: list[Any] = []
+            for part in msg.content:
+                if isinstance(part, TextPart):
+                    parts.append(part.text)
+                elif isinstance(part, ImagePart):
+                    budget = part.max_tiles if part.max_tiles is not None else per_image
+                    if not getattr(info, "dynamic_image_size", True):
+                        budget = 1
+                    tiled = self._tile(part.image, budget, state)
+                    pixels.append(tiled.pixel_values)
+                    parts.append(ImageSlot(tiled.num_tiles))
+                elif isinstance(part, VideoPart):
+                    frames = self._video(part, state)
+                    pixels.append(frames.pixel_values)
+                    parts.append(VideoSlot(len(frames.indices)))
+            turns.append(PromptTurn(role=msg.role, parts=tuple(parts)))
+        if self.prompt_format == "checkpoint":
+            text, patches = self._checkpoint_prompt(msgs, turns, state)
+        else:
+            chat_prompt = build_chat_prompt(
+                state.template, turns, system_message=system_message, tokens_per_tile=info.tokens_per_tile
+            )
+            text, patches = chat_prompt.text, list(chat_prompt.num_patches_list)
+        input_ids = _encode(state.tokenizer, text)
+        pixel_values = torch.cat(pixels, dim=0) if pixels else None
+        num_tiles = int(sum(patches))
+        if pixel_values is not None and pixel_values.shape[0] != num_tiles:
+            raise GenerationError(
+                f"Internal mismatch: {pixel_values.shape[0]} tiles prepared but the prompt holds {num_tiles}."
+            )
+        return _Prepared(
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            num_tiles=num_tiles,
+            image_tokens=num_tiles * int(info.tokens_per_tile),
+            text=text,
+        )
+
+    def _checkpoint_prompt(self, msgs: list[Message], turns: list[Any], state: _Loaded) -> tuple[str, list[int]]:
+        """Render with the tokenizer's own chat template, then expand its image placeholders in order.
+
+        The ``-hf`` template writes ``<IMG_CONTEXT>`` for each image and ``<video>`` for each video, which the
+        transformers processor would expand; we expand them the same way.
+        """
+        from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, VIDEO_PLACEHOLDER
+        from internvl_tools.prompts import ImageSlot, VideoSlot, expand_image_placeholders
+
+        tokenizer = state.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"{self.model_name!r} ships no chat template; use prompt_format='official' (the default).")
+        conversation = []
+        slots: list[Any] = []
+        for turn in turns:
+            content = []
+            for part in turn.parts:
+                if isinstance(part, str):
+                    content.append({"type": "text", "text": part})
+                elif isinstance(part, (ImageSlot, VideoSlot)):
+                    content.append({"type": "image" if isinstance(part, ImageSlot) else "video"})
+                    slots.append(part)
+            conversation.append({"role": turn.role, "content": content})
+        text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        pattern = re.compile(re.escape(IMG_CONTEXT_TOKEN) + "|" + re.escape(VIDEO_PLACEHOLDER))
+        pending = iter(slots)
+        patches: list[int] = []
+
+        def replace(match: re.Match) -> str:
+            slot = next(pending, None)
+            if isinstance(slot, VideoSlot) and match.group(0) == VIDEO_PLACEHOLDER:
+                patches.extend([1] * slot.num_frames)
+                return "\n".join(f"Frame{k + 1}: {IMAGE_PLACEHOLDER}" for k in range(slot.num_frames))
+            if isinstance(slot, ImageSlot) and match.group(0) == IMG_CONTEXT_TOKEN:
+                patches.append(slot.num_patches)
+                return IMAGE_PLACEHOLDER
+            raise ConfigError("The checkpoint's chat template placed images and videos in an unexpected order.")
+
+        text = pattern.sub(replace, text)
+        if len(patches) != sum(s.num_frames if isinstance(s, VideoSlot) else 1 for s in slots):
+            raise ConfigError("The checkpoint's chat template dropped an image; use prompt_format='official'.")
+        return expand_image_placeholders(text, patches, state.info.tokens_per_tile), patches
+
+    def _check_context(self, prepared: _Prepared, options: GenerationOptions, state: _Loaded) -> int:
+        """Refuse prompts that cannot fit; return the number of new tokens that can be generated."""
+        context = int(state.info.context_length)
+        prompt = len(prepared.input_ids)
+        if prompt < context:
+            return max(1, min(options.max_new_tokens, context - prompt))
+        per_tile = int(state.info.tokens_per_tile)
+        text_tokens = prompt - prepared.image_tokens
+        room = context - text_tokens - 1
+        hint = ""
+        if prepared.num_tiles:
+            fit_tiles = max(0, room // per_tile)
+            hint = f" At most {fit_tiles} tiles fit beside this text"
+            hint += f"; try max_tiles={max(1, fit_tiles - 1)}" if fit_tiles >= 2 else "; use fewer or smaller images"
+            hint += " (thumbnails count as one tile each)."
+        raise ContextLengthError(
+            f"The prompt is {prompt} tokens ({text_tokens} text + {prepared.image_tokens} image tokens from "
+            f"{prepared.num_tiles} tiles of {per_tile}), but {self.model_name!r} has a context of {context} tokens."
+            + hint
+        )
+
+    # ------------------------------------------------------------------------------------------------ generation
+
+    def _generate(
+        self,
+        prepared: list[_Prepared],
+        options: GenerationOptions,
+        state: _Loaded,
+        *,
+        streamer: Any = None,
+        logits_processor_factory: Any = None,
+        cancel: threading.Event | None = None,
+    ) -> list[tuple[list[int], int]]:
+        """Run one (left-padded) generate; return, per row, its new token ids and its prompt length."""
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        budgets = [self._check_context(p, options, state) for p in prepared]
+        max_new = min(budgets)
+        width = max(len(p.input_ids) for p in prepared)
+        pad = state.pad_token_id
+        ids = torch.full((len(prepared), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prepared), width), dtype=torch.long)
+        for row, p in enumerate(prepared):
+            ids[row, width - len(p.input_ids) :] = torch.tensor(p.input_ids, dtype=torch.long)
+            mask[row, width - len(p.input_ids) :] = 1
+        pixel_list = [p.pixel_values for p in prepared if p.pixel_values is not None]
+        inputs: dict[str, Any] = {"input_ids": ids.to(state.device), "attention_mask": mask.to(state.device)}
+        if pixel_list:
+            model_dtype = next(state.model.parameters()).dtype
+            inputs["pixel_values"] = torch.cat(pixel_list, dim=0).to(device=state.device, dtype=model_dtype)
+        config = GenerationConfig(
+            max_new_tokens=max_new,
+            do_sample=options.sampling,
+            num_beams=options.num_beams,
+            eos_token_id=state.eos_token_id,
+            pad_token_id=pad,
+        )
+        if options.sampling:
+            config.temperature = options.temperature if options.temperature else 1.0
+            if options.top_p is not None:
+                config.top_p = options.top_p
+            if options.top_k is not None:
+                config.top_k = options.top_k
+        if options.repetition_penalty is not None:
+            config.repetition_penalty = options.repetition_penalty
+        criteria = StoppingCriteriaList()
+        if options.stop:
+            criteria.append(_StopStrings(state.tokenizer, options.stop, width, state.drop_ids))
+        if cancel is not None:
+            criteria.append(_Cancelled(cancel))
+        processors = LogitsProcessorList()
+        if logits_processor_factory is not None:
+            processors.append(logits_processor_factory(width, max_new))
+        with state.lock:
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+            try:
+                with torch.inference_mode():
+                    out = state.model.generate(
+                        **inputs,
+                        generation_config=config,
+                        stopping_criteria=criteria,
+                        logits_processor=processors,
+                        streamer=streamer,
+                    )
+            except InternVLError:
+                raise
+            except Exception as exc:
+                raise GenerationError(f"Generation failed in {self.model_name!r}: {type(exc).__name__}: {exc}") from exc
+        results = []
+        for row, p in enumerate(prepared):
+            new = out[row, width:].tolist()
+            results.append((new, len(p.input_ids)))
+        return results
+
+    def _finish(self, new_ids: list[int], prompt_len: int, prepared: _Prepared, options: GenerationOptions,
+                state: _Loaded, max_new: int) -> ChatResult:
+        """Turn new token ids into a ChatResult: cut at the end-of-turn token and stop sequences."""
+        eos, pad = state.eos_token_id, state.pad_token_id
+        finish = "length"
+        used = len(new_ids)
+        if eos in new_ids:
+            used = new_ids.index(eos) + 1
+            finish = "stop"
+        elif pad != eos and pad in new_ids:
+            used = new_ids.index(pad)
+        text = _decode(state.tokenizer, new_ids[: used], state.drop_ids)
+        text = state.template.postprocess(text)
+        cut = _cut_at_stop(text, options.stop)
+        if cut is not None:
+            text, finish = cut.strip(), "stop"
+        elif finish == "length" and used < min(max_new, len(new_ids)):
+            finish = "stop"  # ended on padding: another row's criteria stopped it early (a stop string)
+        return ChatResult(
+            text=text,
+            usage=Usage(
+                prompt_tokens=prompt_len,
+                completion_tokens=used,
+                image_tokens=prepared.image_tokens,
+                num_tiles=prepared.num_tiles,
+            ),
+            finish_reason=finish,  # type: ignore[arg-type]
+            model=self.model_name,
+        )
+
+    def chat(self, messages: Any, **generation: Any) -> ChatResult:
+        """Answer a conversation.
+
+        ``messages``: a string, a :class:`~internvl_tools.messages.Message` list, or dicts in the transformers chat
+        format (``{"role": "user", "content": [{"type": "image", "image": "page.png"}, {"type": "text", ...}]}``).
+        Generation options: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``do_sample``, ``num_beams``,
+        ``repetition_penalty``, ``stop``, ``seed``.
+        """
+        options = GenerationOptions.from_kwargs(generation)
+        state = self._state()
+        prepared = self._prepare(messages, state)
+        [(new, plen)] = self._generate([prepared], options, state)
+        return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+
+    def ask(self, images: Any, question: str, **generation: Any) -> str:
+        """One question about zero, one or several images; returns the answer text.
+
+        >>> InternVL("tiny").ask(None, "Hi", max_new_tokens=2) is not None
+        True
+        """
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("ask() needs a non-empty question string.")
+        return self.chat([user_message(question, images)], **generation).text
+
+    def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
+        """Answer several conversations with left-padded batched generation (``batch_size`` rows per generate).
+
+        With greedy decoding each answer equals what :meth:`chat` returns for that conversation alone.
+        """
+        if isinstance(conversations, (str, dict)):
+            raise ConfigError("batch() takes a list of conversations; for one conversation use chat().")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        options = GenerationOptions.from_kwargs(generation)
+        state = self._state()
+        prepared = [self._prepare(c, state) for c in conversations]
+        results: list[ChatResult] = []
+        for start in range(0, len(prepared), batch_size):
+            chunk = prepared[start : start + batch_size]
+            outs = self._generate(chunk, options, state)
+            max_new = min(self._check_context(p, options, state) for p in chunk)
+            results.extend(self._finish(n, pl, p, options, state, max_new) for (n, pl), p in zip(outs, chunk))
+        return results
+
+    def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
+        """Yield text deltas as they are generated; their concatenation equals ``chat(...).text``.
+
+        Incomplete UTF-8 sequences, trailing whitespace and text that may begin a stop sequence are held back until
+        they are resolved, so no character is lost or doubled (CJK and emoji included).
+        """
+        options = GenerationOptions.from_kwargs(generation)
+        state = self._state()
+        prepared = self._prepare(messages, state)
+        return self._stream_prepared(prepared, options, state)
+
+    def _stream_prepared(self, prepared: _Prepared, options: GenerationOptions, state: _Loaded) -> Iterator[str]:
+        import queue
+
+        tokens: queue.Queue = queue.Queue()
+        cancel = threading.Event()
+        done = object()
+        error: list[BaseException] = []
+
+        class _Streamer:
+            first = True
+
+            def put(self, value: Any) -> None:
+                if self.first:  # generate() hands the prompt over first
+                    self.first = False
+                    return
+                for token in value.reshape(-1).tolist():
+                    tokens.put(int(token))
+
+            def end(self) -> None:
+                tokens.put(done)
+
+        def run() -> None:
+            try:
+                self._generate([prepared], options, state, streamer=_Streamer(), cancel=cancel)
+            except BaseException as exc:
+                error.append(exc)
+                tokens.put(done)
+
+        worker = threading.Thread(target=run, name="internvl-stream", daemon=True)
+        worker.start()
+        ids: list[int] = []
+        emitted = ""
+        try:
+            while True:
+                item = tokens.get()
+                if item is done:
+                    break
+                ids.append(item)
+                if item == state.eos_token_id:
+                    break
+                visible = _visible_text(state, ids, options.stop, final=False)
+                if len(visible) > len(emitted) and visible.startswith(emitted):
+                    yield visible[len(emitted) :]
+                    emitted = visible
+            worker.join()
+            if error:
+                raise error[0]
+            final = _visible_text(state, ids, options.stop, final=True)
+            if final.startswith(emitted) and len(final) > len(emitted):
+                yield final[len(emitted) :]
+        finally:
+            cancel.set()
+
+    def extract(
+        self,
+        images: Any,
+        prompt: str,
+        schema: Any,
+        *,
+        schema_in_prompt: bool = True,
+        **generation: Any,
+    ) -> Any:
+        """Answer with JSON constrained to ``schema`` (pydantic model, TypedDict or JSON-schema dict) via xgrammar.
+
+        Returns a validated instance for model schemas, a dict for dict schemas. Valid JSON is guaranteed whenever
+        the schema can be completed within ``max_new_tokens`` (default 1024 here).
+        """
+        import json
+
+        from internvl_tools.structured import (
+            JSONSchemaLogitsProcessor,
+            compile_json_schema,
+            json_schema_of,
+            validate_output,
+        )
+
+        generation.setdefault("max_new_tokens", 1024)
+        json_schema = json_schema_of(schema)
+        question = prompt
+        if schema_in_prompt:
+            question = f"{prompt}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(json_schema)}"
+        messages = [user_message(question, images)]
+        result = self.generate_structured(messages, json_schema, **generation)
+        if result.finish_reason != "stop":
+            raise StructuredOutputError(
+                f"The JSON answer did not complete within max_new_tokens={generation['max_new_tokens']}; raise it. "
+                f"Partial answer: {result.text[:200]!r}"
+            )
+        return validate_output(result.text, schema)
+
+    def generate_structured(self, messages: Any, json_schema: dict, **generation: Any) -> ChatResult:
+        """Like :meth:`chat`, with decoding constrained to ``json_schema`` (for the integrations)."""
+        from internvl_tools.structured import JSONSchemaLogitsProcessor, compile_json_schema
+
+        options = GenerationOptions.from_kwargs(generation)
+        if options.stop:
+            raise ConfigError("stop sequences cannot be combined with structured output; the grammar decides the end.")
+        state = self._state()
+        prepared = self._prepare(messages, state)
+        vocab = int(state.model.get_output_embeddings().weight.shape[0])
+        compiled = compile_json_schema(state.tokenizer, json_schema, vocab_size=vocab, stop_token_ids=[state.eos_token_id])
+
+        def factory(prompt_length: int, max_new: int) -> JSONSchemaLogitsProcessor:
+            return JSONSchemaLogitsProcessor(
+                compiled,
+                state.tokenizer,
+                prompt_length=prompt_length,
+                max_new_tokens=max_new,
+                stop_token_ids=[state.eos_token_id],
+            )
+
+        [(new, plen)] = self._generate([prepared], options, state, logits_processor_factory=factory)
+        return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+
+    def count_tokens(self, messages: Any) -> int:
+        """The prompt length in tokens (text plus image tokens) that ``chat(messages)`` would send."""
+        state = self._state()
+        return len(self._prepare(messages, state).input_ids)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    encoded = tokenizer(text, add_special_tokens=True)
+    ids = encoded["input_ids"] if isinstance(encoded, dict) or hasattr(encoded, "keys") else encoded
+    if ids and isinstance(ids[0], list):
+        ids = ids[0]
+    return [int(i) for i in ids]
+
+
+def _chat_special_ids(tokenizer: Any) -> set[int]:
+    """Special tokens to drop from answers: every special token except the grounding ones (which we keep)."""
+    from internvl_tools.constants import GROUNDING_TOKENS
+
+    keep = {tokenizer.convert_tokens_to_ids(t) for t in GROUNDING_TOKENS}
+    special: set[int] = set(getattr(tokenizer, "all_special_ids", []) or [])
+    decoder = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    for token_id, token in decoder.items():
+        if getattr(token, "special", False):
+            special.add(int(token_id))
+    return special - keep
+
+
+def _decode(tokenizer: Any, ids: list[int], drop: frozenset[int]) -> str:
+    return tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> str | None:
+    positions = [text.find(s) for s in stops if s and s in text]
+    if not positions:
+        return None
+    return text[: min(positions)]
+
+
+def _visible_text(state: _Loaded, ids: list[int], stops: Sequence[str], *, final: bool) -> str:
+    """The answer text as far as it is settled after ``ids`` (the streaming view of ``_finish``)."""
+    used = ids
+    if state.eos_token_id in ids:
+        used = ids[: ids.index(state.eos_token_id)]
+    text = _decode(state.tokenizer, used, state.drop_ids)
+    sep = state.template.stop_token
+    cut_at_sep = sep and sep in text
+    text = state.template.postprocess(text) if final or cut_at_sep else text.lstrip()
+    cut = _cut_at_stop(text, stops)
+    if cut is not None:
+        return cut.strip()
+    if final:
+        return text.strip()
+    # Hold back what is not settled yet: a partial UTF-8 character, trailing whitespace (the final text is
+    # stripped), and a tail that could be the start of a stop sequence or of the end-of-turn separator.
+    text = text.rstrip("\ufffd")
+    text = text.rstrip()
+    hold = 0
+    for s in [*stops, sep]:
+        for k in range(min(len(s) - 1, len(text)), 0, -1):
+            if text.endswith(s[:k]):
+                hold = max(hold, k)
+                break
+    return text[: len(text) - hold] if hold else text
+
+
+class _StopStrings:
+    """Stops each row once its generated text contains one of the stop strings."""
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str], prompt_length: int, drop: frozenset[int]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = list(stops)
+        self.prompt_length = prompt_length
+        self.drop = drop
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        done = []
+        for row in input_ids[:, self.prompt_length :].tolist():
+            text = _decode(self.tokenizer, row, self.drop)
+            done.append(any(s in text for s in self.stops))
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class _Cancelled:
+    """Stops generation when the consumer of a stream goes away."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)

@@ -1,0 +1,125 @@
+"""The exception hierarchy of internvl-tools.
+
+Every error the package raises on purpose derives from :class:`InternVLError`, so callers can catch the whole
+family with one ``except``. Errors about bad input also derive from :class:`ValueError` (and security refusals
+from :class:`PermissionError`), so code written against the standard exceptions keeps working.
+
+Each message names the input that failed and says how to fix it.
+
+>>> from internvl_tools.errors import InternVLError, ImageDecodeError
+>>> issubclass(ImageDecodeError, InternVLError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InternVLError",
+    "MediaError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "ImageTooSmallError",
+    "UnsupportedSourceError",
+    "MediaPolicyError",
+    "RemoteFetchDisabledError",
+    "URLBlockedError",
+    "PathNotAllowedError",
+    "FetchError",
+    "VideoError",
+    "TemplateError",
+    "ConfigError",
+    "ModelLoadError",
+    "DependencyMissingError",
+    "ContextLengthError",
+    "GenerationError",
+    "StructuredOutputError",
+]
+
+
+class InternVLError(Exception):
+    """Root of every error raised by internvl-tools."""
+
+
+# --- media -----------------------------------------------------------------------------------------------------
+
+
+class MediaError(InternVLError, ValueError):
+    """An image, video or document could not be loaded or was refused."""
+
+
+class ImageDecodeError(MediaError):
+    """The bytes are not a decodable image (truncated, empty, or not an image at all)."""
+
+
+class ImageTooLargeError(MediaError):
+    """The image exceeds the pixel or byte limit (decompression-bomb guard)."""
+
+
+class ImageTooSmallError(MediaError):
+    """The image has a zero dimension or is below the minimum size."""
+
+
+class UnsupportedSourceError(MediaError, TypeError):
+    """The object given as an image is of a type or form we cannot read."""
+
+
+class MediaPolicyError(MediaError, PermissionError):
+    """The media policy refused the source (URL fetching off, blocked address, path outside allowed dirs)."""
+
+
+class RemoteFetchDisabledError(MediaPolicyError):
+    """An http(s) URL was given but remote fetching is off (the default)."""
+
+
+class URLBlockedError(MediaPolicyError):
+    """The URL resolves to a private, loopback, link-local, multicast or reserved address, or its scheme is refused."""
+
+
+class PathNotAllowedError(MediaPolicyError):
+    """A file path lies outside the allowed directories."""
+
+
+class FetchError(MediaError):
+    """Fetching a remote URL failed (timeout, HTTP error, too many bytes)."""
+
+
+class VideoError(MediaError):
+    """A video could not be decoded or sampled."""
+
+
+# --- prompts / config / model ------------------------------------------------------------------------------------
+
+
+class TemplateError(InternVLError, ValueError):
+    """Unknown conversation template, or a prompt that does not fit the template's rules."""
+
+
+class ConfigError(InternVLError, ValueError):
+    """A checkpoint config or an option is invalid or unsupported."""
+
+
+class ModelLoadError(InternVLError):
+    """Weights or tokenizer could not be loaded (missing files, hub unreachable, mapping failure)."""
+
+
+class DependencyMissingError(InternVLError, ImportError):
+    """An optional dependency needed for this feature is not installed; the message names the pip extra."""
+
+
+class ContextLengthError(InternVLError, ValueError):
+    """The prompt (text plus image tokens) does not fit the model's context window."""
+
+
+class GenerationError(InternVLError):
+    """Generation failed inside the model."""
+
+
+class StructuredOutputError(InternVLError, ValueError):
+    """Constrained output could not be produced or did not validate against the schema."""
+
+
+class MediaNotFoundError(MediaError, FileNotFoundError):
+    """An image path (or ``file://`` URI) names no readable regular file."""
+
+
+__all__.append("MediaNotFoundError")

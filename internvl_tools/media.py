@@ -1,0 +1,849 @@
+"""Load images from anything a caller might hold, safely, as RGB ``PIL.Image`` objects.
+
+Every entry point of the package (``InternVL.ask``, the LangChain tools, the LlamaIndex readers, the CLI) calls
+:func:`load_image`, so this is where untrusted input is checked: pixel and byte limits, path confinement, and a
+remote fetcher that is off by default and refuses private networks when on.
+
+Accepted sources: a path (``str`` or ``os.PathLike``), ``file://`` URI, ``bytes``/``bytearray``/``memoryview``,
+a binary file object, a ``PIL.Image.Image``, a numpy array, a base64 string, a ``data:`` URI, and http(s) URLs
+when :attr:`MediaPolicy.allow_remote` is set.
+
+Differences from the reference pipeline (``Image.open(p).convert('RGB')``), both optional:
+
+* EXIF orientation is applied by default (``exif_transpose=True``); the reference ignores it, so a phone photo
+  taken in portrait reaches the model sideways. Pass ``exif_transpose=False`` for the reference behaviour.
+* 16/32-bit integer and float images (PIL modes ``I;16*``, ``I``, ``F``) are rescaled to 8 bits
+  (``high_bit_depth="scale"``); PIL's ``convert('RGB')`` clips them to 255, which turns most 16-bit scans white.
+  ``high_bit_depth="clip"`` reproduces the reference.
+
+Every other mode (L, LA, P with or without transparency, RGBA, CMYK including Adobe-inverted JPEGs, YCbCr, 1, ...)
+goes through ``convert('RGB')`` exactly as the reference does; alpha is dropped, not composited.
+
+>>> from PIL import Image
+>>> load_image(Image.new("RGBA", (4, 3), (10, 20, 30, 0))).getpixel((0, 0))
+(10, 20, 30)
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import ipaddress
+import os
+import re
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from internvl_tools.errors import (
+    ConfigError,
+    FetchError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    InternVLError,
+    MediaNotFoundError,
+    MediaPolicyError,
+    PathNotAllowedError,
+    RemoteFetchDisabledError,
+    UnsupportedSourceError,
+    URLBlockedError,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE_FORMATS",
+    "MediaPolicy",
+    "describe_source",
+    "encode_image",
+    "load_image",
+    "load_images",
+    "to_data_uri",
+]
+
+HighBitDepth = Literal["scale", "clip"]
+
+#: Raster formats PIL may open. Formats that shell out (EPS runs Ghostscript) or are rarely images (FITS, GRIB,
+#: MPEG, WMF, ...) are left out so a hostile file cannot reach those decoders.
+DEFAULT_IMAGE_FORMATS: tuple[str, ...] = (
+    "PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "ICO", "TGA", "JPEG2000", "QOI", "PCX",
+    "SGI", "AVIF", "HEIF",
+)  # fmt: skip
+
+_MAX_PATH_CHARS = 4096
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+_B64_RE = re.compile(r"^[A-Za-z0-9+/_\-]+={0,2}$")
+_WS_RE = re.compile(r"\s+")
+# Signatures of formats we accept as bare base64 (without a data: URI the string must say what it is).
+_MAGIC: tuple[bytes, ...] = (
+    b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*", b"RIFF",
+    b"\x00\x00\x01\x00", b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51", b"qoif",
+)  # fmt: skip
+_HIGH_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
+# PIL's open() warns or raises about big images through process-global state; serialise our use of it.
+_OPEN_LOCK = threading.Lock()
+
+
+# --- policy -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaPolicy:
+    """What :func:`load_image` may read, and how much.
+
+    The default reads any local file and inline data and refuses URLs. Agents should use
+    :meth:`sandboxed`, which confines paths to given directories.
+
+    Attributes:
+        allow_remote: fetch http(s) URLs (off by default).
+        allowed_dirs: if set, a path must resolve (symlinks followed) inside one of these; relative paths are
+            taken relative to the first. ``None`` allows any path.
+        allow_local_files: read paths and ``file://`` URIs at all.
+        max_pixels: width × height limit, checked from the header before any pixel is decoded.
+        max_bytes: limit for downloaded bodies and inline data (bytes, base64, data URIs, unseekable streams).
+        timeout: seconds for the whole download (connect, redirects and body).
+        max_redirects: redirects followed, each re-checked against the address rules.
+        allowed_schemes: URL schemes that may be fetched (a subset of http and https).
+        allow_private_hosts: host names, IP addresses or networks (``"10.0.0.0/8"``) exempt from the
+            private-address refusal. Meant for tests against a local server and for intranets; empty by default.
+        image_formats: PIL format names that may be opened.
+
+    >>> MediaPolicy().allow_remote
+    False
+    >>> MediaPolicy.sandboxed(["/srv/uploads"]).allowed_dirs[0].name
+    'uploads'
+    """
+
+    allow_remote: bool = False
+    allowed_dirs: tuple[Path, ...] | None = None
+    allow_local_files: bool = True
+    max_pixels: int = 120_000_000
+    max_bytes: int = 64 * 1024 * 1024
+    timeout: float = 10.0
+    max_redirects: int = 3
+    allowed_schemes: tuple[str, ...] = ("http", "https")
+    allow_private_hosts: frozenset[str] = frozenset()
+    image_formats: tuple[str, ...] = DEFAULT_IMAGE_FORMATS
+    _exempt_names: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
+    _exempt_nets: tuple[Any, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__  # frozen: normalise once, here
+        if self.allowed_dirs is not None:
+            dirs = (self.allowed_dirs,) if isinstance(self.allowed_dirs, (str, os.PathLike)) else self.allowed_dirs
+            resolved = tuple(Path(os.fspath(d)).expanduser().resolve() for d in dirs)
+            if not resolved:
+                raise ConfigError("MediaPolicy.allowed_dirs is empty; pass None to allow any path, or some dirs.")
+            set_(self, "allowed_dirs", resolved)
+        schemes = tuple(s.lower() for s in self.allowed_schemes)
+        if not set(schemes) <= {"http", "https"}:
+            raise ConfigError(f"MediaPolicy.allowed_schemes={schemes!r}: only 'http' and 'https' can be fetched.")
+        set_(self, "allowed_schemes", schemes)
+        for name in ("max_pixels", "max_bytes", "timeout"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"MediaPolicy.{name} must be positive, got {getattr(self, name)!r}.")
+        if self.max_redirects < 0:
+            raise ConfigError(f"MediaPolicy.max_redirects must be >= 0, got {self.max_redirects!r}.")
+        hosts = frozenset([self.allow_private_hosts] if isinstance(self.allow_private_hosts, str)
+                          else self.allow_private_hosts)  # fmt: skip
+        set_(self, "allow_private_hosts", hosts)
+        names, nets = set(), []
+        for entry in hosts:
+            try:
+                nets.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            except ValueError:
+                names.add(entry.lower().rstrip("."))
+        set_(self, "_exempt_names", frozenset(names))
+        set_(self, "_exempt_nets", tuple(nets))
+        set_(self, "image_formats", tuple(f.upper() for f in self.image_formats))
+
+    @classmethod
+    def sandboxed(
+        cls, dirs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str], **overrides: Any
+    ) -> MediaPolicy:
+        """The strict default for agents: files only inside ``dirs``, no URLs.
+
+        >>> MediaPolicy.sandboxed(["/tmp"]).allow_remote
+        False
+        """
+        dirs_t = (dirs,) if isinstance(dirs, (str, os.PathLike)) else tuple(dirs)
+        return cls(**{"allowed_dirs": dirs_t, "allow_remote": False, **overrides})
+
+    def _exempt(self, host: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        if host in self._exempt_names:
+            return True
+        return addr is not None and any(addr.version == n.version and addr in n for n in self._exempt_nets)
+
+
+_DEFAULT_POLICY = MediaPolicy()
+
+
+# --- describing inputs in errors --------------------------------------------------------------------------------
+
+
+def _redact_url(url: str) -> str:
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return _truncate(url)
+    if parts.username is not None or parts.password is not None:
+        netloc = "***@" + parts.netloc.rsplit("@", 1)[-1]
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return _truncate(url)
+
+
+def _truncate(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 20]}…{text[-12:]}"
+
+
+def describe_source(source: Any) -> str:
+    """Name an image source for an error message without dumping its contents.
+
+    >>> describe_source(b"\\x89PNG" + bytes(100))
+    'bytes (104 bytes)'
+    >>> describe_source("iVBORw0KGgo" * 100)
+    "base64 string (1100 chars, starts 'iVBORw0KGgoiVBORw0KG…')"
+    """
+    if isinstance(source, str):
+        head = source.lstrip()[:16].lower()
+        if head.startswith("data:"):
+            meta = source.lstrip()[5:].split(",", 1)[0][:60]
+            return f"data URI ({meta or 'no media type'}, {len(source)} chars)"
+        if _SCHEME_RE.match(source.strip()):
+            return f"URL {_redact_url(source.strip())!r}"
+        if len(source) > 200 and _B64_RE.match(_WS_RE.sub("", source[:4000])):
+            return f"base64 string ({len(source)} chars, starts {source[:20] + '…'!r})"
+        return f"path {_truncate(source)!r}" if len(source) <= _MAX_PATH_CHARS else f"string ({len(source)} chars)"
+    if isinstance(source, (bytes, bytearray)):
+        return f"{type(source).__name__} ({len(source)} bytes)"
+    if isinstance(source, memoryview):
+        return f"memoryview ({source.nbytes} bytes)"
+    if isinstance(source, os.PathLike):
+        return f"path {_truncate(os.fspath(source))!r}"  # type: ignore[arg-type]
+    if isinstance(source, Image.Image):
+        return f"PIL image (mode {source.mode}, {source.width}x{source.height})"
+    if isinstance(source, np.ndarray):
+        return f"numpy array (shape {source.shape}, dtype {source.dtype})"
+    if hasattr(source, "read"):
+        name = getattr(source, "name", None)
+        return f"file object {name!r}" if isinstance(name, str) else f"file object ({type(source).__name__})"
+    return f"{type(source).__module__}.{type(source).__qualname__} object"
+
+
+# --- public API ---------------------------------------------------------------------------------------------------
+
+
+def load_image(
+    source: Any,
+    *,
+    policy: MediaPolicy | None = None,
+    exif_transpose: bool = True,
+    high_bit_depth: HighBitDepth = "scale",
+) -> Image.Image:
+    """Load one image as a new RGB ``PIL.Image.Image``, applying ``policy`` (default: :class:`MediaPolicy()`).
+
+    Raises a subclass of :class:`~internvl_tools.errors.MediaError` naming the input and the fix:
+    ``ImageDecodeError`` (empty, truncated, not an image), ``ImageTooLargeError``, ``ImageTooSmallError``,
+    ``UnsupportedSourceError``, ``MediaNotFoundError``, ``PathNotAllowedError``, ``RemoteFetchDisabledError``,
+    ``URLBlockedError`` or ``FetchError``.
+
+    >>> import numpy as np
+    >>> load_image(np.zeros((2, 3), dtype=np.uint8)).size
+    (3, 2)
+    >>> from internvl_tools.errors import RemoteFetchDisabledError
+    >>> try:
+    ...     load_image("http://example.com/cat.png")
+    ... except RemoteFetchDisabledError:
+    ...     print("URLs are refused unless MediaPolicy(allow_remote=True)")
+    URLs are refused unless MediaPolicy(allow_remote=True)
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    _check_high_bit_depth(high_bit_depth)
+    opts = _Options(policy, exif_transpose, high_bit_depth)
+    if isinstance(source, Image.Image):
+        return _finish(source, describe_source(source), opts)
+    if isinstance(source, np.ndarray):
+        return _from_array(source, opts)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        _check_inline_size(len(data), describe_source(source), policy)
+        return _decode_bytes(data, describe_source(source), opts)
+    if isinstance(source, str):
+        return _from_string(source, opts)
+    if isinstance(source, os.PathLike):
+        return _from_path(os.fspath(source), describe_source(source), opts)  # type: ignore[arg-type]
+    if hasattr(source, "read"):
+        return _from_file_object(source, opts)
+    hint = " (for a torch tensor, pass tensor.numpy() in HxWxC order)" if "torch" in type(source).__module__ else ""
+    raise UnsupportedSourceError(
+        f"Cannot load an image from {describe_source(source)}{hint}. Pass a path, bytes, a binary file object, "
+        "a PIL image, a numpy array, a base64 string or a data: URI."
+    )
+
+
+def load_images(
+    sources: Iterable[Any],
+    *,
+    policy: MediaPolicy | None = None,
+    return_errors: bool = False,
+    exif_transpose: bool = True,
+    high_bit_depth: HighBitDepth = "scale",
+) -> list[Any]:
+    """Load many images; one bad item does not stop the others from being tried.
+
+    With ``return_errors=True`` the result holds, per item, the RGB image or the ``InternVLError`` it raised.
+    Otherwise every item is still attempted and the first error is raised, with notes naming the other failures.
+
+    >>> out = load_images([b"not an image", np.zeros((1, 1, 3), np.uint8)], return_errors=True)
+    >>> [type(x).__name__ for x in out]
+    ['ImageDecodeError', 'Image']
+    """
+    if isinstance(sources, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image, np.ndarray)):
+        raise UnsupportedSourceError(
+            f"load_images() takes a list of sources, got a single {describe_source(sources)}; wrap it in a list "
+            "or call load_image()."
+        )
+    _check_high_bit_depth(high_bit_depth)
+    results: list[Any] = []
+    for item in sources:
+        try:
+            results.append(
+                load_image(item, policy=policy, exif_transpose=exif_transpose, high_bit_depth=high_bit_depth)
+            )
+        except InternVLError as err:
+            results.append(err)
+    if return_errors:
+        return results
+    failures = [(i, r) for i, r in enumerate(results) if isinstance(r, InternVLError)]
+    if failures:
+        index, first = failures[0]
+        first.add_note(f"load_images: item {index} of {len(results)} failed.")
+        for i, other in failures[1:]:
+            first.add_note(f"load_images: item {i} also failed: {type(other).__name__}: {other}")
+        raise first
+    return results
+
+
+def encode_image(image: Any, format: str = "PNG", **save_kwargs: Any) -> bytes:
+    """Encode an image (or anything :func:`load_image` accepts) to bytes, lossless PNG by default.
+
+    >>> encode_image(Image.new("RGB", (1, 1)))[:8]
+    b'\\x89PNG\\r\\n\\x1a\\n'
+    """
+    im = image if isinstance(image, Image.Image) else load_image(image)
+    fmt = format.upper()
+    if fmt in ("JPEG", "JPG") and im.mode not in ("L", "RGB", "CMYK"):
+        im = im.convert("RGB")  # JPEG has no alpha; drop it the same way load_image does
+    buf = io.BytesIO()
+    try:
+        im.save(buf, format="JPEG" if fmt == "JPG" else fmt, **save_kwargs)
+    except (KeyError, ValueError, OSError) as err:
+        raise UnsupportedSourceError(
+            f"Cannot encode {describe_source(im)} as {format!r}: {err}. Use 'PNG' (lossless) or 'JPEG'."
+        ) from err
+    return buf.getvalue()
+
+
+def to_data_uri(image: Any, format: str = "PNG", **save_kwargs: Any) -> str:
+    """Encode an image as a ``data:image/...;base64,`` URI (what OpenAI-compatible servers accept).
+
+    >>> to_data_uri(Image.new("RGB", (1, 1)))[:22]
+    'data:image/png;base64,'
+    """
+    fmt = "JPEG" if format.upper() == "JPG" else format.upper()
+    mime = Image.MIME.get(fmt) or f"image/{fmt.lower()}"
+    payload = base64.b64encode(encode_image(image, fmt, **save_kwargs)).decode("ascii")
+    return f"data:{mime};base64,{payload}"
+
+
+# --- internals: dispatch ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Options:
+    policy: MediaPolicy
+    exif_transpose: bool
+    high_bit_depth: str
+
+
+def _check_high_bit_depth(value: str) -> None:
+    if value not in ("scale", "clip"):
+        raise ConfigError(f"high_bit_depth={value!r} is not supported; use 'scale' (default) or 'clip'.")
+
+
+def _check_inline_size(n_bytes: int, desc: str, policy: MediaPolicy) -> None:
+    if n_bytes > policy.max_bytes:
+        raise ImageTooLargeError(
+            f"{desc} holds {n_bytes} bytes, over the limit of {policy.max_bytes} bytes; "
+            "raise MediaPolicy(max_bytes=...) if this is intended."
+        )
+
+
+def _from_string(source: str, opts: _Options) -> Image.Image:
+    text = source.strip()
+    desc = describe_source(source)
+    if not text:
+        raise ImageDecodeError("Got an empty string as an image; pass a path, base64 data or a data: URI.")
+    if text[:5].lower() == "data:":
+        return _from_data_uri(text, desc, opts)
+    match = _SCHEME_RE.match(text)
+    if match:
+        scheme = match.group(1).lower()
+        if scheme == "file":
+            return _from_path(_file_uri_to_path(text, desc), desc, opts)
+        return _decode_bytes(_fetch(text, opts.policy), desc, opts)
+
+    policy_error: MediaPolicyError | None = None
+    if len(source) <= _MAX_PATH_CHARS and "\x00" not in source and "\n" not in source:
+        try:
+            path = _resolve_local_path(source, opts.policy)
+        except MediaPolicyError as err:
+            policy_error = err  # maybe it is base64 after all; decide below
+        else:
+            if path.exists():
+                return _from_path(source, desc, opts)
+    data = _b64_image_bytes(text, desc, opts.policy)
+    if data is not None:
+        return _decode_bytes(data, desc, opts)
+    if policy_error is not None:
+        raise policy_error
+    compact = _WS_RE.sub("", text)
+    if len(compact) >= 64 and _B64_RE.match(compact):
+        raise ImageDecodeError(
+            f"{desc} is not an existing file, and decoded as base64 it is not an image in a supported format. "
+            "Check the path, or send the data as 'data:image/<format>;base64,...'."
+        )
+    raise MediaNotFoundError(
+        f"No file at {desc}, and the string is not base64 image data or a data: URI. Check the path "
+        "(relative paths are taken from "
+        f"{'the first allowed dir' if opts.policy.allowed_dirs else 'the current directory'})."
+    )
+
+
+def _b64_image_bytes(text: str, desc: str, policy: MediaPolicy) -> bytes | None:
+    """Decode ``text`` if it is base64 of a recognisable image; ``None`` if it does not look like one."""
+    compact = _WS_RE.sub("", text)
+    if len(compact) < 8 or not _B64_RE.match(compact):
+        return None
+    _check_inline_size(len(compact) * 3 // 4, desc, policy)
+    try:
+        data = _b64decode(compact)
+    except binascii.Error:
+        return None
+    return data if data.startswith(_MAGIC) else None
+
+
+def _b64decode(compact: str) -> bytes:
+    if "-" in compact or "_" in compact:
+        compact = compact.replace("-", "+").replace("_", "/")
+    compact += "=" * (-len(compact) % 4)
+    return base64.b64decode(compact, validate=True)
+
+
+def _from_data_uri(text: str, desc: str, opts: _Options) -> Image.Image:
+    header, sep, payload = text[5:].partition(",")
+    if not sep:
+        raise ImageDecodeError(f"{desc} has no ',' separating header and data; expected 'data:image/png;base64,...'.")
+    params = [p.strip().lower() for p in header.split(";")]
+    if "base64" in params:
+        compact = _WS_RE.sub("", urllib.parse.unquote(payload))
+        _check_inline_size(len(compact) * 3 // 4, desc, opts.policy)
+        try:
+            data = _b64decode(compact)
+        except binascii.Error as err:
+            raise ImageDecodeError(f"{desc} does not hold valid base64 ({err}); re-encode the image.") from err
+    else:
+        _check_inline_size(len(payload), desc, opts.policy)
+        data = urllib.parse.unquote_to_bytes(payload)
+    return _decode_bytes(data, desc, opts)
+
+
+def _file_uri_to_path(uri: str, desc: str) -> str:
+    parts = urllib.parse.urlsplit(uri)
+    if parts.netloc not in ("", "localhost"):
+        raise URLBlockedError(f"{desc} names host {parts.netloc!r}; only local file:// URIs can be read.")
+    return urllib.request.url2pathname(parts.path)
+
+
+def _resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
+    if not policy.allow_local_files:
+        raise PathNotAllowedError(
+            f"Reading local files is disabled by the media policy (path {_truncate(raw)!r}); pass the image as "
+            "bytes or enable MediaPolicy(allow_local_files=True)."
+        )
+    path = Path(raw).expanduser()
+    if policy.allowed_dirs is None:
+        return path
+    if not path.is_absolute():
+        path = policy.allowed_dirs[0] / path
+    resolved = path.resolve()  # follows symlinks and folds '..', so escapes show up here
+    if not any(resolved.is_relative_to(d) for d in policy.allowed_dirs):
+        allowed = ", ".join(str(d) for d in policy.allowed_dirs)
+        raise PathNotAllowedError(
+            f"Path {_truncate(raw)!r} resolves to {str(resolved)!r}, outside the allowed directories ({allowed}). "
+            "Copy the file into an allowed directory or widen MediaPolicy.allowed_dirs."
+        )
+    return resolved
+
+
+def _from_path(raw: str, desc: str, opts: _Options) -> Image.Image:
+    path = _resolve_local_path(raw, opts.policy)
+    # A check-then-open race (symlink swapped in between) can still escape allowed_dirs; callers that let
+    # untrusted writers into those directories should not rely on this alone.
+    if not path.exists():
+        raise MediaNotFoundError(f"No such image file: {desc}. Check the path and the working directory.")
+    if not path.is_file():
+        raise MediaNotFoundError(f"{desc} is not a regular file (a directory or device); pass an image file.")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(f"{desc} is an empty file (0 bytes); re-export or re-download the image.")
+    try:
+        with open(path, "rb") as fh:
+            return _decode_stream(fh, desc, opts)
+    except PermissionError as err:
+        raise MediaNotFoundError(f"{desc} cannot be read ({err.strerror}); check its permissions.") from err
+
+
+def _from_file_object(fh: Any, opts: _Options) -> Image.Image:
+    desc = describe_source(fh)
+    if isinstance(fh, io.TextIOBase):
+        raise UnsupportedSourceError(f"{desc} is open in text mode; open the file with 'rb'.")
+    try:
+        seekable = bool(fh.seekable()) if hasattr(fh, "seekable") else False
+        if seekable and fh.tell() == 0:
+            return _decode_stream(fh, desc, opts)  # PIL reads from the start; no copy needed
+        data = fh.read(opts.policy.max_bytes + 1)
+    except OSError as err:
+        raise ImageDecodeError(f"Could not read {desc}: {err}.") from err
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsupportedSourceError(f"{desc}.read() returned {type(data).__name__}, not bytes; open it with 'rb'.")
+    _check_inline_size(len(data), f"{desc} (unseekable or mid-stream; read up to the byte cap)", opts.policy)
+    return _decode_bytes(bytes(data), desc, opts)
+
+
+# --- internals: decoding ------------------------------------------------------------------------------------------
+
+
+def _decode_bytes(data: bytes, desc: str, opts: _Options) -> Image.Image:
+    if not data:
+        raise ImageDecodeError(f"{desc} is empty (0 bytes); there is no image to decode.")
+    return _decode_stream(io.BytesIO(data), desc, opts)
+
+
+def _open(fh: Any, desc: str, policy: MediaPolicy) -> Image.Image:
+    formats = [f for f in policy.image_formats if f in Image.OPEN] or None
+    try:
+        with _OPEN_LOCK, warnings.catch_warnings():
+            # Our own max_pixels check (below) is the policy; PIL's warning threshold would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fh, formats=formats)
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(
+            f"{desc} is a decompression-bomb-sized image ({err}). PIL refuses images over "
+            f"2 x PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; downscale it first."
+        ) from err
+    except Image.UnidentifiedImageError as err:
+        raise ImageDecodeError(
+            f"{desc} is not an image in a supported format ({', '.join(policy.image_formats)}); "
+            "check that it is a complete image file, not HTML, text or an unsupported format."
+        ) from err
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as err:
+        raise ImageDecodeError(f"{desc} has a corrupt image header ({err}); re-export the image.") from err
+
+
+def _decode_stream(fh: Any, desc: str, opts: _Options) -> Image.Image:
+    im = _open(fh, desc, opts.policy)
+    _check_dims(im.width, im.height, desc, opts.policy)
+    try:
+        im.load()  # decode now, while the file is open and inside this try: truncation fails here
+    except Image.DecompressionBombError as err:
+        raise ImageTooLargeError(f"{desc} exceeds PIL's decompression-bomb limit ({err}).") from err
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as err:
+        raise ImageDecodeError(
+            f"{desc} could not be decoded ({err}); the file is probably truncated or corrupt. Re-download or "
+            "re-export it."
+        ) from err
+    return _finish(im, desc, opts)
+
+
+def _check_dims(width: int, height: int, desc: str, policy: MediaPolicy) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageTooSmallError(f"{desc} has size {width}x{height}; an image needs at least 1x1 pixels.")
+    if width * height > policy.max_pixels:
+        raise ImageTooLargeError(
+            f"{desc} is {width}x{height} = {width * height} pixels, over the limit of {policy.max_pixels} "
+            "(decompression-bomb guard). Downscale it, or raise MediaPolicy(max_pixels=...) if you trust it."
+        )
+
+
+def _finish(im: Image.Image, desc: str, opts: _Options) -> Image.Image:
+    _check_dims(im.width, im.height, desc, opts.policy)
+    try:
+        im.load()
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError) as err:
+        raise ImageDecodeError(f"{desc} could not be decoded ({err}); it is probably truncated.") from err
+    if opts.exif_transpose:
+        im = _apply_exif_orientation(im)
+    return _to_rgb(im, desc, opts.high_bit_depth)
+
+
+def _apply_exif_orientation(im: Image.Image) -> Image.Image:
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+        if orientation in (2, 3, 4, 5, 6, 7, 8):
+            return ImageOps.exif_transpose(im)
+    except Exception:  # a malformed EXIF block must not cost the user the image
+        pass
+    return im
+
+
+def _to_rgb(im: Image.Image, desc: str, high_bit_depth: str) -> Image.Image:
+    if im.mode in _HIGH_BIT_MODES and high_bit_depth == "scale":
+        return Image.fromarray(_scale_to_uint8(np.asarray(im), im.mode), mode="L").convert("RGB")
+    try:
+        return im.convert("RGB")  # a copy even for RGB input, so callers never share pixels with the source
+    except ValueError:
+        if im.mode in _HIGH_BIT_MODES:  # "clip" on a mode PIL cannot convert directly
+            return Image.fromarray(np.clip(np.asarray(im), 0, 255).astype(np.uint8), mode="L").convert("RGB")
+        raise ImageDecodeError(
+            f"{desc} has pixel mode {im.mode!r}, which PIL cannot convert to RGB; convert it to RGB first."
+        ) from None
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Map high-bit-depth samples to 0..255.
+
+    ``I;16*`` is 16-bit by definition. Mode ``I`` carries no bit depth, so the value range decides: data within
+    0..255 is kept, within 0..65535 is treated as 16-bit, anything else is stretched min..max. ``F`` within 0..1
+    is scaled by 255, within 0..255 kept, else stretched.
+    """
+    if mode.startswith("I;16"):
+        wide = arr.astype(np.uint32)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    data = arr.astype(np.float64)
+    finite = data[np.isfinite(data)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if mode == "F" and lo >= 0 and hi <= 1:
+        scaled = data * 255
+    elif lo >= 0 and hi <= 255:
+        scaled = data
+    elif mode == "I" and lo >= 0 and hi <= 65535:
+        scaled = data * (255 / 65535)
+    else:
+        scaled = (data - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(data)
+    return np.clip(np.nan_to_num(np.rint(scaled)), 0, 255).astype(np.uint8)
+
+
+def _from_array(arr: np.ndarray, opts: _Options) -> Image.Image:
+    desc = describe_source(arr)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        hint = " (channels-first? use arr.transpose(1, 2, 0))" if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) else ""
+        raise UnsupportedSourceError(f"{desc} is not HxW, HxWx1, HxWx3 or HxWx4{hint}.")
+    _check_dims(arr.shape[1], arr.shape[0], desc, opts.policy)
+    arr = _array_to_uint8(arr, desc, opts.high_bit_depth)
+    im = Image.fromarray(np.ascontiguousarray(arr))
+    return im.convert("RGB")  # RGBA drops alpha, as convert('RGB') does for RGBA files
+
+
+def _array_to_uint8(arr: np.ndarray, desc: str, high_bit_depth: str) -> np.ndarray:
+    kind = arr.dtype.kind
+    if arr.dtype == np.uint8:
+        return arr
+    if kind == "b":
+        return arr.astype(np.uint8) * 255
+    if arr.dtype == np.uint16:
+        if high_bit_depth == "clip":
+            return np.minimum(arr, 255).astype(np.uint8)
+        return _scale_to_uint8(arr, "I;16")
+    if kind == "f":
+        if not np.isfinite(arr).all():
+            raise UnsupportedSourceError(f"{desc} contains NaN or infinity; clean the array first.")
+        lo, hi = float(arr.min()), float(arr.max())
+        if lo < -1e-3 or hi > 1 + 1e-3:
+            raise UnsupportedSourceError(
+                f"{desc} has float values in [{lo:g}, {hi:g}]; float images must lie in [0, 1]. Divide by 255 "
+                "(or pass arr.astype(np.uint8)) first."
+            )
+        return np.rint(np.clip(arr.astype(np.float64), 0, 1) * 255).astype(np.uint8)
+    if kind in "iu":
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo >= 0 and hi <= 255:
+            return arr.astype(np.uint8)
+        raise UnsupportedSourceError(
+            f"{desc} has integer values in [{lo}, {hi}]; pass uint8 (0..255), uint16, or floats in [0, 1]."
+        )
+    raise UnsupportedSourceError(f"{desc} has dtype {arr.dtype}; pass uint8, uint16, bool or float in [0, 1].")
+
+
+# --- internals: remote fetching -----------------------------------------------------------------------------------
+#
+# DNS rebinding: the host is resolved once, every address is checked, and the request is sent to the checked IP
+# (the URL's host is replaced by it) with the original Host header and, for https, the original name as SNI and
+# for certificate verification (httpcore's "sni_hostname" extension). So a second, different DNS answer is never
+# used. A fresh client per hop keeps a TLS connection verified for one name from serving another, and
+# trust_env=False keeps environment proxies from resolving the name again on our behalf.
+
+_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def _resolve_host(host: str, port: int) -> list[str]:
+    """All addresses ``host`` resolves to (module-level so tests can substitute a fake resolver)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _blocked_reason(addr: _IPAddress) -> str | None:
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return _blocked_reason(addr.ipv4_mapped)
+        embedded = [addr.sixtofour, *(addr.teredo or ())]
+        if addr in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF))
+        for inner in embedded:
+            if inner is not None and _blocked_reason(inner):
+                return f"embeds {inner}, which is {_blocked_reason(inner)}"
+        if addr.is_site_local:
+            return "site-local"
+    for reason in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+        if getattr(addr, f"is_{reason}"):
+            return reason.replace("_", "-")
+    if not addr.is_global:
+        return "not globally routable"
+    return None
+
+
+def _literal_ip(host: str) -> _IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    # Legacy IPv4 spellings ("2130706433", "0x7f.1", "127.1") that resolvers still honour.
+    if re.fullmatch(r"[0-9a-fA-Fx.]+", host) and re.search(r"[0-9]", host):
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class _Target:
+    url: Any  # httpx.URL as written (for joining redirects and for messages)
+    pinned: Any  # httpx.URL with the host replaced by the checked IP
+    host_header: str
+    sni: str | None
+
+
+def _check_url(url: str, policy: MediaPolicy) -> _Target:
+    import httpx
+
+    shown = _redact_url(url)
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, ValueError) as err:
+        raise URLBlockedError(f"URL {shown!r} is malformed ({err}).") from err
+    scheme = parsed.scheme.lower()
+    if scheme not in policy.allowed_schemes:
+        raise URLBlockedError(
+            f"URL {shown!r} uses scheme {scheme!r}; only {', '.join(policy.allowed_schemes)} may be fetched."
+        )
+    if not policy.allow_remote:
+        raise RemoteFetchDisabledError(
+            f"URL {shown!r} was given but remote fetching is off. Download the image yourself, or pass "
+            "policy=MediaPolicy(allow_remote=True) if this input is trusted to name public hosts."
+        )
+    host = parsed.raw_host.decode("ascii").rstrip(".").lower()
+    if not host:
+        raise URLBlockedError(f"URL {shown!r} has no host.")
+    port = parsed.port or (443 if scheme == "https" else 80)
+    if not policy._exempt(host, None) and (host == "localhost" or host.endswith(".localhost")):
+        raise URLBlockedError(f"URL {shown!r} points at localhost; only public hosts may be fetched.")
+    literal = _literal_ip(host.split("%", 1)[0])
+    if literal is not None:
+        addresses = [literal]
+    else:
+        try:
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in _resolve_host(host, port)]
+        except (OSError, UnicodeError) as err:
+            raise FetchError(f"Could not resolve the host of {shown!r} ({err}); check the URL.") from err
+        if not addresses:
+            raise FetchError(f"The host of {shown!r} resolved to no addresses.")
+    for addr in addresses:
+        reason = _blocked_reason(addr)
+        if reason and not policy._exempt(host, addr):
+            raise URLBlockedError(
+                f"URL {shown!r} resolves to {addr}, a {reason} address; fetching it could reach internal "
+                "services. Only public hosts may be fetched (MediaPolicy.allow_private_hosts exempts trusted ones)."
+            )
+    pinned = parsed.copy_with(host=str(addresses[0]))
+    return _Target(parsed, pinned, parsed.netloc.decode("ascii"), host if scheme == "https" else None)
+
+
+def _fetch(url: str, policy: MediaPolicy) -> bytes:
+    """GET ``url`` under ``policy``: redirects re-checked per hop, total deadline, running byte cap."""
+    import httpx
+
+    deadline = time.monotonic() + policy.timeout
+    current = url
+    for hop in range(policy.max_redirects + 1):
+        target = _check_url(current, policy)
+        shown = _redact_url(str(target.url))
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchError(f"Fetching {shown!r} timed out after {policy.timeout:g} s (MediaPolicy.timeout).")
+        headers = {"Host": target.host_header, "Accept": "image/*", "Accept-Encoding": "identity",
+                   "User-Agent": "internvl-tools"}  # fmt: skip
+        extensions = {"sni_hostname": target.sni} if target.sni else {}
+        try:
+            with (
+                httpx.Client(timeout=remaining, follow_redirects=False, trust_env=False) as client,
+                client.stream("GET", target.pinned, headers=headers, extensions=extensions) as resp,
+            ):
+                if resp.is_redirect:
+                    if hop == policy.max_redirects:
+                        raise FetchError(
+                            f"{shown!r} redirected more than {policy.max_redirects} times (MediaPolicy.max_redirects)."
+                        )
+                    current = str(target.url.join(resp.headers["location"]))
+                    continue
+                if not 200 <= resp.status_code < 300:
+                    raise FetchError(
+                        f"Fetching {shown!r} failed with HTTP {resp.status_code} {resp.reason_phrase}; "
+                        "check that the URL is right and public."
+                    )
+                return _read_capped(resp, shown, policy, deadline)
+        except httpx.TimeoutException as err:
+            raise FetchError(f"Fetching {shown!r} timed out after {policy.timeout:g} s (MediaPolicy.timeout).") from err
+        except httpx.HTTPError as err:
+            raise FetchError(f"Fetching {shown!r} failed: {type(err).__name__}: {err}.") from err
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+def _read_capped(resp: Any, shown: str, policy: MediaPolicy, deadline: float) -> bytes:
+    declared = resp.headers.get("content-length")
+    too_big = (
+        f"The body of {shown!r} is larger than MediaPolicy.max_bytes={policy.max_bytes}; refusing to download it."
+    )
+    if declared is not None and declared.strip().isdigit() and int(declared) > policy.max_bytes:
+        raise FetchError(too_big + f" (Content-Length: {int(declared)})")
+    body = bytearray()
+    for chunk in resp.iter_bytes():
+        body += chunk
+        if len(body) > policy.max_bytes:
+            raise FetchError(too_big)
+        if time.monotonic() > deadline:  # a slow drip never trips the per-read timeout
+            raise FetchError(f"Fetching {shown!r} took longer than {policy.timeout:g} s (MediaPolicy.timeout).")
+    return bytes(body)
+

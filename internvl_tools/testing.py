@@ -1,0 +1,622 @@
+"""Tiny random InternVL checkpoints, built offline in about a second, for tests, CI, notebooks and users.
+
+A tiny checkpoint is a real checkpoint directory (config, tokenizer, weights) that the real loading code reads: the
+native transformers layout (``InternVLForConditionalGeneration``, like ``OpenGVLab/InternVL3-1B-hf``) or the
+original InternVL layout (``InternVLChatModel`` with ``llm_config``, weights under the original names, like
+``OpenGVLab/InternVL2-1B``) for each language-model family: ``qwen2``, ``llama``, ``internlm2`` (fused grouped
+``wqkv``, sentencepiece tokenizer) and ``phi3`` (fused ``qkv_proj``, longrope scaling). The weights are random, so
+the model's answers are gibberish, but every code path (tiling, prompts, image-token expansion, generation, weight
+mapping) runs for real.
+
+>>> from internvl_tools.testing import make_tiny_checkpoint
+>>> import tempfile
+>>> path = make_tiny_checkpoint(tempfile.mkdtemp(), family="qwen2", format="native", seed=0)
+>>> (path / "config.json").is_file()
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER
+from internvl_tools.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from transformers import InternVLConfig, InternVLForConditionalGeneration
+
+__all__ = [
+    "FAMILIES",
+    "FORMATS",
+    "TINY_VOCAB_SIZE",
+    "HF_CHAT_TEMPLATE",
+    "make_tiny_checkpoint",
+    "tiny_checkpoint",
+    "tiny_internvl_config",
+    "random_tiny_model",
+]
+
+FAMILIES: tuple[str, ...] = ("qwen2", "llama", "internlm2", "phi3")
+FORMATS: tuple[str, ...] = ("native", "original")
+#: Every tiny model has this many embedding rows; tokenizers are smaller (a padded vocabulary, like InternVL2_5-1B).
+TINY_VOCAB_SIZE = 512
+
+_TEMPLATES = {"qwen2": "internvl2_5", "llama": "Hermes-2", "internlm2": "internlm2-chat", "phi3": "phi3-chat"}
+_LLM_ARCHS = {
+    "qwen2": "Qwen2ForCausalLM",
+    "llama": "LlamaForCausalLM",
+    "internlm2": "InternLM2ForCausalLM",
+    "phi3": "Phi3ForCausalLM",
+}
+_AUTO_MAP = {
+    "AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+    "AutoModel": "modeling_internvl_chat.InternVLChatModel",
+    "AutoModelForCausalLM": "modeling_internvl_chat.InternVLChatModel",
+}
+_CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+_PHI3_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
+_INTERNLM2_MARKERS = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
+
+#: The chat template shipped with the native ``-hf`` checkpoints: ChatML, no default system message.
+HF_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}"
+    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# A small multilingual corpus: enough merges that ordinary text does not decode byte by byte, and CJK / emoji in
+# the training data so the tokenizers see multi-byte characters (byte fallback covers everything else).
+_CORPUS_LINES = (
+    "The quick brown fox jumps over the lazy dog.",
+    "Please describe the image in detail. What is the total on this invoice?",
+    "Image-1: Image-2: Frame1: Frame2: Frame3: Compare the two pictures.",
+    "Sure, I will detect and label all objects in the image and mark their positions.",
+    "Please provide the bounding box coordinate of the region this sentence describes:",
+    "the red car, the lady, a cat on the sofa, two dogs, a chart with bars, a table of numbers",
+    "0 1 2 3 4 5 6 7 8 9 10 100 1000 [[12, 34, 567, 890]] [[0, 0, 1000, 1000]] 3.14 -42 50%",
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+    "user assistant system Hello! Hi there. And then? Answer the question using a single word or phrase.",
+    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。",
+    "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。",
+    "请识别图中所有文字，并输出坐标框。图片里有什么？这是一只猫。日本語のテキスト。한국어 텍스트.",
+    "Emoji: 😀 😂 🚗 🐱 🐶 📄 📊 ✅ ❤️ 👍 🎉 — café naïve résumé Ünïcödé ß ø å",
+    "def main():\n    return {'key': \"value\", 'items': [1, 2, 3]}\n\tindented\n\n",
+)
+
+
+def _corpus() -> list[str]:
+    # Repeat so that BPE / unigram training sees frequent pairs; ordering is fixed for determinism.
+    return [line for _ in range(8) for line in _CORPUS_LINES]
+
+
+def _check_args(family: str, format: str) -> None:
+    if family not in FAMILIES:
+        raise ConfigError(f"unknown tiny-checkpoint family {family!r}; choose one of {', '.join(FAMILIES)}")
+    if format not in FORMATS:
+        raise ConfigError(f"unknown tiny-checkpoint format {format!r}; choose 'native' or 'original'")
+
+
+# --- tokenizers --------------------------------------------------------------------------------------------------
+
+
+def _special_tokens(family: str) -> list[str]:
+    tokens = [*_CHATML, *INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER]
+    if family == "phi3":
+        tokens += list(_PHI3_MARKERS)
+    return tokens
+
+
+def _build_bpe_tokenizer(family: str) -> Any:
+    """Train a byte-level BPE tokenizer (Qwen2-style: no BOS) on the built-in corpus."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = _special_tokens(family)
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE - 32,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_corpus(), trainer=trainer)
+    eos = "<|end|>" if family == "phi3" else "<|im_end|>"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token=eos,
+        pad_token="<|endoftext|>",
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
+        additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", eos)],
+        chat_template=HF_CHAT_TEMPLATE,
+    )
+
+
+def _write_internlm2_tokenizer(directory: Path) -> dict[str, int]:
+    """Write an InternLM2-style sentencepiece tokenizer; return the configured ids of the added tokens.
+
+    Like the real one: ``<unk>``/``<s>``/``</s>`` are ids 0/1/2, the chat markers are sentencepiece pieces
+    ``[UNUSED_TOKEN_141..146]`` renamed by ``added_tokens_decoder``, and the nine InternVL tokens follow the
+    sentencepiece vocabulary.
+    """
+    import io
+
+    import sentencepiece as spm
+
+    unused = [f"[UNUSED_TOKEN_{i}]" for i in range(141, 147)]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(_corpus()),
+        model_writer=model,
+        model_type="bpe",
+        vocab_size=400,
+        character_coverage=1.0,
+        byte_fallback=True,
+        add_dummy_prefix=False,
+        remove_extra_whitespaces=False,
+        normalization_rule_name="identity",
+        split_digits=True,
+        user_defined_symbols=unused,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        num_threads=1,
+        minloglevel=2,
+    )
+    (directory / "tokenizer.model").write_bytes(model.getvalue())
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(model.getvalue())
+    size = sp.get_piece_size()
+
+    ids: dict[str, int] = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    for marker, piece in zip(_INTERNLM2_MARKERS, unused, strict=True):
+        ids[marker] = sp.piece_to_id(piece)
+    for offset, token in enumerate(INTERNVL_SPECIAL_TOKENS):
+        ids[token] = size + offset
+
+    def entry(content: str) -> dict[str, Any]:
+        return {
+            "content": content, "lstrip": False, "normalized": False, "rstrip": False,
+            "single_word": False, "special": True,
+        }
+
+    config = {
+        "tokenizer_class": "InternLM2Tokenizer",
+        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]},
+        "added_tokens_decoder": {str(i): entry(t) for t, i in sorted(ids.items(), key=lambda kv: kv[1])},
+        "additional_special_tokens": [*_INTERNLM2_MARKERS[4:], *INTERNVL_SPECIAL_TOKENS],
+        "bos_token": "<s>",
+        "eos_token": "</s>",
+        "pad_token": "</s>",
+        "unk_token": "<unk>",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 4096,
+    }
+    _write_json(directory / "tokenizer_config.json", config)
+    _write_json(
+        directory / "special_tokens_map.json",
+        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>"},
+    )
+    return ids
+
+
+# --- configs and weights -----------------------------------------------------------------------------------------
+
+
+def _vision_style(family: str) -> str:
+    # InternLM2-backed models (V1-5, InternVL2-26B, ...) use the 6B-style encoder; the others the 300M style.
+    return "6b" if family == "internlm2" else "300m"
+
+
+def tiny_internvl_config(
+    family: str = "qwen2",
+    *,
+    image_token_id: int,
+    vocab_size: int = TINY_VOCAB_SIZE,
+    eos_token_id: int | None = None,
+    pad_token_id: int | None = None,
+    bos_token_id: int | None = None,
+    image_size: int = 56,
+    patch_size: int = 14,
+) -> InternVLConfig:
+    """The native config of a tiny model of ``family`` (what the original-format checkpoint maps onto).
+
+    >>> cfg = tiny_internvl_config("phi3", image_token_id=5)
+    >>> cfg.text_config.model_type, cfg.image_seq_length
+    ('phi3', 4)
+    """
+    from transformers import InternVLConfig, InternVLVisionConfig, LlamaConfig, Phi3Config, Qwen2Config
+
+    _check_args(family, "native")
+    six_b = _vision_style(family) == "6b"
+    vision = InternVLVisionConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        image_size=image_size,
+        patch_size=patch_size,
+        norm_type="rms_norm" if six_b else "layer_norm",
+        use_qk_norm=six_b,
+        attention_bias=not six_b,
+        layer_norm_eps=1e-6,
+        use_mean_pooling=True,
+    )
+    common: dict[str, Any] = {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "eos_token_id": eos_token_id,
+        "pad_token_id": pad_token_id,
+        "bos_token_id": bos_token_id,
+        "tie_word_embeddings": False,
+    }
+    if family == "qwen2":
+        text = Qwen2Config(**common, max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+    elif family == "llama":
+        text = LlamaConfig(**common, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                           rope_parameters={"rope_type": "default", "rope_theta": 5e6})
+    elif family == "internlm2":
+        # InternLM2 checkpoints carry dynamic NTK scaling (factor 2.0); a short context makes it reachable.
+        text = LlamaConfig(**common, max_position_embeddings=256, rms_norm_eps=1e-5,
+                           rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6})
+    else:
+        short, long = _phi3_factors()
+        text = Phi3Config(
+            **common,
+            max_position_embeddings=4096,
+            original_max_position_embeddings=512,
+            rms_norm_eps=1e-5,
+            rope_parameters={
+                "rope_type": "longrope",
+                "short_factor": short,
+                "long_factor": long,
+                "original_max_position_embeddings": 512,
+                "rope_theta": 10000.0,
+            },
+        )
+    tokens = int((image_size // patch_size) ** 2 * 0.5**2)
+    return InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=image_token_id,
+        image_seq_length=tokens,
+        downsample_ratio=0.5,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+
+
+def _phi3_factors() -> tuple[list[float], list[float]]:
+    head_dim = 64 // 4
+    short = [1.0 + 0.05 * i for i in range(head_dim // 2)]
+    long = [1.5 + 0.5 * i for i in range(head_dim // 2)]
+    return short, long
+
+
+def random_tiny_model(config: InternVLConfig, seed: int = 0) -> InternVLForConditionalGeneration:
+    """Instantiate ``config`` with every parameter drawn from a seeded generator (norms, layer scales and biases too).
+
+    Unlike the library's init (ones, zeros, constant layer scales), every tensor is random, so a mapping that swaps
+    two same-shaped tensors changes the output. Scales keep activations of order one.
+
+    >>> model = random_tiny_model(tiny_internvl_config("qwen2", image_token_id=5), seed=0)
+    >>> model.training
+    False
+    """
+    import torch
+    from transformers import InternVLForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+            noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+            leaf = name.rsplit(".", 2)
+            if name.endswith("bias"):
+                value = 0.1 * noise
+            elif "norm" in name:
+                value = 1.0 + 0.2 * noise
+            elif "lambda_" in leaf[-1]:
+                value = 0.5 + 0.2 * noise
+            elif param.ndim <= 1 or name.endswith(("embed_tokens.weight", "cls_token", "position_embeddings")):
+                value = 0.5 * noise
+            else:
+                fan_in = param[0].numel()
+                value = noise / fan_in**0.5
+            param.copy_(value.to(param.dtype))
+    return model.eval()
+
+
+def _original_config(family: str, native: InternVLConfig, *, ps_version: str) -> dict[str, Any]:
+    """The ``InternVLChatModel`` config.json describing ``native`` (the layout the released checkpoints use)."""
+    vision = native.vision_config
+    text = native.text_config
+    six_b = vision.norm_type == "rms_norm"
+    image_size = int(vision.image_size[0])
+    llm: dict[str, Any] = {
+        "architectures": [_LLM_ARCHS[family]],
+        "vocab_size": text.vocab_size,
+        "hidden_size": text.hidden_size,
+        "intermediate_size": text.intermediate_size,
+        "num_hidden_layers": text.num_hidden_layers,
+        "num_attention_heads": text.num_attention_heads,
+        "num_key_value_heads": text.num_key_value_heads,
+        "hidden_act": "silu",
+        "max_position_embeddings": text.max_position_embeddings,
+        "rms_norm_eps": text.rms_norm_eps,
+        "rope_theta": text.rope_parameters["rope_theta"],
+        "bos_token_id": text.bos_token_id,
+        "eos_token_id": text.eos_token_id,
+        "pad_token_id": text.pad_token_id,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "attn_implementation": "eager",
+    }
+    if family == "qwen2":
+        llm.update(model_type="qwen2", rope_scaling=None, use_sliding_window=False, sliding_window=2048,
+                   max_window_layers=text.num_hidden_layers, attention_dropout=0.0)
+    elif family == "llama":
+        llm.update(model_type="llama", rope_scaling=None, attention_bias=False, mlp_bias=False, pretraining_tp=1)
+    elif family == "internlm2":
+        llm.update(
+            model_type="internlm2",
+            bias=False,
+            rope_scaling={"type": "dynamic", "factor": 2.0},
+            auto_map={
+                "AutoConfig": "configuration_internlm2.InternLM2Config",
+                "AutoModel": "modeling_internlm2.InternLM2ForCausalLM",
+                "AutoModelForCausalLM": "modeling_internlm2.InternLM2ForCausalLM",
+            },
+        )
+    else:
+        short, long = _phi3_factors()
+        llm.update(
+            model_type="phi3",
+            original_max_position_embeddings=text.original_max_position_embeddings,
+            rope_scaling={"type": "su", "short_factor": short, "long_factor": long},
+            sliding_window=text.max_position_embeddings,
+            embd_pdrop=0.0,
+            resid_pdrop=0.0,
+            attention_dropout=0.0,
+        )
+    return {
+        "architectures": ["InternVLChatModel"],
+        "auto_map": dict(_AUTO_MAP),
+        "model_type": "internvl_chat",
+        "template": _TEMPLATES[family],
+        "downsample_ratio": native.downsample_ratio,
+        "dynamic_image_size": True,
+        "force_image_size": image_size,
+        "max_dynamic_patch": 12,
+        "min_dynamic_patch": 1,
+        "ps_version": ps_version,
+        "select_layer": native.vision_feature_layer,
+        "use_thumbnail": True,
+        "use_backbone_lora": 0,
+        "use_llm_lora": 0,
+        "pad2square": False,
+        "torch_dtype": "float32",
+        "vision_config": {
+            "architectures": ["InternVisionModel"],
+            "model_type": "intern_vit_6b",
+            "hidden_size": vision.hidden_size,
+            "num_hidden_layers": vision.num_hidden_layers,
+            "num_attention_heads": vision.num_attention_heads,
+            "intermediate_size": vision.intermediate_size,
+            "hidden_act": "gelu",
+            "image_size": image_size,
+            "patch_size": int(vision.patch_size[0]),
+            "num_channels": 3,
+            "norm_type": "rms_norm" if six_b else "layer_norm",
+            "qk_normalization": six_b,
+            "qkv_bias": not six_b,
+            "layer_norm_eps": vision.layer_norm_eps,
+            "initializer_factor": 0.1,
+            "initializer_range": 0.02,
+            "drop_path_rate": 0.0,
+            "dropout": 0.0,
+            "attention_dropout": 0.0,
+            "use_flash_attn": False,
+        },
+        "llm_config": llm,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _write_preprocessor(directory: Path, image_size: int, *, native: bool) -> None:
+    config: dict[str, Any] = {
+        "image_processor_type": "GotOcr2ImageProcessor" if native else "CLIPImageProcessor",
+        "crop_to_patches": True,
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": list(IMAGENET_MEAN),
+        "image_std": list(IMAGENET_STD),
+        "max_patches": 12,
+        "min_patches": 1,
+        "resample": 3,
+        "rescale_factor": 1 / 255,
+        "size": {"height": image_size, "width": image_size},
+    }
+    if native:
+        config["processor_class"] = "InternVLProcessor"
+    _write_json(directory / "preprocessor_config.json", config)
+
+
+def make_tiny_checkpoint(
+    directory: str | os.PathLike[str],
+    family: str = "qwen2",
+    format: str = "native",
+    seed: int = 0,
+    *,
+    image_size: int = 56,
+    ps_version: str = "v2",
+) -> Path:
+    """Build a tiny random InternVL checkpoint in ``directory`` (created if needed) and return its path.
+
+    ``format="native"`` writes the transformers layout (config, ``model.safetensors``, tokenizer with the
+    InternVL special tokens and the ``-hf`` chat template, GotOcr2 preprocessor config, generation config).
+    ``format="original"`` writes the ``InternVLChatModel`` layout with weights under the original names
+    (``vision_model.*``, ``mlp1.*``, ``language_model.*``; InternLM2's grouped ``wqkv``); ``ps_version`` "v1"
+    gives the transposed pixel shuffle of the oldest checkpoints. Same arguments give byte-identical files.
+    With the default 56-pixel tiles and patch 14 each tile becomes 4 image tokens.
+
+    >>> import tempfile
+    >>> p = make_tiny_checkpoint(tempfile.mkdtemp(), family="internlm2", format="original")
+    >>> sorted(f.name for f in p.glob("*.model"))
+    ['tokenizer.model']
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    _check_args(family, format)
+    if ps_version not in ("v1", "v2"):
+        raise ConfigError(f"ps_version must be 'v1' or 'v2', got {ps_version!r}")
+    if format == "native" and ps_version != "v2":
+        raise ConfigError("native checkpoints always use ps_version 'v2'; use format='original' for 'v1'")
+    if image_size % 28:
+        raise ConfigError(f"image_size must be a multiple of 28 (patch 14, pixel shuffle 0.5), got {image_size}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    if family == "internlm2" and format == "original":
+        ids = _write_internlm2_tokenizer(directory)
+        image_token_id, eos_id, pad_id, bos_id = ids["<IMG_CONTEXT>"], ids["<|im_end|>"], ids["</s>"], ids["<s>"]
+        tokenizer = None
+    else:
+        tokenizer = _build_bpe_tokenizer(family)
+        image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+        eos_id = tokenizer.eos_token_id
+        pad_id = tokenizer.pad_token_id
+        bos_id = None
+    config = tiny_internvl_config(
+        family, image_token_id=image_token_id, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id,
+        image_size=image_size,
+    )
+    model = random_tiny_model(config, seed)
+    model.generation_config.eos_token_id = eos_id
+    model.generation_config.pad_token_id = pad_id
+    if bos_id is not None:
+        model.generation_config.bos_token_id = bos_id
+
+    if format == "native":
+        model.save_pretrained(directory)
+        _save_processor(directory, tokenizer, image_size, config.image_seq_length)
+        return directory
+
+    from internvl_tools.checkpoints import to_original_state_dict
+
+    raw = _original_config(family, config, ps_version=ps_version)
+    state = to_original_state_dict(model.state_dict(), raw)
+    state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in sorted(state.items())}
+    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    _write_json(directory / "config.json", raw)
+    generation = {"eos_token_id": eos_id, "pad_token_id": pad_id}
+    if bos_id is not None:
+        generation["bos_token_id"] = bos_id
+    _write_json(directory / "generation_config.json", generation)
+    _write_preprocessor(directory, image_size, native=False)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+def _save_processor(directory: Path, tokenizer: Any, image_size: int, image_seq_length: int) -> None:
+    from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, InternVLVideoProcessor
+
+    size = {"height": image_size, "width": image_size}
+    image_processor = GotOcr2ImageProcessorPil(
+        size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), crop_to_patches=True,
+        max_patches=12, min_patches=1,
+    )
+    video_processor = InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
+    processor = InternVLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=video_processor,
+        image_seq_length=image_seq_length,
+        chat_template=HF_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(directory)
+
+
+def _cache_root() -> Path:
+    env = os.environ.get("INTERNVL_TOOLS_CACHE")
+    if env:
+        return Path(env).expanduser() / "tiny"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "internvl-tools" / "tiny"
+
+
+def tiny_checkpoint(family: str = "qwen2", format: str = "native", seed: int = 0, **kwargs: Any) -> Path:
+    """Like :func:`make_tiny_checkpoint`, but built once into a per-user cache and reused.
+
+    The cache lives under ``$INTERNVL_TOOLS_CACHE/tiny`` (default ``~/.cache/internvl-tools/tiny``) and is keyed by
+    every argument plus the package, torch and transformers versions.
+
+    >>> path = tiny_checkpoint("qwen2", "native")   # doctest: +SKIP
+    """
+    import tempfile
+
+    import torch
+    import transformers
+
+    from internvl_tools import __version__
+
+    _check_args(family, format)
+    key_source = json.dumps(
+        {"family": family, "format": format, "seed": seed, **kwargs, "v": __version__,
+         "torch": torch.__version__, "transformers": transformers.__version__, "layout": 1},
+        sort_keys=True,
+    )
+    key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+    target = _cache_root() / f"{family}-{format}-{seed}-{key}"
+    if (target / ".complete").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a sibling temp dir and rename, so concurrent test workers never see a half-written checkpoint.
+    staging = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    make_tiny_checkpoint(staging, family=family, format=format, seed=seed, **kwargs)
+    (staging / ".complete").write_text("ok\n")
+    try:
+        staging.rename(target)
+    except OSError:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / ".complete").is_file():
+            raise
+    return target
