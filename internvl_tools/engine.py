@@ -717,12 +717,7 @@ class InternVL:
         """
         import json
 
-        from internvl_tools.structured import (
-            JSONSchemaLogitsProcessor,
-            compile_json_schema,
-            json_schema_of,
-            validate_output,
-        )
+        from internvl_tools.structured import json_schema_of, validate_output
 
         generation.setdefault("max_new_tokens", 1024)
         json_schema = json_schema_of(schema)
@@ -740,7 +735,7 @@ class InternVL:
 
     def generate_structured(self, messages: Any, json_schema: dict, **generation: Any) -> ChatResult:
         """Like :meth:`chat`, with decoding constrained to ``json_schema`` (for the integrations)."""
-        from internvl_tools.structured import JSONSchemaLogitsProcessor, compile_json_schema
+        from internvl_tools.structured import JSONSchemaLogitsProcessor, compile_json_schema, minimal_json_length
 
         options = GenerationOptions.from_kwargs(generation)
         if options.stop:
@@ -757,8 +752,10 @@ class InternVL:
                 prompt_length=prompt_length,
                 max_new_tokens=max_new,
                 stop_token_ids=[state.eos_token_id],
+                reserve=reserve,
             )
 
+        reserve = minimal_json_length(json_schema)
         [(new, plen)] = self._generate([prepared], options, state, logits_processor_factory=factory)
         return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
 

@@ -33,6 +33,7 @@ import ipaddress
 import os
 import re
 import socket
+import stat
 import threading
 import time
 import urllib.parse
@@ -327,11 +328,18 @@ def load_images(
     failures = [(i, r) for i, r in enumerate(results) if isinstance(r, InternVLError)]
     if failures:
         index, first = failures[0]
-        first.add_note(f"load_images: item {index} of {len(results)} failed.")
+        _add_note(first, f"load_images: item {index} of {len(results)} failed.")
         for i, other in failures[1:]:
-            first.add_note(f"load_images: item {i} also failed: {type(other).__name__}: {other}")
+            _add_note(first, f"load_images: item {i} also failed: {type(other).__name__}: {other}")
         raise first
     return results
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    else:  # Python 3.10: same attribute, just not printed by the traceback
+        err.__notes__ = [*getattr(err, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
 def encode_image(image: Any, format: str = "PNG", **save_kwargs: Any) -> bytes:
@@ -410,7 +418,7 @@ def _from_string(source: str, opts: _Options) -> Image.Image:
         except MediaPolicyError as err:
             policy_error = err  # maybe it is base64 after all; decide below
         else:
-            if path.exists():
+            if _exists(path):
                 return _from_path(source, desc, opts)
     data = _b64_image_bytes(text, desc, opts.policy)
     if data is not None:
@@ -475,6 +483,13 @@ def _file_uri_to_path(uri: str, desc: str) -> str:
     return urllib.request.url2pathname(parts.path)
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # name too long, symlink loop, NUL byte: not a file we can read
+        return False
+
+
 def _resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
     if not policy.allow_local_files:
         raise PathNotAllowedError(
@@ -486,7 +501,10 @@ def _resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
         return path
     if not path.is_absolute():
         path = policy.allowed_dirs[0] / path
-    resolved = path.resolve()  # follows symlinks and folds '..', so escapes show up here
+    try:
+        resolved = path.resolve()  # follows symlinks and folds '..', so escapes show up here
+    except (OSError, RuntimeError) as err:  # symlink loop, name too long
+        raise MediaNotFoundError(f"Path {_truncate(raw)!r} cannot be resolved ({err}).") from err
     if not any(resolved.is_relative_to(d) for d in policy.allowed_dirs):
         allowed = ", ".join(str(d) for d in policy.allowed_dirs)
         raise PathNotAllowedError(
@@ -500,11 +518,16 @@ def _from_path(raw: str, desc: str, opts: _Options) -> Image.Image:
     path = _resolve_local_path(raw, opts.policy)
     # A check-then-open race (symlink swapped in between) can still escape allowed_dirs; callers that let
     # untrusted writers into those directories should not rely on this alone.
-    if not path.exists():
-        raise MediaNotFoundError(f"No such image file: {desc}. Check the path and the working directory.")
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except (OSError, ValueError) as err:
+        raise MediaNotFoundError(
+            f"No such image file: {desc} ({getattr(err, 'strerror', None) or err}). Check the path and the "
+            "working directory."
+        ) from err
+    if not stat.S_ISREG(info.st_mode):
         raise MediaNotFoundError(f"{desc} is not a regular file (a directory or device); pass an image file.")
-    if path.stat().st_size == 0:
+    if info.st_size == 0:
         raise ImageDecodeError(f"{desc} is an empty file (0 bytes); re-export or re-download the image.")
     try:
         with open(path, "rb") as fh:
@@ -833,9 +856,7 @@ def _fetch(url: str, policy: MediaPolicy) -> bytes:
 
 def _read_capped(resp: Any, shown: str, policy: MediaPolicy, deadline: float) -> bytes:
     declared = resp.headers.get("content-length")
-    too_big = (
-        f"The body of {shown!r} is larger than MediaPolicy.max_bytes={policy.max_bytes}; refusing to download it."
-    )
+    too_big = f"The body of {shown!r} is larger than MediaPolicy.max_bytes={policy.max_bytes}; refusing to download it."
     if declared is not None and declared.strip().isdigit() and int(declared) > policy.max_bytes:
         raise FetchError(too_big + f" (Content-Length: {int(declared)})")
     body = bytearray()
@@ -846,4 +867,3 @@ def _read_capped(resp: Any, shown: str, policy: MediaPolicy, deadline: float) ->
         if time.monotonic() > deadline:  # a slow drip never trips the per-read timeout
             raise FetchError(f"Fetching {shown!r} took longer than {policy.timeout:g} s (MediaPolicy.timeout).")
     return bytes(body)
-

@@ -442,8 +442,10 @@ def build_chat_prompt(
        turn and holds text only. ``system_message=None`` and no system turn mean the template default.
     6. Consecutive turns of the same role are merged into one message, joined by a ``\n`` unless the first
        already ends with one: the templates alternate user/assistant and V1-1 depends on it.
-    7. The first message must be a user one; images and videos only appear in user turns. A final user turn
-       gets the open assistant slot; a final assistant turn is a prefill the model continues.
+    7. The first message must be a user one and no user message may be empty; images and videos only appear
+       in user turns. A final user turn gets the open assistant slot; a final assistant turn is a prefill the
+       model continues (an empty one is just the open slot; an empty earlier one renders as upstream renders
+       an empty answer in history: the bare role tag).
     8. Text (system message included) may not contain ``<image>``, ``<img>``, ``</img>`` or ``<IMG_CONTEXT>``:
        they would be mistaken for image tokens.
 
@@ -470,7 +472,6 @@ def build_chat_prompt(
         if any(not isinstance(p, str) for p in turns[0].parts):
             raise TemplateError("a system turn may hold text only; put images in a user turn")
         system_message = "".join(turns[0].parts)
-        _check_text(system_message, "system")
         turns = turns[1:]
     if any(t.role == "system" for t in turns):
         raise TemplateError("a system turn is only allowed as the first turn; merge it into the first one")
@@ -488,7 +489,7 @@ def build_chat_prompt(
         raise TemplateError("the conversation must start with a user turn (after an optional system turn)")
 
     total_images = sum(isinstance(p, ImageSlot) for _, parts in merged for p in parts)
-    label = image_labels == "always" or (image_labels == "auto" and total_images > 0)
+    label = image_labels == "always" or (image_labels == "auto" and total_images > 1)
     num_patches: list[int] = []
     image_index = 0
     frames = 0
@@ -518,7 +519,11 @@ def build_chat_prompt(
                 chunks.extend(f"Frame{i}: {IMAGE_PLACEHOLDER}\n" for i in range(1, p.num_frames + 1))
                 num_patches.extend([p.patches_per_frame] * p.num_frames)
                 frames += p.num_frames
-        rendered.append((role, "".join(chunks)))
+        content = "".join(chunks)
+        if role == "user" and not content:
+            # Upstream would render a bare role tag with no separator: a malformed prompt, never intended.
+            raise TemplateError("a user turn has no content; give it text, an ImageSlot or a VideoSlot, or drop it")
+        rendered.append((role, content))
 
     prefill = rendered[-1][0] == "assistant"
     if prefill and not rendered[-1][1]:

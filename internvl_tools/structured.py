@@ -23,7 +23,13 @@ from typing import Any
 
 from internvl_tools.errors import DependencyMissingError, StructuredOutputError
 
-__all__ = ["JSONSchemaLogitsProcessor", "compile_json_schema", "json_schema_of", "validate_output"]
+__all__ = [
+    "JSONSchemaLogitsProcessor",
+    "compile_json_schema",
+    "json_schema_of",
+    "minimal_json_length",
+    "validate_output",
+]
 
 
 def json_schema_of(schema: Any) -> dict[str, Any]:
@@ -119,6 +125,54 @@ def compile_json_schema(tokenizer: Any, schema: dict[str, Any], *, vocab_size: i
         raise StructuredOutputError(f"xgrammar cannot compile this JSON schema: {exc}") from exc
 
 
+def minimal_json_length(schema: Mapping[str, Any]) -> int:
+    """Characters of the shortest JSON value that satisfies ``schema`` (approximately: required keys, empty
+    strings and arrays, ``0``, ``false``). Closing pressure starts early enough to write at least this much.
+
+    >>> minimal_json_length({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]})
+    9
+    """
+    defs = {**schema.get("$defs", {}), **schema.get("definitions", {})}
+
+    def size(node: Any, depth: int) -> int:
+        if not isinstance(node, Mapping) or depth > 32:
+            return 4
+        if "$ref" in node:
+            target = defs.get(str(node["$ref"]).rsplit("/", 1)[-1])
+            return size(target, depth + 1) if target is not None else 4
+        if "const" in node:
+            return len(json.dumps(node["const"]))
+        if "enum" in node and node["enum"]:
+            return min(len(json.dumps(v)) for v in node["enum"])
+        for key in ("anyOf", "oneOf"):
+            if node.get(key):
+                return min(size(option, depth + 1) for option in node[key])
+        if node.get("allOf"):
+            return max(size(option, depth + 1) for option in node["allOf"])
+        kind = node.get("type")
+        if isinstance(kind, list):
+            kind = "null" if "null" in kind else (kind[0] if kind else None)
+        if kind == "object" or "properties" in node:
+            props = node.get("properties", {})
+            required = node.get("required", [])
+            inner = sum(len(json.dumps(k)) + 2 + size(props.get(k, {}), depth + 1) for k in required)
+            return 2 + inner + 2 * max(0, len(required) - 1)
+        if kind == "array":
+            n = int(node.get("minItems", 0))
+            return 2 + n * (size(node.get("items", {}), depth + 1) + 2)
+        if kind == "string":
+            return 2 + int(node.get("minLength", 0))
+        if kind in ("integer", "number"):
+            return 1
+        if kind == "boolean":
+            return 4
+        if kind == "null":
+            return 4
+        return 4
+
+    return size(schema, 0)
+
+
 class _JsonState:
     """Tracks whether the generated text is inside a string, to pick the token that closes the current value."""
 
@@ -148,8 +202,9 @@ class _JsonState:
 class JSONSchemaLogitsProcessor:
     """A transformers logits processor enforcing a compiled xgrammar grammar on every row of a batch.
 
-    ``prompt_length`` is the padded prompt length (generated tokens start there); ``max_new_tokens`` sets when
-    closing pressure starts (the last quarter of the budget, at least 48 tokens).
+    ``prompt_length`` is the padded prompt length (generated tokens start there); ``max_new_tokens`` and
+    ``reserve`` (see :func:`minimal_json_length`) set when closing pressure starts: in the last quarter of the
+    budget, and early enough to write the shortest valid completion.
     """
 
     def __init__(
@@ -160,18 +215,21 @@ class JSONSchemaLogitsProcessor:
         prompt_length: int,
         max_new_tokens: int,
         stop_token_ids: list[int],
+        reserve: int = 0,
     ) -> None:
         self._xgr = _xgrammar()
         self.compiled = compiled_grammar
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
         self.max_new_tokens = max_new_tokens
-        self.pressure_from = max(0, max_new_tokens - max(48, max_new_tokens // 4))
+        # Leave room for the shortest completion (``reserve`` characters, at most one token each) plus slack.
+        self.pressure_from = max(0, max_new_tokens - max(48, max_new_tokens // 4, reserve + 24))
         self.stop_token_ids = list(stop_token_ids)
         self.matchers: list[Any] = []
         self.states: list[_JsonState] = []
         self.bitmask = None
         self._prefer = self._preference_ids(tokenizer)
+        self._lengths: Any = None
 
     @staticmethod
     def _preference_ids(tokenizer: Any) -> dict[str, list[int]]:
@@ -236,11 +294,30 @@ class JSONSchemaLogitsProcessor:
                 order = [*order, self._prefer["comma"]]
             else:
                 order = [*order, self._prefer["literal"], self._prefer["quote"]]
+            choice = None
             for group in order:
                 choice = next((t for t in group if t < scores.shape[-1] and bool(allowed[t])), None)
                 if choice is not None:
-                    scores[row, choice] = scores[row][allowed].max() + 1e4
                     break
+            if choice is None:
+                # Nothing that closes a value is allowed: typically the middle of a multi-byte UTF-8 character.
+                # The shortest allowed token (one continuation byte) finishes it without starting another.
+                lengths = self._token_lengths(scores.shape[-1], scores.device)
+                masked = torch.where(allowed, lengths, torch.iinfo(lengths.dtype).max)
+                shortest = masked == masked.min()
+                choice = int(torch.where(shortest, scores[row], -torch.inf).argmax())
+            scores[row, choice] = scores[row][allowed].max() + 1e4
+
+    def _token_lengths(self, vocab: int, device: Any) -> Any:
+        import torch
+
+        if self._lengths is None or self._lengths.shape[0] != vocab:
+            decoded = list(self.compiled.tokenizer_info.decoded_vocab)
+            big = 1 << 20  # special and empty tokens are never the shortest choice
+            lengths = [len(t) if t else big for t in decoded[:vocab]]
+            lengths += [big] * (vocab - len(lengths))
+            self._lengths = torch.tensor(lengths, dtype=torch.int64, device=device)
+        return self._lengths
 
     def completed(self, row: int = 0) -> bool:
         """Whether row ``row`` produced a complete value."""

@@ -32,12 +32,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "FAMILIES",
     "FORMATS",
-    "TINY_VOCAB_SIZE",
     "HF_CHAT_TEMPLATE",
+    "TINY_VOCAB_SIZE",
     "make_tiny_checkpoint",
+    "random_tiny_model",
     "tiny_checkpoint",
     "tiny_internvl_config",
-    "random_tiny_model",
 ]
 
 FAMILIES: tuple[str, ...] = ("qwen2", "llama", "internlm2", "phi3")
@@ -59,7 +59,14 @@ _AUTO_MAP = {
 }
 _CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 _PHI3_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
-_INTERNLM2_MARKERS = ("<|plugin|>", "<|interpreter|>", "<|action_end|>", "<|action_start|>", "<|im_end|>", "<|im_start|>")
+_INTERNLM2_MARKERS = (
+    "<|plugin|>",
+    "<|interpreter|>",
+    "<|action_end|>",
+    "<|action_start|>",
+    "<|im_end|>",
+    "<|im_start|>",
+)
 
 #: The chat template shipped with the native ``-hf`` checkpoints: ChatML, no default system message.
 HF_CHAT_TEMPLATE = (
@@ -167,7 +174,7 @@ def _write_internlm2_tokenizer(directory: Path) -> dict[str, int]:
         sentence_iterator=iter(_corpus()),
         model_writer=model,
         model_type="bpe",
-        vocab_size=400,
+        vocab_size=490,
         character_coverage=1.0,
         byte_fallback=True,
         add_dummy_prefix=False,
@@ -195,8 +202,12 @@ def _write_internlm2_tokenizer(directory: Path) -> dict[str, int]:
 
     def entry(content: str) -> dict[str, Any]:
         return {
-            "content": content, "lstrip": False, "normalized": False, "rstrip": False,
-            "single_word": False, "special": True,
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
         }
 
     config = {
@@ -276,14 +287,24 @@ def tiny_internvl_config(
         "tie_word_embeddings": False,
     }
     if family == "qwen2":
-        text = Qwen2Config(**common, max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 1e6})
+        text = Qwen2Config(
+            **common, max_position_embeddings=2048, rope_parameters={"rope_type": "default", "rope_theta": 1e6}
+        )
     elif family == "llama":
-        text = LlamaConfig(**common, max_position_embeddings=2048, rms_norm_eps=1e-5,
-                           rope_parameters={"rope_type": "default", "rope_theta": 5e6})
+        text = LlamaConfig(
+            **common,
+            max_position_embeddings=2048,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "default", "rope_theta": 5e6},
+        )
     elif family == "internlm2":
         # InternLM2 checkpoints carry dynamic NTK scaling (factor 2.0); a short context makes it reachable.
-        text = LlamaConfig(**common, max_position_embeddings=256, rms_norm_eps=1e-5,
-                           rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6})
+        text = LlamaConfig(
+            **common,
+            max_position_embeddings=256,
+            rms_norm_eps=1e-5,
+            rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1e6},
+        )
     else:
         short, long = _phi3_factors()
         text = Phi3Config(
@@ -381,8 +402,14 @@ def _original_config(family: str, native: InternVLConfig, *, ps_version: str) ->
         "attn_implementation": "eager",
     }
     if family == "qwen2":
-        llm.update(model_type="qwen2", rope_scaling=None, use_sliding_window=False, sliding_window=2048,
-                   max_window_layers=text.num_hidden_layers, attention_dropout=0.0)
+        llm.update(
+            model_type="qwen2",
+            rope_scaling=None,
+            use_sliding_window=False,
+            sliding_window=2048,
+            max_window_layers=text.num_hidden_layers,
+            attention_dropout=0.0,
+        )
     elif family == "llama":
         llm.update(model_type="llama", rope_scaling=None, attention_bias=False, mlp_bias=False, pretraining_tp=1)
     elif family == "internlm2":
@@ -522,7 +549,11 @@ def make_tiny_checkpoint(
         pad_id = tokenizer.pad_token_id
         bos_id = None
     config = tiny_internvl_config(
-        family, image_token_id=image_token_id, eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=bos_id,
+        family,
+        image_token_id=image_token_id,
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=bos_id,
         image_size=image_size,
     )
     model = random_tiny_model(config, seed)
@@ -558,8 +589,12 @@ def _save_processor(directory: Path, tokenizer: Any, image_size: int, image_seq_
 
     size = {"height": image_size, "width": image_size}
     image_processor = GotOcr2ImageProcessorPil(
-        size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD), crop_to_patches=True,
-        max_patches=12, min_patches=1,
+        size=size,
+        image_mean=list(IMAGENET_MEAN),
+        image_std=list(IMAGENET_STD),
+        crop_to_patches=True,
+        max_patches=12,
+        min_patches=1,
     )
     video_processor = InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))
     processor = InternVLProcessor(
@@ -598,8 +633,16 @@ def tiny_checkpoint(family: str = "qwen2", format: str = "native", seed: int = 0
 
     _check_args(family, format)
     key_source = json.dumps(
-        {"family": family, "format": format, "seed": seed, **kwargs, "v": __version__,
-         "torch": torch.__version__, "transformers": transformers.__version__, "layout": 1},
+        {
+            "family": family,
+            "format": format,
+            "seed": seed,
+            **kwargs,
+            "v": __version__,
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "layout": 1,
+        },
         sort_keys=True,
     )
     key = hashlib.sha256(key_source.encode()).hexdigest()[:16]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from transformers import AddedToken
 from transformers.tokenization_python import PythonBackend
@@ -40,8 +40,8 @@ class InternLM2Tokenizer(PythonBackend):
     ``tokenizer_config.json``.
     """
 
-    vocab_files_names = {"vocab_file": "tokenizer.model"}
-    model_input_names = ["input_ids", "attention_mask"]
+    vocab_files_names: ClassVar[dict[str, str]] = {"vocab_file": "tokenizer.model"}
+    model_input_names: ClassVar[list[str]] = ["input_ids", "attention_mask"]
 
     def __init__(
         self,

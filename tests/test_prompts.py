@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from internvl_tools.errors import ConfigError, TemplateError
@@ -50,7 +50,9 @@ REFERENCE_ONE_IMAGE = {
     "internvl2_5": (
         f"<|im_start|>system\n{SYS_25}<|im_end|>\n<|im_start|>user\n{CTX}\nDescribe.<|im_end|>\n<|im_start|>assistant\n"
     ),
-    "Hermes-2": f"<|im_start|>system\n{SYS_OLD}<|im_end|><|im_start|>user\n{CTX}\nDescribe.<|im_end|><|im_start|>assistant\n",
+    "Hermes-2": (
+        f"<|im_start|>system\n{SYS_OLD}<|im_end|><|im_start|>user\n{CTX}\nDescribe.<|im_end|><|im_start|>assistant\n"
+    ),
     "internlm2-chat": (
         f"<|im_start|>system\n{SYS_OLD}<|im_end|><|im_start|>user\n{CTX}\nDescribe.<|im_end|><|im_start|>assistant\n"
     ),
@@ -124,13 +126,22 @@ def test_gpt_oss_history_answer_with_header_is_not_doubled() -> None:
 def test_gpt_oss_final_assistant_message_closes_with_return() -> None:
     tpl = get_template("internvl3_5_gpt_oss")
     got = tpl.render([("user", "Q"), ("assistant", "A")], system_message="S")
-    assert got == "<|start|>system<|message|>S<|end|><|start|>user<|message|>Q<|end|><|start|>assistant<|channel|>final<|message|>A<|return|>"
+    assert got == (
+        "<|start|>system<|message|>S<|end|><|start|>user<|message|>Q<|end|>"
+        "<|start|>assistant<|channel|>final<|message|>A<|return|>"
+    )
 
 
 def test_multi_image_official_form() -> None:
     question = "Image-1: <image>\nImage-2: <image>\nCompare."
     got = build_prompt("internvl2_5", question, num_patches_list=[7, 5])
-    user = "Image-1: <img>" + "<IMG_CONTEXT>" * 1792 + "</img>\nImage-2: <img>" + "<IMG_CONTEXT>" * 1280 + "</img>\nCompare."
+    user = (
+        "Image-1: <img>"
+        + "<IMG_CONTEXT>" * 1792
+        + "</img>\nImage-2: <img>"
+        + "<IMG_CONTEXT>" * 1280
+        + "</img>\nCompare."
+    )
     assert got == (
         f"<|im_start|>system\n{SYS_25}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
     )
@@ -164,8 +175,9 @@ def test_combined_images_share_one_block() -> None:
 
 def test_history_with_image_first_placeholder_gets_the_tokens() -> None:
     # Turn 2 of an image chat: chat() stored the question with '<image>\n' prepended; no new prefix is added.
-    got = build_prompt("internvl2_5", "And the colour?", history=[("<image>\nWhat is it?", "A cat.")],
-                       num_patches_list=[3])
+    got = build_prompt(
+        "internvl2_5", "And the colour?", history=[("<image>\nWhat is it?", "A cat.")], num_patches_list=[3]
+    )
     assert got == (
         f"<|im_start|>system\n{SYS_25}<|im_end|>\n<|im_start|>user\n{ctx(3)}\nWhat is it?<|im_end|>\n"
         "<|im_start|>assistant\nA cat.<|im_end|>\n<|im_start|>user\nAnd the colour?<|im_end|>\n<|im_start|>assistant\n"
@@ -221,8 +233,14 @@ def test_expand_image_placeholders_in_order() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected_system"),
-    [("Hermes-2", SYS_OLD), ("internlm2-chat", SYS_OLD), ("phi3-chat", SYS_OLD), ("internvl2_5", SYS_25),
-     ("internvl3_5_gpt_oss", SYS_OSS), ("internvl_zh", "")],
+    [
+        ("Hermes-2", SYS_OLD),
+        ("internlm2-chat", SYS_OLD),
+        ("phi3-chat", SYS_OLD),
+        ("internvl2_5", SYS_25),
+        ("internvl3_5_gpt_oss", SYS_OSS),
+        ("internvl_zh", ""),
+    ],
 )
 def test_default_system_messages(name: str, expected_system: str) -> None:
     assert get_template(name).system_message == expected_system
@@ -285,9 +303,16 @@ def test_postprocess(name: str, raw: str, clean: str) -> None:
 
 @pytest.mark.parametrize(
     ("alias", "name"),
-    [("internvl2.5", "internvl2_5"), ("InternVL2_5", "internvl2_5"), ("hermes-2", "Hermes-2"), ("Hermes2", "Hermes-2"),
-     ("internlm2_chat", "internlm2-chat"), ("PHI3-CHAT", "phi3-chat"), ("internvl3.5-gpt-oss", "internvl3_5_gpt_oss"),
-     ("internvl-zh", "internvl_zh")],
+    [
+        ("internvl2.5", "internvl2_5"),
+        ("InternVL2_5", "internvl2_5"),
+        ("hermes-2", "Hermes-2"),
+        ("Hermes2", "Hermes-2"),
+        ("internlm2_chat", "internlm2-chat"),
+        ("PHI3-CHAT", "phi3-chat"),
+        ("internvl3.5-gpt-oss", "internvl3_5_gpt_oss"),
+        ("internvl-zh", "internvl_zh"),
+    ],
 )
 def test_get_template_aliases(alias: str, name: str) -> None:
     assert get_template(alias) is TEMPLATES[name]
@@ -356,8 +381,9 @@ def test_chat_video_equals_readme_form(name: str) -> None:
 
 
 def test_chat_video_patches_per_frame_and_image_mix() -> None:
-    got = build_chat_prompt("internvl2_5", [user(ImageSlot(3), VideoSlot(2, patches_per_frame=2), "Q")],
-                            tokens_per_tile=1)
+    got = build_chat_prompt(
+        "internvl2_5", [user(ImageSlot(3), VideoSlot(2, patches_per_frame=2), "Q")], tokens_per_tile=1
+    )
     # One image only: no Image-N label; frames are numbered per video.
     assert "<|im_start|>user\n<image>\nFrame1: <image>\nFrame2: <image>\nQ<|im_end|>" in got.unexpanded
     assert got.num_patches_list == (3, 2, 2)
@@ -448,6 +474,8 @@ def test_chat_trailing_assistant_turn_is_a_prefill() -> None:
         ([user("Q"), PromptTurn("system", ["S"])], "only allowed as the first turn"),
         ([PromptTurn("system", [ImageSlot(1)]), user("Q")], "text only"),
         ([user("Q"), PromptTurn("assistant", [ImageSlot(1)])], "only appear in user turns"),
+        ([user("")], "no content"),
+        ([user(), PromptTurn("assistant", "A"), user("Q")], "no content"),
         ([user("see <image> here")], "reserved for images"),
         ([user("<IMG_CONTEXT>")], "reserved for images"),
         ([user("<img>x</img>")], "reserved for images"),
@@ -465,8 +493,13 @@ def test_chat_invalid_options_and_slots() -> None:
         build_chat_prompt("internvl2_5", [user("Q")], image_labels="sometimes")  # type: ignore[arg-type]
     with pytest.raises(TemplateError, match="reserved"):
         build_chat_prompt("internvl2_5", [user("Q")], system_message="<image>")
-    for bad in (lambda: ImageSlot(0), lambda: VideoSlot(0), lambda: VideoSlot(2, patches_per_frame=0),
-                lambda: PromptTurn("tool", ["x"]), lambda: PromptTurn("user", [3])):  # type: ignore[arg-type, list-item]
+    for bad in (
+        lambda: ImageSlot(0),
+        lambda: VideoSlot(0),
+        lambda: VideoSlot(2, patches_per_frame=0),
+        lambda: PromptTurn("tool", ["x"]),
+        lambda: PromptTurn("user", [3]),
+    ):  # type: ignore[arg-type, list-item]
         with pytest.raises(TemplateError):
             bad()
 
@@ -492,6 +525,7 @@ _PART = st.one_of(_SAFE_TEXT, st.builds(ImageSlot, st.integers(1, 5)), st.builds
     labels=st.sampled_from(["auto", "always", "never"]),
 )
 def test_chat_context_token_accounting(name: str, parts: list, per_tile: int, labels: str) -> None:
+    assume(any(not isinstance(p, str) or p for p in parts))  # an empty user turn is an error (tested above)
     got = build_chat_prompt(name, [user(*parts)], tokens_per_tile=per_tile, image_labels=labels)  # type: ignore[arg-type]
     images = [p for p in parts if isinstance(p, ImageSlot)]
     videos = [p for p in parts if isinstance(p, VideoSlot)]
@@ -503,8 +537,9 @@ def test_chat_context_token_accounting(name: str, parts: list, per_tile: int, la
     assert (got.num_images, got.num_video_frames) == (len(images), sum(v.num_frames for v in videos))
     # Collapsing each image block back to '<image>' gives the unexpanded prompt.
     assert re.sub(r"<img>(?:<IMG_CONTEXT>)*</img>", "<image>", got.text) == got.unexpanded
-    assert got.unexpanded.count("Image-") == (len(images) if labels == "always" or (labels == "auto" and len(images) > 1)
-                                              else 0) + sum(t.count("Image-") for t in parts if isinstance(t, str))
+    assert got.unexpanded.count("Image-") == (
+        len(images) if labels == "always" or (labels == "auto" and len(images) > 1) else 0
+    ) + sum(t.count("Image-") for t in parts if isinstance(t, str))
 
 
 # --- family detection -----------------------------------------------------------------------------------------------
@@ -513,8 +548,10 @@ def test_chat_context_token_accounting(name: str, parts: list, per_tile: int, la
 def original(template: str | None, llm_arch: str, llm_type: str | None, **extra) -> dict:
     cfg = {
         "architectures": ["InternVLChatModel"],
-        "auto_map": {"AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
-                     "AutoModel": "modeling_internvl_chat.InternVLChatModel"},
+        "auto_map": {
+            "AutoConfig": "configuration_internvl_chat.InternVLChatConfig",
+            "AutoModel": "modeling_internvl_chat.InternVLChatModel",
+        },
         "model_type": "internvl_chat",
         "downsample_ratio": 0.5,
         "force_image_size": 448,
@@ -547,56 +584,140 @@ DYNAMIC = {"dynamic_image_size": True, "use_thumbnail": True, "ps_version": "v2"
 
 DETECTION_CASES = [
     # (id, config, model_id, expected FamilyInfo)
-    ("InternVL2-1B", original("Hermes-2", "Qwen2ForCausalLM", "qwen2", **DYNAMIC), None,
-     FamilyInfo("original", "Hermes-2", "qwen2", "InternVL2")),
-    ("InternVL2-2B", original("internlm2-chat", "InternLM2ForCausalLM", "internlm2", **DYNAMIC),
-     "OpenGVLab/InternVL2-2B", FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL2")),
-    ("InternVL2-2B-no-hint", original("internlm2-chat", "InternLM2ForCausalLM", "internlm2", **DYNAMIC), None,
-     FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL-Chat-V1-5 or InternVL2")),
-    ("Mini-InternVL-Chat-4B-V1-5", original("phi3-chat", "Phi3ForCausalLM", "phi3", **DYNAMIC),
-     "OpenGVLab/Mini-InternVL-Chat-4B-V1-5", FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5")),
-    ("InternVL2_5-8B", original("internvl2_5", "InternLM2ForCausalLM", "internlm2", **DYNAMIC), None,
-     FamilyInfo("original", "internvl2_5", "internlm2", "InternVL2.5")),
-    ("InternVL3-1B", original("internvl2_5", "Qwen2ForCausalLM", "qwen2", **DYNAMIC), "OpenGVLab/InternVL3-1B",
-     FamilyInfo("original", "internvl2_5", "qwen2", "InternVL3")),
-    ("InternVL3-1B-name-or-path", original("internvl2_5", "Qwen2ForCausalLM", "qwen2",
-                                           _name_or_path="/ckpt/InternVL3-1B", **DYNAMIC), None,
-     FamilyInfo("original", "internvl2_5", "qwen2", "InternVL3")),
-    ("InternVL2_5-1B-no-hint", original("internvl2_5", "Qwen2ForCausalLM", "qwen2", **DYNAMIC), None,
-     FamilyInfo("original", "internvl2_5", "qwen2", "InternVL2.5 or InternVL3")),
-    ("InternVL3_5-1B-original", original("internvl2_5", "Qwen3ForCausalLM", "qwen3", **DYNAMIC), None,
-     FamilyInfo("original", "internvl2_5", "qwen3", "InternVL3.5")),
-    ("InternVL3-1B-hf", native("qwen2", "Qwen2ForCausalLM"), None,
-     FamilyInfo("native", "internvl2_5", "qwen2", "InternVL3")),
-    ("InternVL3_5-1B-HF", native("qwen3", "Qwen3ForCausalLM"), None,
-     FamilyInfo("native", "internvl2_5", "qwen3", "InternVL3.5")),
-    ("InternVL3_5-30B-A3B-HF", native("qwen3_moe", "Qwen3MoeForCausalLM"), None,
-     FamilyInfo("native", "internvl2_5", "qwen3_moe", "InternVL3.5")),
-    ("InternVL3_5-GPT-OSS-20B-A4B-Preview-HF", native("gpt_oss", "GptOssForCausalLM"), None,
-     FamilyInfo("native", "internvl3_5_gpt_oss", "gpt_oss", "InternVL3.5")),
-    ("InternVL-Chat-V1-2", original("Hermes-2", "LlamaForCausalLM", "llama"), None,
-     FamilyInfo("original", "Hermes-2", "llama", "InternVL-Chat-V1-2")),
-    ("InternVL2-40B", original("Hermes-2", "LlamaForCausalLM", "llama", **DYNAMIC), None,
-     FamilyInfo("original", "Hermes-2", "llama", "InternVL2")),
-    ("InternVL-Chat-V1-1", original("internvl_zh", "LlamaForCausalLM", "llama"), None,
-     FamilyInfo("original", "internvl_zh", "llama", "InternVL-Chat-V1-1")),
+    (
+        "InternVL2-1B",
+        original("Hermes-2", "Qwen2ForCausalLM", "qwen2", **DYNAMIC),
+        None,
+        FamilyInfo("original", "Hermes-2", "qwen2", "InternVL2"),
+    ),
+    (
+        "InternVL2-2B",
+        original("internlm2-chat", "InternLM2ForCausalLM", "internlm2", **DYNAMIC),
+        "OpenGVLab/InternVL2-2B",
+        FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL2"),
+    ),
+    (
+        "InternVL2-2B-no-hint",
+        original("internlm2-chat", "InternLM2ForCausalLM", "internlm2", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL-Chat-V1-5 or InternVL2"),
+    ),
+    (
+        "Mini-InternVL-Chat-4B-V1-5",
+        original("phi3-chat", "Phi3ForCausalLM", "phi3", **DYNAMIC),
+        "OpenGVLab/Mini-InternVL-Chat-4B-V1-5",
+        FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5"),
+    ),
+    (
+        "InternVL2_5-8B",
+        original("internvl2_5", "InternLM2ForCausalLM", "internlm2", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internvl2_5", "internlm2", "InternVL2.5"),
+    ),
+    (
+        "InternVL3-1B",
+        original("internvl2_5", "Qwen2ForCausalLM", "qwen2", **DYNAMIC),
+        "OpenGVLab/InternVL3-1B",
+        FamilyInfo("original", "internvl2_5", "qwen2", "InternVL3"),
+    ),
+    (
+        "InternVL3-1B-name-or-path",
+        original("internvl2_5", "Qwen2ForCausalLM", "qwen2", _name_or_path="/ckpt/InternVL3-1B", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internvl2_5", "qwen2", "InternVL3"),
+    ),
+    (
+        "InternVL2_5-1B-no-hint",
+        original("internvl2_5", "Qwen2ForCausalLM", "qwen2", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internvl2_5", "qwen2", "InternVL2.5 or InternVL3"),
+    ),
+    (
+        "InternVL3_5-1B-original",
+        original("internvl2_5", "Qwen3ForCausalLM", "qwen3", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internvl2_5", "qwen3", "InternVL3.5"),
+    ),
+    (
+        "InternVL3-1B-hf",
+        native("qwen2", "Qwen2ForCausalLM"),
+        None,
+        FamilyInfo("native", "internvl2_5", "qwen2", "InternVL3"),
+    ),
+    (
+        "InternVL3_5-1B-HF",
+        native("qwen3", "Qwen3ForCausalLM"),
+        None,
+        FamilyInfo("native", "internvl2_5", "qwen3", "InternVL3.5"),
+    ),
+    (
+        "InternVL3_5-30B-A3B-HF",
+        native("qwen3_moe", "Qwen3MoeForCausalLM"),
+        None,
+        FamilyInfo("native", "internvl2_5", "qwen3_moe", "InternVL3.5"),
+    ),
+    (
+        "InternVL3_5-GPT-OSS-20B-A4B-Preview-HF",
+        native("gpt_oss", "GptOssForCausalLM"),
+        None,
+        FamilyInfo("native", "internvl3_5_gpt_oss", "gpt_oss", "InternVL3.5"),
+    ),
+    (
+        "InternVL-Chat-V1-2",
+        original("Hermes-2", "LlamaForCausalLM", "llama"),
+        None,
+        FamilyInfo("original", "Hermes-2", "llama", "InternVL-Chat-V1-2"),
+    ),
+    (
+        "InternVL2-40B",
+        original("Hermes-2", "LlamaForCausalLM", "llama", **DYNAMIC),
+        None,
+        FamilyInfo("original", "Hermes-2", "llama", "InternVL2"),
+    ),
+    (
+        "InternVL-Chat-V1-1",
+        original("internvl_zh", "LlamaForCausalLM", "llama"),
+        None,
+        FamilyInfo("original", "internvl_zh", "llama", "InternVL-Chat-V1-1"),
+    ),
     # No template field: inferred from the language model; model_type missing: read from architectures.
-    ("no-template-internlm2", original(None, "InternLM2ForCausalLM", None), None,
-     FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL-Chat-V1-5 or InternVL2")),
-    ("no-template-phi3", original(None, "Phi3ForCausalLM", "phi3"), None,
-     FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5 or InternVL2")),
-    ("no-template-qwen2", original(None, "Qwen2ForCausalLM", None), None,
-     FamilyInfo("original", "Hermes-2", "qwen2", "InternVL2")),
-    ("system-override", original("internvl2_5", "Qwen2ForCausalLM", "qwen2", system_message="Be terse."),
-     "OpenGVLab/InternVL2_5-1B", FamilyInfo("original", "internvl2_5", "qwen2", "InternVL2.5", "Be terse.")),
+    (
+        "no-template-internlm2",
+        original(None, "InternLM2ForCausalLM", None),
+        None,
+        FamilyInfo("original", "internlm2-chat", "internlm2", "InternVL-Chat-V1-5 or InternVL2"),
+    ),
+    (
+        "no-template-phi3",
+        original(None, "Phi3ForCausalLM", "phi3"),
+        None,
+        FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5 or InternVL2"),
+    ),
+    (
+        "no-template-qwen2",
+        original(None, "Qwen2ForCausalLM", None),
+        None,
+        FamilyInfo("original", "Hermes-2", "qwen2", "InternVL2"),
+    ),
+    (
+        "system-override",
+        original("internvl2_5", "Qwen2ForCausalLM", "qwen2", system_message="Be terse."),
+        "OpenGVLab/InternVL2_5-1B",
+        FamilyInfo("original", "internvl2_5", "qwen2", "InternVL2.5", "Be terse."),
+    ),
     # A name that contradicts the config does not override it.
-    ("contradicting-name", original("phi3-chat", "Phi3ForCausalLM", "phi3"), "me/InternVL3-finetune",
-     FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5 or InternVL2")),
+    (
+        "contradicting-name",
+        original("phi3-chat", "Phi3ForCausalLM", "phi3"),
+        "me/InternVL3-finetune",
+        FamilyInfo("original", "phi3-chat", "phi3", "InternVL-Chat-V1-5 or InternVL2"),
+    ),
 ]
 
 
-@pytest.mark.parametrize(("config", "model_id", "expected"), [c[1:] for c in DETECTION_CASES],
-                         ids=[c[0] for c in DETECTION_CASES])
+@pytest.mark.parametrize(
+    ("config", "model_id", "expected"), [c[1:] for c in DETECTION_CASES], ids=[c[0] for c in DETECTION_CASES]
+)
 def test_detect_family(config: dict, model_id: str | None, expected: FamilyInfo) -> None:
     assert detect_family(config, model_id=model_id) == expected
     assert detect_template(config) == expected.template
@@ -638,3 +759,19 @@ def test_template_is_a_value_object() -> None:
     assert isinstance(tpl, Template)
     assert tpl.roles == ("<|im_start|>user\n", "<|im_start|>assistant\n")
     assert tpl.sep == "<|im_end|>\n" and get_template("Hermes-2").sep == "<|im_end|>"
+
+
+def test_empty_answer_in_history_renders_bare_role_tag_as_upstream() -> None:
+    # Upstream appends only the role tag for a falsy message, so an empty answer leaves no separator.
+    got = build_prompt("Hermes-2", "Q2", history=[("Q1", "")], system_message="S")
+    assert got == (
+        "<|im_start|>system\nS<|im_end|><|im_start|>user\nQ1<|im_end|><|im_start|>assistant\n"
+        "<|im_start|>user\nQ2<|im_end|><|im_start|>assistant\n"
+    )
+
+
+def test_empty_history_counts_as_no_history() -> None:
+    assert build_prompt("internvl2_5", "Q", history=[], num_patches_list=[1]) == build_prompt(
+        "internvl2_5", "Q", num_patches_list=[1]
+    )
+    assert "<|im_start|>user\n<img>" in build_prompt("internvl2_5", "Q", history=[], num_patches_list=[1])

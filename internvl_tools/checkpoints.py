@@ -1,0 +1,900 @@
+"""Read InternVL checkpoints of every generation and load them on transformers' native InternVL architecture.
+
+Native checkpoints (``InternVLForConditionalGeneration``: InternVL3 ``-hf``, InternVL3.5 ``-HF``) load as they are.
+Original-format checkpoints (``architectures: ["InternVLChatModel"]``: InternVL-Chat-V1-2 .. InternVL3) are mapped
+at load time, without remote code, onto the native classes:
+
+* vision encoder: fused ``attn.qkv`` split into thirds, ``ls1/ls2`` -> ``lambda_1/2``, ``norm1/2`` ->
+  ``layernorm_before/after`` (LayerNorm for the 300M encoder, RMSNorm + qk-norm for the 6B one);
+* projector: ``mlp1.0/1/3`` -> ``layer_norm`` / ``linear_1`` / ``linear_2``;
+* language model: Qwen2, Llama and Phi-3 (fused ``qkv_proj``/``gate_up_proj``, longrope) one to one; InternLM2's
+  grouped ``wqkv`` split per key-value head onto a Llama model;
+* ``ps_version "v1"`` (transposed pixel shuffle): the loaded model instance gets a pixel shuffle that transposes the
+  token grid back (:func:`apply_pixel_shuffle_v1`).
+
+The image-context token id is read from the checkpoint's tokenizer.
+
+>>> info = read_checkpoint_info("/path/to/InternVL2-1B")      # doctest: +SKIP
+>>> info.template, info.tokens_per_tile
+('Hermes-2', 256)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_CONTEXT_TOKEN
+from internvl_tools.errors import ConfigError, ModelLoadError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import InternVLConfig
+
+__all__ = [
+    "CheckpointInfo",
+    "apply_pixel_shuffle_v1",
+    "convert_original_state_dict",
+    "load_model",
+    "llm_type_of",
+    "load_tokenizer",
+    "merge_internlm2_wqkv",
+    "merge_vit_qkv",
+    "native_config_from_original",
+    "read_checkpoint_info",
+    "split_internlm2_wqkv",
+    "split_vit_qkv",
+    "to_original_state_dict",
+]
+
+_LLM_TYPES = {
+    "Qwen2ForCausalLM": "qwen2",
+    "Qwen3ForCausalLM": "qwen3",
+    "Qwen3MoeForCausalLM": "qwen3_moe",
+    "LlamaForCausalLM": "llama",
+    "InternLM2ForCausalLM": "internlm2",
+    "InternLM3ForCausalLM": "internlm3",
+    "Phi3ForCausalLM": "phi3",
+    "GptOssForCausalLM": "gpt_oss",
+    "Gemma2ForCausalLM": "gemma2",
+}
+#: Language models whose original weights we can map onto a native class.
+_MAPPABLE = ("qwen2", "llama", "internlm2", "phi3")
+
+# Remote-code problems on transformers 5.x (see research/internvl_reference.md §5).
+_REMOTE_CODE_NOTES = (
+    "Known problems with the checkpoints' own code on transformers 5.x: InternLM2/Phi-3-backed models fail at "
+    "construction with KeyError: 'type' (their _init_rope reads rope_scaling['type']) and lack GenerationMixin "
+    "('no attribute generate'); Qwen2/Llama-backed ones need a modeling file whose __init__ ends with "
+    "self.post_init() (else AttributeError 'all_tied_weights_keys'); timm and einops must be installed. Loading "
+    "without trust_remote_code maps the weights onto transformers' native InternVL classes instead."
+)
+
+
+# --- checkpoint metadata --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What the engine needs to know about a checkpoint, read from its JSON files alone."""
+
+    path: Path
+    format: str
+    llm_type: str
+    template: str
+    image_size: int
+    patch_size: int
+    downsample_ratio: float
+    tokens_per_tile: int
+    max_dynamic_patch: int
+    min_dynamic_patch: int
+    use_thumbnail: bool
+    dynamic_image_size: bool
+    ps_version: str
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+    context_length: int | None
+    system_message: str | None
+    raw_config: dict[str, Any] = field(repr=False, compare=False)
+
+
+def _first(value: Any) -> int:
+    if isinstance(value, (list, tuple)):
+        return int(value[0])
+    return int(value)
+
+
+def _detect_template(config: Mapping[str, Any]) -> str:
+    try:
+        from internvl_tools.prompts import detect_template
+    except ImportError:  # prompts.py not present (partial install or during development)
+        return _fallback_template(config)
+    return detect_template(config)
+
+
+def _fallback_template(config: Mapping[str, Any]) -> str:
+    if config.get("template"):
+        return str(config["template"])
+    text = config.get("text_config") or {}
+    if text.get("model_type") == "gpt_oss":
+        return "internvl3_5_gpt_oss"
+    return "internvl2_5"
+
+
+def _checkpoint_format(config: Mapping[str, Any], where: Path) -> str:
+    archs = config.get("architectures") or []
+    model_type = config.get("model_type")
+    if model_type == "internvl" or "InternVLForConditionalGeneration" in archs:
+        return "native"
+    if model_type == "internvl_chat" or "InternVLChatModel" in archs:
+        return "original"
+    raise ConfigError(
+        f"{where} is not an InternVL checkpoint config (model_type={model_type!r}, architectures={archs!r}); "
+        "expected model_type 'internvl' (transformers-native, e.g. OpenGVLab/InternVL3-1B-hf) or 'internvl_chat' "
+        "(original InternVLChatModel, e.g. OpenGVLab/InternVL2-1B)."
+    )
+
+
+def llm_type_of(config: Mapping[str, Any]) -> str:
+    """The language-model family of an InternVL config dict ("qwen2", "internlm2", "phi3", ...).
+
+    >>> llm_type_of({"llm_config": {"architectures": ["InternLM2ForCausalLM"]}})
+    'internlm2'
+    """
+    if "llm_config" in config:
+        llm = config.get("llm_config") or {}
+        archs = llm.get("architectures") or []
+        if archs and archs[0] in _LLM_TYPES:
+            return _LLM_TYPES[archs[0]]
+        return str(llm.get("model_type") or (archs[0] if archs else "unknown"))
+    text = config.get("text_config") or {}
+    return str(text.get("model_type") or "qwen2")
+
+
+def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
+    """Read ``config.json`` (and ``preprocessor_config.json``) of a local checkpoint directory. No torch.
+
+    >>> info = read_checkpoint_info("/models/InternVL3-1B-hf")   # doctest: +SKIP
+    >>> info.format, info.tokens_per_tile
+    ('native', 256)
+    """
+    directory = Path(path)
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise ConfigError(
+            f"{directory} has no config.json; pass an InternVL checkpoint directory (or a hub id to load_model)."
+        )
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{config_file} is not readable JSON: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{config_file} must hold a JSON object")
+    fmt = _checkpoint_format(raw, directory)
+    pre: dict[str, Any] = {}
+    pre_file = directory / "preprocessor_config.json"
+    if pre_file.is_file():
+        try:
+            pre = json.loads(pre_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{pre_file} is not readable JSON: {exc}") from exc
+    elif (directory / "processor_config.json").is_file():
+        # transformers 5 saves the image processor nested inside processor_config.json.
+        try:
+            nested = json.loads((directory / "processor_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{directory / 'processor_config.json'} is not readable JSON: {exc}") from exc
+        pre = nested.get("image_processor") or {}
+    mean = tuple(float(x) for x in pre.get("image_mean", IMAGENET_MEAN))
+    std = tuple(float(x) for x in pre.get("image_std", IMAGENET_STD))
+    vision = raw.get("vision_config") or {}
+    patch_size = _first(vision.get("patch_size", 14))
+    downsample = float(raw.get("downsample_ratio", 0.5))
+
+    if fmt == "native":
+        text = raw.get("text_config") or {}
+        image_size = _first(vision.get("image_size", 448))
+        context = text.get("max_position_embeddings")
+        max_patch = int(pre.get("max_patches", 12))
+        min_patch = int(pre.get("min_patches", 1))
+        # GotOcr2 always appends a thumbnail when it tiles; crop_to_patches is the dynamic tiling switch.
+        use_thumbnail = True
+        dynamic = bool(pre.get("crop_to_patches", True))
+        ps_version = "v2"
+    else:
+        llm = raw.get("llm_config") or {}
+        image_size = int(raw.get("force_image_size") or _first(vision.get("image_size", 448)))
+        context = llm.get("max_position_embeddings")
+        # Defaults are the InternVLChatConfig class defaults, which apply when a key is absent.
+        max_patch = int(raw.get("max_dynamic_patch", 6))
+        min_patch = int(raw.get("min_dynamic_patch", 1))
+        use_thumbnail = bool(raw.get("use_thumbnail", False))
+        dynamic = bool(raw.get("dynamic_image_size", False))
+        ps_version = str(raw.get("ps_version") or "v1")
+    tokens = int((image_size // patch_size) ** 2 * downsample**2)
+    system = raw.get("system_message")
+    return CheckpointInfo(
+        path=directory,
+        format=fmt,
+        llm_type=llm_type_of(raw),
+        template=_detect_template(raw),
+        image_size=image_size,
+        patch_size=patch_size,
+        downsample_ratio=downsample,
+        tokens_per_tile=tokens,
+        max_dynamic_patch=max_patch,
+        min_dynamic_patch=min_patch,
+        use_thumbnail=use_thumbnail,
+        dynamic_image_size=dynamic,
+        ps_version=ps_version,
+        image_mean=(mean[0], mean[1], mean[2]),
+        image_std=(std[0], std[1], std[2]),
+        context_length=int(context) if context is not None else None,
+        system_message=str(system) if system is not None else None,
+        raw_config=raw,
+    )
+
+
+# --- fused-layout helpers ---------------------------------------------------------------------------------------------
+
+
+def split_internlm2_wqkv(
+    wqkv: torch.Tensor, num_heads: int, num_kv_heads: int, head_dim: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split InternLM2's grouped ``wqkv`` (weight or bias) into q, k, v projections.
+
+    Rows are grouped per key-value head: its ``num_heads // num_kv_heads`` query heads, then its key head, then its
+    value head, each ``head_dim`` rows.
+
+    >>> import torch
+    >>> q, k, v = split_internlm2_wqkv(torch.arange(6.0)[:, None], num_heads=2, num_kv_heads=1, head_dim=1)
+    >>> q.flatten().tolist(), k.flatten().tolist(), v.flatten().tolist()
+    ([0.0, 1.0], [2.0, 3.0], [4.0, 5.0])
+    """
+    if num_heads % num_kv_heads:
+        raise ConfigError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+    groups = num_heads // num_kv_heads
+    expected = (num_heads + 2 * num_kv_heads) * head_dim
+    if wqkv.shape[0] != expected:
+        raise ConfigError(
+            f"wqkv has {wqkv.shape[0]} rows, expected (num_heads + 2*num_kv_heads) * head_dim = {expected}"
+        )
+    rest = tuple(wqkv.shape[1:])
+    grouped = wqkv.reshape(num_kv_heads, groups + 2, head_dim, *rest)
+    q = grouped[:, :groups].reshape(num_heads * head_dim, *rest)
+    k = grouped[:, groups].reshape(num_kv_heads * head_dim, *rest)
+    v = grouped[:, groups + 1].reshape(num_kv_heads * head_dim, *rest)
+    return q.contiguous(), k.contiguous(), v.contiguous()
+
+
+def merge_internlm2_wqkv(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_heads: int, num_kv_heads: int, head_dim: int
+) -> torch.Tensor:
+    """Inverse of :func:`split_internlm2_wqkv`.
+
+    >>> import torch
+    >>> w = torch.randn(4 * 3, 5)
+    >>> torch.equal(merge_internlm2_wqkv(*split_internlm2_wqkv(w, 2, 1, 3), 2, 1, 3), w)
+    True
+    """
+    import torch
+
+    if num_heads % num_kv_heads:
+        raise ConfigError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
+    groups = num_heads // num_kv_heads
+    rest = tuple(q.shape[1:])
+    qg = q.reshape(num_kv_heads, groups, head_dim, *rest)
+    kg = k.reshape(num_kv_heads, 1, head_dim, *rest)
+    vg = v.reshape(num_kv_heads, 1, head_dim, *rest)
+    merged = torch.cat([qg, kg, vg], dim=1)
+    return merged.reshape((num_heads + 2 * num_kv_heads) * head_dim, *rest).contiguous()
+
+
+def split_vit_qkv(qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split InternViT's fused ``attn.qkv`` (weight or bias) into q, k, v: thirds by rows.
+
+    >>> import torch
+    >>> [t.tolist() for t in split_vit_qkv(torch.arange(3.0))]
+    [[0.0], [1.0], [2.0]]
+    """
+    if qkv.shape[0] % 3:
+        raise ConfigError(f"fused qkv has {qkv.shape[0]} rows, not a multiple of 3")
+    q, k, v = qkv.chunk(3, dim=0)
+    return q.contiguous(), k.contiguous(), v.contiguous()
+
+
+def merge_vit_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`split_vit_qkv`.
+
+    >>> import torch
+    >>> merge_vit_qkv(torch.zeros(1), torch.ones(1), torch.full((1,), 2.0)).tolist()
+    [0.0, 1.0, 2.0]
+    """
+    import torch
+
+    return torch.cat([q, k, v], dim=0).contiguous()
+
+
+# --- state-dict mapping -----------------------------------------------------------------------------------------------
+
+_GROUP_PATTERNS = {"i": r"\d+", "p": r"weight|bias", "rest": r".+", "w": r"[a-z_]+"}
+
+# (original name, native name); {i} layer index, {p} weight/bias, {rest} anything.
+_VISION_RULES = (
+    ("vision_model.embeddings.class_embedding", "model.vision_tower.embeddings.cls_token"),
+    ("vision_model.embeddings.position_embedding", "model.vision_tower.embeddings.position_embeddings"),
+    ("vision_model.embeddings.patch_embedding.{p}", "model.vision_tower.embeddings.patch_embeddings.projection.{p}"),
+    (
+        "vision_model.encoder.layers.{i}.attn.proj.{p}",
+        "model.vision_tower.encoder.layer.{i}.attention.projection_layer.{p}",
+    ),
+    ("vision_model.encoder.layers.{i}.attn.q_norm.{p}", "model.vision_tower.encoder.layer.{i}.attention.q_norm.{p}"),
+    ("vision_model.encoder.layers.{i}.attn.k_norm.{p}", "model.vision_tower.encoder.layer.{i}.attention.k_norm.{p}"),
+    ("vision_model.encoder.layers.{i}.mlp.fc1.{p}", "model.vision_tower.encoder.layer.{i}.mlp.fc1.{p}"),
+    ("vision_model.encoder.layers.{i}.mlp.fc2.{p}", "model.vision_tower.encoder.layer.{i}.mlp.fc2.{p}"),
+    ("vision_model.encoder.layers.{i}.norm1.{p}", "model.vision_tower.encoder.layer.{i}.layernorm_before.{p}"),
+    ("vision_model.encoder.layers.{i}.norm2.{p}", "model.vision_tower.encoder.layer.{i}.layernorm_after.{p}"),
+    ("vision_model.encoder.layers.{i}.ls1", "model.vision_tower.encoder.layer.{i}.lambda_1"),
+    ("vision_model.encoder.layers.{i}.ls2", "model.vision_tower.encoder.layer.{i}.lambda_2"),
+    ("mlp1.0.{p}", "model.multi_modal_projector.layer_norm.{p}"),
+    ("mlp1.1.{p}", "model.multi_modal_projector.linear_1.{p}"),
+    ("mlp1.3.{p}", "model.multi_modal_projector.linear_2.{p}"),
+)
+_HF_LM_RULES = (
+    ("language_model.model.{rest}", "model.language_model.{rest}"),
+    ("language_model.lm_head.weight", "lm_head.weight"),
+)
+_INTERNLM2_RULES = (
+    ("language_model.model.tok_embeddings.weight", "model.language_model.embed_tokens.weight"),
+    ("language_model.model.norm.weight", "model.language_model.norm.weight"),
+    ("language_model.model.layers.{i}.attention.wo.{p}", "model.language_model.layers.{i}.self_attn.o_proj.{p}"),
+    ("language_model.model.layers.{i}.feed_forward.w1.{p}", "model.language_model.layers.{i}.mlp.gate_proj.{p}"),
+    ("language_model.model.layers.{i}.feed_forward.w3.{p}", "model.language_model.layers.{i}.mlp.up_proj.{p}"),
+    ("language_model.model.layers.{i}.feed_forward.w2.{p}", "model.language_model.layers.{i}.mlp.down_proj.{p}"),
+    ("language_model.model.layers.{i}.attention_norm.weight", "model.language_model.layers.{i}.input_layernorm.weight"),
+    (
+        "language_model.model.layers.{i}.ffn_norm.weight",
+        "model.language_model.layers.{i}.post_attention_layernorm.weight",
+    ),
+    ("language_model.output.weight", "lm_head.weight"),
+)
+_VIT_QKV = (
+    "vision_model.encoder.layers.{i}.attn.qkv.{p}",
+    "model.vision_tower.encoder.layer.{i}.attention.{w}_proj.{p}",
+)
+_WQKV = ("language_model.model.layers.{i}.attention.wqkv.{p}", "model.language_model.layers.{i}.self_attn.{w}_proj.{p}")
+# Buffers some old checkpoints saved; they are recomputed by the native model.
+_IGNORED = re.compile(r".*(rotary_emb\.inv_freq|\.masked_bias|attn\.bias)$")
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = re.escape(template)
+    for name, group in _GROUP_PATTERNS.items():
+        pattern = pattern.replace(re.escape("{" + name + "}"), f"(?P<{name}>{group})")
+    return re.compile(pattern + "$")
+
+
+class _Rules:
+    def __init__(self, pairs: tuple[tuple[str, str], ...]) -> None:
+        self.forward = [(_compile(src), dst) for src, dst in pairs]
+        self.backward = [(_compile(dst), src) for src, dst in pairs]
+
+    @staticmethod
+    def _apply(rules: list[tuple[re.Pattern[str], str]], key: str) -> str | None:
+        for pattern, target in rules:
+            match = pattern.match(key)
+            if match:
+                return target.format(**match.groupdict())
+        return None
+
+
+def _rules_for(llm_type: str) -> _Rules:
+    return _Rules(_VISION_RULES + (_INTERNLM2_RULES if llm_type == "internlm2" else _HF_LM_RULES))
+
+
+def _llm_dims(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
+    llm = cfg.get("llm_config") or {}
+    heads = int(llm["num_attention_heads"])
+    kv = int(llm.get("num_key_value_heads") or heads)
+    head_dim = int(llm.get("head_dim") or int(llm["hidden_size"]) // heads)
+    return heads, kv, head_dim
+
+
+def _mappable_llm(cfg: Mapping[str, Any]) -> str:
+    llm_type = llm_type_of(cfg)
+    if llm_type not in _MAPPABLE:
+        raise ConfigError(
+            f"original-format InternVL checkpoints with a {llm_type!r} language model cannot be mapped onto the "
+            f"native architecture (supported: {', '.join(_MAPPABLE)}); use its transformers-native '-hf' release "
+            "or pass trust_remote_code=True."
+        )
+    return llm_type
+
+
+def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Map original ``InternVLChatModel`` weight names and fused layouts onto ``InternVLForConditionalGeneration``.
+
+    ``cfg`` is the original ``config.json`` dict. Unknown keys raise :class:`ModelLoadError` naming them.
+
+    >>> native = convert_original_state_dict(original_sd, original_config)   # doctest: +SKIP
+    >>> "model.vision_tower.encoder.layer.0.attention.q_proj.weight" in native
+    True
+    """
+    llm_type = _mappable_llm(cfg)
+    rules = _rules_for(llm_type)
+    vit_qkv, wqkv = _compile(_VIT_QKV[0]), _compile(_WQKV[0])
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, tensor in sd.items():
+        if _IGNORED.match(key):
+            continue
+        match = vit_qkv.match(key)
+        if match:
+            for part, value in zip("qkv", split_vit_qkv(tensor), strict=True):
+                out[_VIT_QKV[1].format(w=part, **match.groupdict())] = value
+            continue
+        match = wqkv.match(key) if llm_type == "internlm2" else None
+        if match:
+            heads, kv, head_dim = _llm_dims(cfg)
+            for part, value in zip("qkv", split_internlm2_wqkv(tensor, heads, kv, head_dim), strict=True):
+                out[_WQKV[1].format(w=part, **match.groupdict())] = value
+            continue
+        target = rules._apply(rules.forward, key)
+        if target is None:
+            unknown.append(key)
+        else:
+            out[target] = tensor
+    if unknown:
+        raise ModelLoadError(
+            f"{len(unknown)} weight(s) of the original checkpoint have no native counterpart, e.g. "
+            f"{sorted(unknown)[:5]}; this checkpoint layout is not supported (try trust_remote_code=True)."
+        )
+    if "lm_head.weight" not in out and "model.language_model.embed_tokens.weight" in out:
+        # A checkpoint saved with tied embeddings stores the matrix once.
+        out["lm_head.weight"] = out["model.language_model.embed_tokens.weight"]
+    return out
+
+
+def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`convert_original_state_dict`: native weights under the original names and fused layouts.
+
+    >>> original = to_original_state_dict(model.state_dict(), original_config)   # doctest: +SKIP
+    >>> "vision_model.encoder.layers.0.attn.qkv.weight" in original
+    True
+    """
+    llm_type = _mappable_llm(cfg)
+    rules = _rules_for(llm_type)
+    vit_parts, lm_parts = _compile(_VIT_QKV[1]), _compile(_WQKV[1])
+    pending: dict[tuple[str, str, str], dict[str, Any]] = {}
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, tensor in sd.items():
+        match = vit_parts.match(key)
+        if match and match["w"] in "qkv" and len(match["w"]) == 1:
+            pending.setdefault(("vit", match["i"], match["p"]), {})[match["w"]] = tensor
+            continue
+        match = lm_parts.match(key) if llm_type == "internlm2" else None
+        if match and match["w"] in ("q", "k", "v"):
+            pending.setdefault(("lm", match["i"], match["p"]), {})[match["w"]] = tensor
+            continue
+        target = rules._apply(rules.backward, key)
+        if target is None:
+            unknown.append(key)
+        else:
+            out[target] = tensor
+    for (kind, layer, param), parts in pending.items():
+        if set(parts) != {"q", "k", "v"}:
+            unknown.extend(f"{kind}.{layer}.{name}_proj.{param}" for name in parts)
+            continue
+        if kind == "vit":
+            out[_VIT_QKV[0].format(i=layer, p=param)] = merge_vit_qkv(parts["q"], parts["k"], parts["v"])
+        else:
+            heads, kv, head_dim = _llm_dims(cfg)
+            merged = merge_internlm2_wqkv(parts["q"], parts["k"], parts["v"], heads, kv, head_dim)
+            out[_WQKV[0].format(i=layer, p=param)] = merged
+    if unknown:
+        raise ModelLoadError(f"native weights without an original-format name: {sorted(unknown)[:5]}")
+    return out
+
+
+# --- configs ----------------------------------------------------------------------------------------------------------
+
+
+def _token_id(value: Any, vocab: int) -> int | None:
+    # Out-of-vocabulary ids (Phi-3's pad 32000 in a padded 32020 vocab is fine; tiny configs may not be) would make
+    # the embedding's padding_idx invalid; the id only matters for generation defaults.
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, int) and 0 <= value < vocab:
+        return value
+    return None
+
+
+def _rope_parameters(llm: Mapping[str, Any], llm_type: str) -> dict[str, Any]:
+    theta = float(llm.get("rope_theta", 10000.0))
+    scaling = llm.get("rope_scaling") or llm.get("rope_parameters")
+    if not scaling:
+        return {"rope_type": "default", "rope_theta": theta}
+    kind = str(scaling.get("rope_type") or scaling.get("type") or "default")
+    params: dict[str, Any] = {k: v for k, v in scaling.items() if k not in ("type", "rope_type")}
+    params["rope_theta"] = float(params.get("rope_theta", theta))
+    if kind in ("su", "longrope", "yarn") and llm_type == "phi3":
+        kind = "longrope" if kind in ("su", "longrope") else kind
+        original = llm.get("original_max_position_embeddings") or params.get("original_max_position_embeddings")
+        if original is None:
+            raise ConfigError(
+                "Phi-3 llm_config with longrope ('su') scaling needs original_max_position_embeddings; the "
+                "checkpoint config lacks it."
+            )
+        params["original_max_position_embeddings"] = int(original)
+    params["rope_type"] = kind
+    return params
+
+
+def _text_config(cfg: Mapping[str, Any]) -> Any:
+    from transformers import LlamaConfig, Phi3Config, Qwen2Config
+
+    llm_type = _mappable_llm(cfg)
+    llm = dict(cfg.get("llm_config") or {})
+    vocab = int(llm["vocab_size"])
+    common: dict[str, Any] = {
+        "vocab_size": vocab,
+        "hidden_size": int(llm["hidden_size"]),
+        "intermediate_size": int(llm["intermediate_size"]),
+        "num_hidden_layers": int(llm["num_hidden_layers"]),
+        "num_attention_heads": int(llm["num_attention_heads"]),
+        "num_key_value_heads": int(llm.get("num_key_value_heads") or llm["num_attention_heads"]),
+        "hidden_act": llm.get("hidden_act", "silu"),
+        "max_position_embeddings": int(llm.get("max_position_embeddings", 4096)),
+        "rms_norm_eps": float(llm.get("rms_norm_eps", 1e-6)),
+        "bos_token_id": _token_id(llm.get("bos_token_id"), vocab),
+        "eos_token_id": _token_id(llm.get("eos_token_id"), vocab),
+        "pad_token_id": _token_id(llm.get("pad_token_id"), vocab),
+        "rope_parameters": _rope_parameters(llm, llm_type),
+        # The official InternVLChatConfig forces untied embeddings.
+        "tie_word_embeddings": False,
+    }
+    if llm.get("head_dim"):
+        common["head_dim"] = int(llm["head_dim"])
+    if llm_type == "qwen2":
+        extra = {
+            k: llm[k]
+            for k in ("use_sliding_window", "sliding_window", "max_window_layers", "attention_dropout")
+            if k in llm and llm[k] is not None
+        }
+        common.pop("head_dim", None)
+        return Qwen2Config(**common, **extra)
+    if llm_type == "llama":
+        extra = {k: llm[k] for k in ("attention_bias", "mlp_bias", "attention_dropout") if k in llm}
+        return LlamaConfig(**common, **extra)
+    if llm_type == "internlm2":
+        return LlamaConfig(**common, attention_bias=bool(llm.get("bias", False)), mlp_bias=False)
+    original = llm.get("original_max_position_embeddings")
+    extra = {k: llm[k] for k in ("sliding_window", "attention_dropout", "resid_pdrop", "embd_pdrop") if k in llm}
+    if original is not None:
+        extra["original_max_position_embeddings"] = int(original)
+    common.pop("head_dim", None)
+    return Phi3Config(**common, **extra)
+
+
+def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int | None = None) -> InternVLConfig:
+    """Build the native ``InternVLConfig`` equivalent to an original ``InternVLChatModel`` config dict.
+
+    ``image_token_id`` must be the checkpoint tokenizer's ``<IMG_CONTEXT>`` id (it differs per language model);
+    :func:`load_model` passes it.
+
+    >>> native = native_config_from_original(original_config, image_token_id=151667)   # doctest: +SKIP
+    >>> native.vision_config.norm_type
+    'layer_norm'
+    """
+    from transformers import InternVLConfig, InternVLVisionConfig
+
+    if _checkpoint_format(cfg, Path("<config>")) != "original":
+        raise ConfigError("native_config_from_original expects an original InternVLChatModel config dict")
+    if image_token_id is None:
+        image_token_id = cfg.get("image_token_id") or cfg.get("img_context_token_id")
+    if image_token_id is None:
+        raise ConfigError(
+            "image_token_id is required: pass tokenizer.convert_tokens_to_ids('<IMG_CONTEXT>') from the "
+            "checkpoint's own tokenizer (it is 151667 on Qwen2.5 bases but 92546 on InternLM2)."
+        )
+    vision = dict(cfg.get("vision_config") or {})
+    # Missing keys take the InternVisionConfig class defaults (the 6B style).
+    norm_type = str(vision.get("norm_type", "rms_norm"))
+    patch = _first(vision.get("patch_size", 14))
+    vit_image = _first(vision.get("image_size", 224))
+    image_size = int(cfg.get("force_image_size") or vit_image)
+    downsample = float(cfg.get("downsample_ratio", 0.5))
+    vision_config = InternVLVisionConfig(
+        hidden_size=int(vision.get("hidden_size", 3200)),
+        num_hidden_layers=int(vision.get("num_hidden_layers", 48)),
+        num_attention_heads=int(vision.get("num_attention_heads", 25)),
+        intermediate_size=int(vision.get("intermediate_size", 12800)),
+        hidden_act=str(vision.get("hidden_act", "gelu")),
+        layer_norm_eps=float(vision.get("layer_norm_eps", 1e-6)),
+        # The position table is sized by the encoder's own image_size; other tile sizes are interpolated, as in
+        # the original InternVisionEmbeddings.
+        image_size=vit_image,
+        patch_size=patch,
+        num_channels=int(vision.get("num_channels", 3)),
+        norm_type=norm_type,
+        use_qk_norm=bool(vision.get("qk_normalization", True)),
+        attention_bias=bool(vision.get("qkv_bias", False)),
+        layer_scale_init_value=float(vision.get("initializer_factor", 0.1)),
+        # use_mean_pooling=True makes the final norm an Identity: the original encoder has no final norm.
+        use_mean_pooling=True,
+        use_absolute_position_embeddings=True,
+        use_mask_token=False,
+    )
+    select_layer = int(cfg.get("select_layer", -1))
+    return InternVLConfig(
+        vision_config=vision_config,
+        text_config=_text_config(cfg),
+        image_token_id=int(image_token_id),
+        image_seq_length=int((image_size // patch) ** 2 * downsample**2),
+        downsample_ratio=downsample,
+        projector_hidden_act="gelu",
+        vision_feature_layer=select_layer,
+        vision_feature_select_strategy="default",
+        tie_word_embeddings=False,
+    )
+
+
+def apply_pixel_shuffle_v1(model: Any) -> Any:
+    """Make a native InternVL model instance use the original ``ps_version="v1"`` pixel shuffle.
+
+    v1 skips the final height/width swap, so its token grid is the transpose of v2's; the projector works per
+    token, so v1 features are v2 features with the square grid transposed. This patches only this instance
+    (``model.model.pixel_shuffle``); saving it with ``save_pretrained`` would not record the change.
+
+    >>> model = apply_pixel_shuffle_v1(model)   # doctest: +SKIP
+    """
+    inner = getattr(model, "model", model)
+    original: Callable[..., Any] = type(inner).pixel_shuffle
+
+    def pixel_shuffle_v1(self: Any, vision_features: Any, scale_factor: float = 0.5) -> Any:
+        return original(self, vision_features, scale_factor=scale_factor).transpose(1, 2).contiguous()
+
+    inner.pixel_shuffle = types.MethodType(pixel_shuffle_v1, inner)
+    model.internvl_tools_ps_version = "v1"
+    return model
+
+
+# --- loading ----------------------------------------------------------------------------------------------------------
+
+
+def _is_internlm2_tokenizer(directory: Path, info: CheckpointInfo | None) -> bool:
+    config_file = directory / "tokenizer_config.json"
+    if config_file.is_file():
+        try:
+            tok_cfg = json.loads(config_file.read_text(encoding="utf-8"))
+        except ValueError:
+            tok_cfg = {}
+        if tok_cfg.get("tokenizer_class") == "InternLM2Tokenizer":
+            return True
+        if (directory / "tokenizer.json").is_file():
+            return False
+    return (directory / "tokenizer.model").is_file() and info is not None and info.llm_type == "internlm2"
+
+
+def load_tokenizer(path: str | Path, info: CheckpointInfo | None = None) -> Any:
+    """Load a checkpoint's tokenizer without remote code.
+
+    InternLM2 sentencepiece tokenizers become :class:`internvl_tools.tokenizers.InternLM2Tokenizer` (exact ids);
+    everything else goes through ``AutoTokenizer`` with ``trust_remote_code=False``. Grounding tokens are special
+    tokens: decode with ``skip_special_tokens=False`` to keep ``<ref>``/``<box>``.
+
+    >>> tok = load_tokenizer("/models/InternVL2-2B")   # doctest: +SKIP
+    """
+    directory = Path(path)
+    if _is_internlm2_tokenizer(directory, info):
+        from internvl_tools.tokenizers import InternLM2Tokenizer
+
+        return InternLM2Tokenizer.from_directory(directory)
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False)
+    except Exception as exc:  # transformers raises many types here; keep the cause attached
+        raise ModelLoadError(f"could not load the tokenizer of {directory}: {exc}") from exc
+
+
+def _image_token_id(tokenizer: Any) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(IMG_CONTEXT_TOKEN)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if token_id is None or (unk is not None and token_id == unk):
+        raise ModelLoadError(
+            f"the checkpoint's tokenizer has no {IMG_CONTEXT_TOKEN} token; InternVL checkpoints add it with the "
+            "other eight InternVL tokens. Is this a language-model-only tokenizer?"
+        )
+    return int(token_id)
+
+
+def _resolve(path: str | Path, *, revision: str | None, local_files_only: bool, trust_remote_code: bool) -> Path:
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return local
+    name = str(path)
+    if local.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
+        raise ModelLoadError(
+            f"{name!r} is neither a checkpoint directory nor a hub id like 'OpenGVLab/InternVL3-1B-hf'."
+        )
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:  # pragma: no cover - huggingface_hub ships with transformers
+        raise ModelLoadError("huggingface_hub is needed to download checkpoints") from exc
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken"]
+    if trust_remote_code:
+        patterns.append("*.py")
+    try:
+        return Path(
+            snapshot_download(name, revision=revision, local_files_only=local_files_only, allow_patterns=patterns)
+        )
+    except Exception as exc:
+        raise ModelLoadError(
+            f"could not fetch {name!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). The hub may be "
+            "unreachable or the files not cached: pass a local checkpoint directory, or use MODEL=tiny for a tiny "
+            "random model built offline."
+        ) from exc
+
+
+def _read_weights(directory: Path) -> dict[str, Any]:
+    import torch
+
+    files = sorted(directory.glob("*.safetensors"))
+    state: dict[str, Any] = {}
+    if files:
+        from safetensors.torch import load_file
+
+        for file in files:
+            state.update(load_file(str(file)))
+        return state
+    bins = sorted(directory.glob("pytorch_model*.bin"))
+    if not bins:
+        raise ModelLoadError(f"{directory} has no *.safetensors or pytorch_model*.bin weight files")
+    for file in bins:
+        try:
+            # weights_only=True: never unpickle arbitrary objects from a downloaded file.
+            state.update(torch.load(str(file), map_location="cpu", weights_only=True))
+        except Exception as exc:
+            raise ModelLoadError(f"could not read {file} safely (weights_only=True): {exc}") from exc
+    return state
+
+
+def _rebuild_meta_buffers(model: Any) -> None:
+    """Recreate modules whose non-persistent buffers (rotary inv_freq) stayed on the meta device."""
+    for name, module in list(model.named_modules()):
+        if not any(b.is_meta for b in module.buffers(recurse=False)):
+            continue
+        config = getattr(module, "config", None)
+        try:
+            fresh = type(module)(config=config) if config is not None else type(module)()
+        except Exception as exc:
+            raise ModelLoadError(f"could not rebuild buffers of {name} ({type(module).__name__}): {exc}") from exc
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, fresh)
+
+
+def _load_original(directory: Path, info: CheckpointInfo, tokenizer: Any, dtype: Any) -> Any:
+    import torch
+    from transformers import InternVLForConditionalGeneration
+
+    config = native_config_from_original(info.raw_config, image_token_id=_image_token_id(tokenizer))
+    state = convert_original_state_dict(_read_weights(directory), info.raw_config)
+    with torch.device("meta"):
+        model = InternVLForConditionalGeneration(config)
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ModelLoadError(
+            f"the mapped weights of {directory} do not fit the native model: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}"
+        )
+    reference = model.state_dict()
+    for key, tensor in state.items():
+        if tuple(tensor.shape) != tuple(reference[key].shape):
+            raise ModelLoadError(
+                f"weight {key} of {directory} has shape {tuple(tensor.shape)}, the config implies "
+                f"{tuple(reference[key].shape)}"
+            )
+        if tensor.is_floating_point():
+            state[key] = tensor.to(dtype)
+    model.load_state_dict(state, strict=True, assign=True)
+    _rebuild_meta_buffers(model)
+    model.to(dtype)
+    if info.ps_version == "v1":
+        apply_pixel_shuffle_v1(model)
+    generation_file = directory / "generation_config.json"
+    if generation_file.is_file():
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig.from_pretrained(str(directory))
+    return model
+
+
+def load_model(
+    path: str | Path,
+    *,
+    dtype: Any = None,
+    device_map: Any = None,
+    attn_implementation: str | None = None,
+    quantization_config: Any = None,
+    trust_remote_code: bool = False,
+    revision: str | None = None,
+    local_files_only: bool = False,
+) -> tuple[Any, Any, CheckpointInfo]:
+    """Load any InternVL checkpoint on transformers' native architecture; return ``(model, tokenizer, info)``.
+
+    ``path`` is a local directory or a hub id. Native checkpoints use ``from_pretrained``; original-format ones are
+    built on the meta device, their weights (``*.safetensors``, or ``pytorch_model*.bin`` read with
+    ``weights_only=True``) mapped and loaded strictly. ``trust_remote_code=True`` runs the checkpoint's own code.
+    ``dtype`` defaults to float32.
+
+    >>> model, tokenizer, info = load_model(tiny_checkpoint("internlm2", "original"))   # doctest: +SKIP
+    >>> type(model).__name__
+    'InternVLForConditionalGeneration'
+    """
+    import torch
+
+    dtype = torch.float32 if dtype is None else dtype
+    directory = _resolve(
+        path, revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
+    )
+    info = read_checkpoint_info(directory)
+    if trust_remote_code:
+        return _load_remote(directory, info, dtype=dtype, device_map=device_map)
+    tokenizer = load_tokenizer(directory, info)
+    if info.format == "native":
+        from transformers import InternVLForConditionalGeneration
+
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        if attn_implementation is not None:
+            kwargs["attn_implementation"] = attn_implementation
+        if quantization_config is not None:
+            kwargs["quantization_config"] = quantization_config
+        try:
+            model = InternVLForConditionalGeneration.from_pretrained(str(directory), **kwargs)
+        except Exception as exc:
+            raise ModelLoadError(f"could not load the native InternVL checkpoint {directory}: {exc}") from exc
+        return model.eval(), tokenizer, info
+
+    if quantization_config is not None:
+        raise ConfigError(
+            "quantization_config is not supported for original-format InternVL checkpoints yet; use the "
+            "checkpoint's native '-hf' release, or load in bfloat16/float16."
+        )
+    model = _load_original(directory, info, tokenizer, dtype)
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    if device_map is not None:
+        if isinstance(device_map, dict):
+            raise ConfigError("a device_map dict is not supported for original-format checkpoints; pass a device")
+        device = device_map
+        if device_map == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        model.to(device)
+    return model.eval(), tokenizer, info
+
+
+def _load_remote(directory: Path, info: CheckpointInfo, *, dtype: Any, device_map: Any) -> tuple[Any, Any, Any]:
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": True}
+        if device_map is not None:
+            kwargs["device_map"] = device_map
+        model = AutoModel.from_pretrained(str(directory), **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=True, use_fast=False)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"loading {directory} with its own remote code failed ({type(exc).__name__}: {exc}). {_REMOTE_CODE_NOTES}"
+        ) from exc
+    return model.eval(), tokenizer, info

@@ -1,0 +1,961 @@
+"""Grounding with InternVL: prompt builders, a tolerant parser for ``<ref>…</ref><box>[[…]]</box>``, drawing,
+and export to fine-tuning data.
+
+InternVL answers grounding prompts with ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``: integers on a
+0–1000 scale relative to the *whole original image* (``round(x / W * 1000)``). :func:`parse_grounding` turns
+any such text into pixel boxes and never raises on the text: every problem becomes a
+:class:`~internvl_tools.schemas.GroundingWarning` that says what was wrong and where (character offsets).
+
+>>> r = parse_grounding("<ref>the lady</ref><box>[[243, 469, 558, 746]]</box>", (427, 640))
+>>> [round(v, 3) for v in r.boxes[0].xyxy]
+[103.761, 300.16, 238.266, 477.44]
+
+Parsing rules (each one is a test in ``tests/test_grounding.py``):
+
+* Several ``<ref>``/``<box>`` pairs and several boxes per ``<box>`` are all kept, in order. A repeated label
+  gives a separate object each time (``GroundingResult.by_label()`` merges them).
+* Free text (e.g. the detection answer's ``Sure, I will detect…`` preface) is ignored.
+* A ``<box>`` without a ``<ref>`` gives an object with ``label=None``. A bare list outside ``<box>`` is the
+  tag-stripped form that ``chat()`` returns (``the lady[[243, 469, 558, 746]]``): its label is the free text on
+  the same line just before the list (``None`` if there is none or it is over 200 characters).
+* A list attaches to the latest ``<ref>`` if that ref has no list yet, or if only whitespace separates it from
+  that ref's previous list.
+* ``<ref>x</ref>`` with no list gives an object with zero boxes and a ``ref_without_box`` warning.
+* Missing ``]``, ``</ref>`` or ``</box>`` are tolerated (warned). When the text ends inside a list (truncated
+  generation), the boxes closed with ``]`` are kept and the incomplete rest is dropped with a ``truncated``
+  warning; an unclosed box at the very end is dropped even with four numbers, since its last number may be cut.
+* Each box needs exactly four numbers (``wrong_count`` otherwise, box dropped). Numbers next to nested lists
+  (``[245, [1, 2, 3, 4]]``) are ignored (``stray_numbers``). ``nan``/``inf`` (``non_finite``) and runaway
+  numbers (more than 7 integer digits, or beyond 10× the scale) drop their box (``runaway_number``).
+* Values below 0 or above the scale are clipped (``out_of_range``); reversed corners are swapped
+  (``reversed_corners``); zero-width or zero-height boxes are kept (``degenerate_box``).
+* ``coords`` says how to read the numbers: ``norm1000`` (default), ``norm1`` (0–1 fractions, InternVL-Chat-V1-2
+  style) or ``pixel``. There is no guessing from the size of the numbers (the official eval's ``sum >= 4``
+  heuristic misreads small boxes).
+* Full-width brackets, commas and digits (``［［1，2，3，4］］``) and spaces or newlines anywhere are accepted.
+  The scanner is a single regular-expression pass plus a stack, linear in the length of the text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from internvl_tools.constants import DETECTION_PROMPT, GROUNDING_PROMPT, GROUNDING_SCALE, IMAGE_PLACEHOLDER
+from internvl_tools.errors import ConfigError
+from internvl_tools.schemas import (
+    UNLABELED,
+    BoundingBox,
+    CoordSystem,
+    GroundedObject,
+    GroundingResult,
+    GroundingWarning,
+    WarningCode,
+    _check_image_size,
+)
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+    from PIL import Image
+
+__all__ = [
+    "DETECTION_ANSWER_PREFACE",
+    "GROUNDED_OCR_PROMPT",
+    "GROUNDED_OCR_PROMPT_ZH",
+    "REGION_PROMPT",
+    "grounding_prompt",
+    "detection_prompt",
+    "region_prompt",
+    "grounded_ocr_prompt",
+    "format_box",
+    "format_grounding",
+    "parse_grounding",
+    "draw",
+    "to_internvl_record",
+    "to_swift_record",
+    "write_jsonl",
+    "DEFAULT_PALETTE",
+]
+
+# --------------------------------------------------------------------------------------------------------------
+# Prompts
+# --------------------------------------------------------------------------------------------------------------
+
+#: How InternVL's detection data begins every answer (InternVL docs, chat_data_format, V3Det example).
+DETECTION_ANSWER_PREFACE = "Sure, I will detect and label all objects in the image and mark their positions."
+
+#: Our wording for the reverse task (box -> description). InternVL has no official prompt or eval for it; only
+#: the input syntax ``<box>[[x1, y1, x2, y2]]</box>`` on the 0–1000 scale is implied. The phrasing mirrors the
+#: official grounding prompt ("…the region this sentence describes"). ``{box}`` is replaced by the box.
+REGION_PROMPT = "Please provide a short description of the region {box}."
+
+#: Our wording for grounded OCR in English. There is no official prompt; some InternVL OCR data has
+#: ``<ref>text</ref><box>[[…]]</box>`` lines, so we ask for exactly that, which :func:`parse_grounding` reads.
+GROUNDED_OCR_PROMPT = (
+    "Please recognize all the text in the image. For each line of text, output the text and its position "
+    "as <ref>text</ref><box>[[x1, y1, x2, y2]]</box>."
+)
+#: The Chinese prompt a maintainer suggested for text with boxes (InternVL issue #239).
+GROUNDED_OCR_PROMPT_ZH = "请识别图中所有文字，并输出坐标框"
+
+
+def _check_phrase(phrase: str, what: str) -> str:
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise ConfigError(f"{what} must be a non-empty string, got {phrase!r}")
+    lowered = phrase.lower()
+    if any(tag in lowered for tag in ("<ref>", "</ref>", "<box>", "</box>")):
+        raise ConfigError(f"{what} {phrase!r} contains a <ref>/<box> tag; pass the plain phrase, the tags are added")
+    return phrase.strip()
+
+
+def grounding_prompt(phrase: str) -> str:
+    """The official referring-expression prompt (InternVL's RefCOCO eval and training data).
+
+    >>> grounding_prompt("the red car")
+    'Please provide the bounding box coordinate of the region this sentence describes: <ref>the red car</ref>'
+    """
+    return GROUNDING_PROMPT.format(_check_phrase(phrase, "phrase"))
+
+
+def detection_prompt(labels: Sequence[str] | None = None) -> str:
+    """The official detection prompt; with ``labels``, our wording that names the categories.
+
+    Without labels this is byte-identical to InternVL's detection data. With labels there is no official
+    wording; we wrap each category in ``<ref>`` so the model echoes it as ``<ref>cat</ref><box>…</box>``.
+
+    >>> detection_prompt()
+    'Please detect and label all objects in the following image and mark their positions.'
+    >>> detection_prompt(["cat", "dog"])
+    'Please detect all instances of the following categories in the image and mark their positions: <ref>cat</ref>, <ref>dog</ref>.'
+    """
+    if labels is None:
+        return DETECTION_PROMPT
+    if isinstance(labels, str):
+        labels = [labels]
+    names = [_check_phrase(label, "label") for label in labels]
+    if not names:
+        raise ConfigError("labels is empty; pass None for the open detection prompt or at least one category name")
+    joined = ", ".join(f"<ref>{name}</ref>" for name in names)
+    return f"Please detect all instances of the following categories in the image and mark their positions: {joined}."
+
+
+def _as_box(box: BoundingBox | Sequence[float]) -> BoundingBox:
+    if isinstance(box, BoundingBox):
+        return box
+    try:
+        return BoundingBox.from_xyxy(box)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"box must be a BoundingBox or (x1, y1, x2, y2) in pixels, got {box!r}") from exc
+
+
+def format_box(box: BoundingBox | Sequence[float], image_size: tuple[int, int]) -> str:
+    """A pixel box as InternVL writes it: ``<box>[[x1, y1, x2, y2]]</box>`` on the 0–1000 scale.
+
+    >>> format_box([100, 200, 300, 400], (427, 640))
+    '<box>[[234, 312, 703, 625]]</box>'
+    """
+    return f"<box>{_format_list([_as_box(box)], image_size)}</box>"
+
+
+def region_prompt(
+    box: BoundingBox | Sequence[float], image_size: tuple[int, int], question: str | None = None
+) -> str:
+    """A question about one region, the box given in pixels and written on InternVL's 0–1000 scale.
+
+    ``question`` may hold ``{box}`` where the box goes; otherwise the box is appended. Without a question,
+    :data:`REGION_PROMPT` (our wording; InternVL has none) asks for a short description.
+
+    >>> region_prompt([100, 200, 300, 400], (427, 640))
+    'Please provide a short description of the region <box>[[234, 312, 703, 625]]</box>.'
+    >>> region_prompt([0, 0, 427, 640], (427, 640), "What colour is {box}?")
+    'What colour is <box>[[0, 0, 1000, 1000]]</box>?'
+    """
+    box_text = format_box(box, image_size)
+    template = REGION_PROMPT if question is None else question
+    if not isinstance(template, str) or not template.strip():
+        raise ConfigError(f"question must be a non-empty string or None, got {question!r}")
+    if "{box}" in template:
+        return template.replace("{box}", box_text)
+    return f"{template.rstrip()} {box_text}"
+
+
+def grounded_ocr_prompt(language: Literal["en", "zh"] = "en") -> str:
+    """A prompt asking for all text with boxes (no official wording exists; see :data:`GROUNDED_OCR_PROMPT`).
+
+    >>> grounded_ocr_prompt("zh")
+    '请识别图中所有文字，并输出坐标框'
+    """
+    if language == "en":
+        return GROUNDED_OCR_PROMPT
+    if language == "zh":
+        return GROUNDED_OCR_PROMPT_ZH
+    raise ConfigError(f"language must be 'en' or 'zh', got {language!r}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Parser
+# --------------------------------------------------------------------------------------------------------------
+
+# One character for one character, so offsets into the normalised text are offsets into the original.
+_NORMALISE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}  # full-width ASCII: ［，］１２＜ref＞ …
+_NORMALISE.update({0x3000: " ", 0x3001: ",", 0x3010: "[", 0x3011: "]", 0x2212: "-", 0xFE63: "-"})
+
+_TOKEN = re.compile(
+    r"(?P<tag></?(?:ref|box)>)"
+    r"|(?P<open>\[)"
+    r"|(?P<close>\])"
+    r"|(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)"
+    r"|(?P<nonfinite>[+-]?(?<![a-z])(?:nan|inf(?:inity)?)(?![a-z]))"
+    r"|(?P<nl>\n)",
+    re.IGNORECASE,
+)
+# What may sit between numbers and brackets inside a list without ending it.
+_SEPARATORS = re.compile(r"[\s,;'\"]*")
+_LIST_END_TAGS = ("<ref>", "</ref>", "<box>", "</box>")
+
+_MAX_DEPTH = 16
+_MAX_INT_DIGITS = 7
+_MAX_NUMBER_CHARS = 40
+_RUNAWAY_FACTOR = 10
+_MAX_WARNINGS = 100
+_MAX_PHRASE_CHARS = 200
+_SNIPPET_CHARS = 40
+
+_Token = tuple[str, int, int]
+
+
+def _tokens(text: str, pos: int) -> Iterator[_Token]:
+    for match in _TOKEN.finditer(text, pos):
+        start, end = match.span()
+        if start > pos:
+            yield ("text", pos, start)
+        kind = match.lastgroup or "text"
+        yield (match.group().lower() if kind == "tag" else kind, start, end)
+        pos = end
+    if pos < len(text):
+        yield ("text", pos, len(text))
+    while True:
+        yield ("eof", len(text), len(text))
+
+
+class _Stream:
+    """A token stream with one token of push-back that can restart at an offset."""
+
+    __slots__ = ("_text", "_it", "_buf")
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._it = _tokens(text, 0)
+        self._buf: _Token | None = None
+
+    def next(self) -> _Token:
+        token = self._buf
+        if token is None:
+            return next(self._it)
+        self._buf = None
+        return token
+
+    def push(self, token: _Token) -> None:
+        self._buf = token
+
+    def peek(self) -> _Token:
+        token = self.next()
+        self._buf = token
+        return token
+
+    def seek(self, pos: int) -> None:
+        self._it = _tokens(self._text, pos)
+        self._buf = None
+
+
+class _Node:
+    __slots__ = ("start", "nums", "has_child", "ignored_opens")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.nums: list[_Token] = []
+        self.has_child = False
+        self.ignored_opens = 0
+
+
+class _Object:
+    __slots__ = ("label", "boxes", "had_list", "start", "end")
+
+    def __init__(self, label: str | None, start: int, end: int) -> None:
+        self.label = label
+        self.boxes: list[BoundingBox] = []
+        self.had_list = False
+        self.start = start
+        self.end = end
+
+
+class _Parser:
+    def __init__(self, raw: str, image_size: tuple[int, int], coords: CoordSystem) -> None:
+        self.raw = raw
+        self.text = raw.translate(_NORMALISE)
+        self.stream = _Stream(self.text)
+        self.width, self.height = image_size
+        self.coords = coords
+        if coords == "norm1000":
+            self.scale_x = self.scale_y = float(GROUNDING_SCALE)
+        elif coords == "norm1":
+            self.scale_x = self.scale_y = 1.0
+        else:
+            self.scale_x, self.scale_y = float(self.width), float(self.height)
+        self.objects: list[_Object] = []
+        self.warnings: list[GroundingWarning] = []
+        self.current: _Object | None = None
+        self.gap_clean = True  # only whitespace since the current object's last list
+        self.line_start = 0
+        self.last_struct_end = 0
+        self.list_truncated = False  # the last list ran into the end of the text (already reported)
+
+    # --- helpers --------------------------------------------------------------------------------------------
+
+    def warn(self, code: WarningCode, message: str, start: int, end: int) -> None:
+        if len(self.warnings) > _MAX_WARNINGS:
+            return
+        if len(self.warnings) == _MAX_WARNINGS:
+            code, start, end = "too_many_warnings", start, start
+            message = f"more than {_MAX_WARNINGS} problems; the rest are not listed (from offset {start})"
+        self.warnings.append(GroundingWarning(code=code, message=message, start=start, end=end))
+
+    def snippet(self, start: int, end: int) -> str:
+        piece = self.raw[start:end]
+        if len(piece) > _SNIPPET_CHARS:
+            piece = piece[: _SNIPPET_CHARS - 3] + "..."
+        return repr(piece)
+
+    def where(self, start: int, end: int | None = None) -> str:
+        if end is None or end <= start:
+            return f"at offset {start}"
+        return f"{self.snippet(start, end)} at offset {start}"
+
+    # --- driver ---------------------------------------------------------------------------------------------
+
+    def run(self) -> GroundingResult:
+        stream = self.stream
+        text = self.text
+        while True:
+            token = stream.next()
+            kind, start, end = token
+            if kind == "text":
+                if not text[start:end].isspace():
+                    self.gap_clean = False
+                continue
+            if kind == "eof":
+                break
+            if kind in ("<ref>", "<box>", "open"):
+                stream.push(token)
+            if kind == "<ref>":
+                self.parse_ref()
+            elif kind == "<box>":
+                self.parse_box()
+            elif kind == "open":
+                phrase = self.phrase_before(start)  # before the list moves last_struct_end
+                self.attach(self.parse_list(), start, label=phrase)
+            elif kind in ("</ref>", "</box>"):
+                self.warn("stray_tag", f"{kind} {self.where(start)} closes nothing; ignored", start, end)
+            elif kind == "nl":
+                self.line_start = end
+            else:
+                self.gap_clean = False
+        self.close_current()
+        return self.result()
+
+    def result(self) -> GroundingResult:
+        objects = [GroundedObject.model_construct(label=o.label, boxes=o.boxes) for o in self.objects]
+        return GroundingResult.model_construct(
+            objects=objects,
+            image_size=(self.width, self.height),
+            raw_text=self.raw,
+            coords=self.coords,
+            warnings=self.warnings,
+        )
+
+    def close_current(self) -> None:
+        obj = self.current
+        if obj is not None and obj.label is not None and not obj.had_list:
+            self.warn(
+                "ref_without_box",
+                f"<ref>{obj.label}</ref> {self.where(obj.start)} has no box list after it; kept with zero boxes",
+                obj.start,
+                obj.end,
+            )
+
+    def attach(self, boxes: list[BoundingBox], list_start: int, *, label: str | None) -> None:
+        """Give boxes to the current object, or to a new one called ``label`` when they do not belong to it."""
+        obj = self.current
+        if obj is None or (obj.had_list and not self.gap_clean):
+            if not boxes:
+                return  # nothing usable and nothing to attach to: the warnings already say why
+            obj = _Object(label, list_start, list_start)
+            self.objects.append(obj)
+            self.current = obj
+        obj.had_list = True
+        obj.boxes.extend(boxes)
+        self.gap_clean = True
+
+    def phrase_before(self, pos: int) -> str | None:
+        begin = max(self.line_start, self.last_struct_end)
+        phrase = self.raw[begin:pos].strip().rstrip(":=：-").strip().strip("\"'`*").strip()
+        if not phrase or len(phrase) > _MAX_PHRASE_CHARS:
+            return None
+        return phrase
+
+    # --- <ref> ----------------------------------------------------------------------------------------------
+
+    def parse_ref(self) -> None:
+        stream = self.stream
+        _, ref_start, label_start = stream.next()
+        first_open: int | None = None
+        while True:
+            kind, start, end = stream.peek()
+            if kind == "</ref>":
+                stream.next()
+                label_end, closed, after = start, True, end
+                break
+            if kind in ("<ref>", "<box>", "</box>", "nl", "eof"):
+                label_end, closed, after = start, False, start
+                break
+            if kind == "open" and first_open is None:
+                first_open = start
+            stream.next()
+        if not closed and first_open is not None:
+            # No </ref>: the label ends where a box list begins; read that list again as a list.
+            label_end = after = first_open
+            stream.seek(first_open)
+        label = self.raw[label_start:label_end].strip() or None
+        if not closed:
+            if stream.peek()[0] == "eof" and after == len(self.text):
+                self.warn(
+                    "truncated",
+                    f"text ends inside <ref> {self.where(ref_start, label_end)}; kept the label with zero boxes",
+                    ref_start,
+                    label_end,
+                )
+            else:
+                self.warn(
+                    "unclosed_tag",
+                    f"<ref> {self.where(ref_start, label_end)} has no </ref>; the label ends at offset {label_end}",
+                    ref_start,
+                    label_end,
+                )
+        self.close_current()
+        obj = _Object(label, ref_start, after)
+        if label is None or (not closed and after == len(self.text)):
+            # An empty <ref></ref> is not worth a ref_without_box warning; a truncated one is reported already.
+            obj.had_list = True
+        self.objects.append(obj)
+        self.current = obj
+        self.gap_clean = True
+        self.last_struct_end = after
+
+    # --- <box> ----------------------------------------------------------------------------------------------
+
+    def skip_separators(self, *, closes: bool = False) -> None:
+        stream = self.stream
+        while True:
+            kind, start, end = stream.peek()
+            if kind == "nl" or (kind == "text" and _SEPARATORS.fullmatch(self.text, start, end)):
+                stream.next()
+            elif closes and kind == "close":
+                stream.next()  # an extra ']' after a complete list
+            else:
+                return
+
+    def parse_box(self) -> None:
+        stream = self.stream
+        _, box_start, _ = stream.next()
+        self.skip_separators()
+        kind, start, end = stream.peek()
+        if kind != "open":
+            if kind == "</box>":
+                stream.next()
+                end_at = end
+            else:
+                end_at = start
+            code: WarningCode = "truncated" if kind == "eof" else "box_without_list"
+            self.warn(code, f"<box> {self.where(box_start)} holds no bracketed list", box_start, end_at)
+            self.attach([], box_start, label=None)
+            self.last_struct_end = end_at
+            return
+        boxes: list[BoundingBox] = []
+        while True:
+            boxes.extend(self.parse_list())
+            self.skip_separators(closes=True)
+            kind, start, end = stream.peek()
+            if kind == "open":
+                continue  # <box>[1, 2, 3, 4], [5, 6, 7, 8]</box>
+            if kind == "</box>":
+                stream.next()
+                self.last_struct_end = end
+            else:
+                self.last_struct_end = start
+                if kind == "eof":
+                    if not self.list_truncated:
+                        self.warn("truncated", f"text ends before </box> (opened at offset {box_start})",
+                                  box_start, start)
+                else:
+                    self.warn(
+                        "unclosed_tag",
+                        f"<box> opened at offset {box_start} is not closed; {self.where(start, end)} follows the list",
+                        box_start,
+                        start,
+                    )
+            break
+        self.attach(boxes, box_start, label=None)
+
+    # --- lists ----------------------------------------------------------------------------------------------
+
+    def parse_list(self) -> list[BoundingBox]:
+        """Read one bracketed structure from the current '[' and return its valid boxes, in order."""
+        stream = self.stream
+        _, list_start, _ = stream.next()
+        stack = [_Node(list_start)]
+        leaves: list[tuple[_Node, int, bool]] = []  # (node, end offset, closed by ']')
+        strays: list[_Node] = []
+        deep_warned = False
+        nxt = stream.next
+        is_separator = _SEPARATORS.fullmatch
+        text = self.text
+        while True:
+            token = nxt()
+            kind, start, end = token
+            if kind == "num" or kind == "nonfinite":
+                stack[-1].nums.append(token)
+            elif kind == "close":
+                node = stack[-1]
+                if node.ignored_opens:
+                    node.ignored_opens -= 1
+                    continue
+                stack.pop()
+                if node.has_child:
+                    if node.nums:
+                        strays.append(node)
+                else:
+                    leaves.append((node, end, True))
+                if not stack:
+                    self.last_struct_end = end
+                    self.list_truncated = False
+                    return self.finish_leaves(leaves, strays)
+            elif kind == "open":
+                if len(stack) >= _MAX_DEPTH:
+                    stack[-1].ignored_opens += 1
+                    if not deep_warned:
+                        deep_warned = True
+                        self.warn("too_deep", f"brackets nested deeper than {_MAX_DEPTH} at offset {start}; "
+                                  "extra levels ignored", start, end)
+                    continue
+                stack[-1].has_child = True
+                stack.append(_Node(start))
+            elif kind == "nl" or (kind == "text" and is_separator(text, start, end)):
+                pass
+            else:
+                stream.push(token)
+                break  # a tag, other text or the end of the text ends the structure early
+        truncated = kind == "eof"
+        stop = start
+        incomplete: list[_Node] = []
+        while stack:
+            node = stack.pop()
+            if node.has_child:
+                if node.nums:
+                    strays.append(node)
+            elif truncated:
+                if node.nums:
+                    incomplete.append(node)
+            else:
+                leaves.append((node, stop, False))
+        boxes = self.finish_leaves(leaves, strays)
+        self.list_truncated = truncated
+        if truncated:
+            dropped = ", ".join(f"{self.snippet(n.start, stop)} at offset {n.start}" for n in incomplete)
+            detail = f"; dropped the incomplete box {dropped}" if dropped else ""
+            self.warn(
+                "truncated",
+                f"text ends inside the box list opened at offset {list_start}; kept {len(boxes)} complete "
+                f"box(es){detail}",
+                incomplete[0].start if incomplete else list_start,
+                stop,
+            )
+        else:
+            what = "a tag" if kind in _LIST_END_TAGS else "other text"
+            self.warn(
+                "unclosed_bracket",
+                f"the box list opened at offset {list_start} is not closed with ']' before {what} "
+                f"{self.where(start, end)}; its complete boxes are kept",
+                list_start,
+                stop,
+            )
+        self.last_struct_end = stop
+        return boxes
+
+    def finish_leaves(self, leaves: list[tuple[_Node, int, bool]], strays: list[_Node]) -> list[BoundingBox]:
+        for node in strays:
+            first, last = node.nums[0][1], node.nums[-1][2]
+            self.warn(
+                "stray_numbers",
+                f"numbers {self.where(first, last)} sit beside nested box lists; ignored",
+                first,
+                last,
+            )
+        boxes = []
+        for node, end, closed in leaves:  # a leaf closes before its next sibling opens: already in order
+            box = self.make_box(node, end, closed)
+            if box is not None:
+                boxes.append(box)
+        return boxes
+
+    def make_box(self, node: _Node, end: int, closed: bool) -> BoundingBox | None:
+        start = node.start
+        count = len(node.nums)
+        if count == 0:
+            self.warn("empty_box", f"empty list {self.where(start, end)}; ignored", start, end)
+            return None
+        if count != 4:
+            self.warn(
+                "wrong_count",
+                f"box {self.where(start, end)} has {count} number(s), expected 4 (x1, y1, x2, y2); dropped",
+                start,
+                end,
+            )
+            return None
+        values: list[float] = []
+        for axis, (kind, n_start, n_end) in enumerate(node.nums):
+            token = self.text[n_start:n_end]
+            scale = self.scale_x if axis % 2 == 0 else self.scale_y
+            if kind == "nonfinite":
+                self.warn("non_finite", f"box {self.where(start, end)} contains {token!r}; dropped", start, end)
+                return None
+            if len(token) > _MAX_INT_DIGITS and (
+                len(token) > _MAX_NUMBER_CHARS
+                or len(token.lstrip("+-").lower().split("e")[0].split(".")[0]) > _MAX_INT_DIGITS
+            ):
+                self.warn(
+                    "runaway_number",
+                    f"box {self.where(start, end)} has a runaway number {self.snippet(n_start, n_end)} "
+                    f"at offset {n_start}; dropped",
+                    start,
+                    end,
+                )
+                return None
+            try:
+                value = float(token)
+            except ValueError:  # pragma: no cover - the token pattern only admits float syntax
+                self.warn("non_finite", f"box {self.where(start, end)}: {token!r} is not a number; dropped", start, end)
+                return None
+            if not math.isfinite(value) or abs(value) > _RUNAWAY_FACTOR * scale:
+                self.warn(
+                    "runaway_number",
+                    f"box {self.where(start, end)} has {token} at offset {n_start}, far outside the "
+                    f"0–{scale:g} {self.coords} scale; dropped",
+                    start,
+                    end,
+                )
+                return None
+            values.append(value)
+        x1, y1, x2, y2 = values
+        if x1 > x2 or y1 > y2:
+            self.warn(
+                "reversed_corners",
+                f"box {self.where(start, end)} has its corners in the wrong order; swapped",
+                start,
+                end,
+            )
+            x1, x2 = min(x1, x2), max(x1, x2)
+            y1, y2 = min(y1, y2), max(y1, y2)
+        clipped = [
+            min(max(v, 0.0), self.scale_x if i % 2 == 0 else self.scale_y) for i, v in enumerate((x1, y1, x2, y2))
+        ]
+        if clipped != [x1, y1, x2, y2]:
+            self.warn(
+                "out_of_range",
+                f"box {self.where(start, end)} reaches outside the 0–{self.scale_x:g} {self.coords} scale; clipped "
+                f"to {[round(v, 6) for v in clipped]}",
+                start,
+                end,
+            )
+        cx1, cy1, cx2, cy2 = clipped
+        if cx1 == cx2 or cy1 == cy2:
+            self.warn("degenerate_box", f"box {self.where(start, end)} has zero width or height; kept", start, end)
+        return BoundingBox.model_construct(
+            x1=cx1 / self.scale_x * self.width,
+            y1=cy1 / self.scale_y * self.height,
+            x2=cx2 / self.scale_x * self.width,
+            y2=cy2 / self.scale_y * self.height,
+        )
+
+
+def parse_grounding(text: str, image_size: tuple[int, int], coords: CoordSystem = "norm1000") -> GroundingResult:
+    """Read InternVL grounding output into pixel boxes of the original image. Never raises on ``text``.
+
+    ``image_size`` is ``(width, height)`` of the original image (a :class:`ConfigError` if it is not two
+    positive integers). ``coords`` says what the numbers are: ``"norm1000"`` (InternVL's 0–1000 scale, default),
+    ``"norm1"`` (0–1) or ``"pixel"``. See the module docstring for every rule.
+
+    >>> r = parse_grounding('''Sure, I will detect and label all objects in the image and mark their positions.
+    ...
+    ... <ref>helmet</ref><box>[[1, 2, 269, 235]]</box>
+    ... <ref>walkie-talkie</ref><box>[[295, 2, 370, 226], [374, 0, 447, 226]]</box>''', (800, 800))
+    >>> r.labels
+    ['helmet', 'walkie-talkie', 'walkie-talkie']
+    >>> parse_grounding("the lady[[243, 469, 558, 746]]", (427, 640)).labels
+    ['the lady']
+    >>> [w.code for w in parse_grounding("<ref>a</ref><box>[[10, 20, 30", (100, 100)).warnings]
+    ['truncated', 'truncated']
+    """
+    size = _check_image_size(image_size)
+    if coords not in ("norm1000", "norm1", "pixel"):
+        raise ConfigError(f"coords must be 'norm1000', 'norm1' or 'pixel', got {coords!r}")
+    if text is None:
+        text = ""
+    elif isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", errors="replace")
+    elif not isinstance(text, str):
+        text = str(text)
+    return _Parser(text, size, coords).run()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Formatting and export
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _format_list(boxes: Sequence[BoundingBox], image_size: tuple[int, int]) -> str:
+    inner = ", ".join("[" + ", ".join(str(v) for v in box.to_normalized(image_size)) + "]" for box in boxes)
+    return f"[{inner}]"
+
+
+def _object_line(obj: GroundedObject, image_size: tuple[int, int]) -> str:
+    ref = f"<ref>{obj.label}</ref>" if obj.label is not None else ""
+    return f"{ref}<box>{_format_list(obj.boxes, image_size)}</box>"
+
+
+def format_grounding(result: GroundingResult) -> str:
+    """The result in InternVL's syntax, one line per object; objects with no boxes are left out.
+
+    >>> r = parse_grounding("<ref>a</ref><box>[[1, 2, 3, 4],[5, 6, 7, 8]]</box>", (1000, 1000))
+    >>> format_grounding(r)
+    '<ref>a</ref><box>[[1, 2, 3, 4], [5, 6, 7, 8]]</box>'
+    """
+    return "\n".join(_object_line(obj, result.image_size) for obj in result.objects if obj.boxes)
+
+
+def _default_exchange(result: GroundingResult, question: str | None) -> tuple[str, list[GroundedObject], bool]:
+    """(question, objects to write, whether the answer gets the detection preface)."""
+    objects = [obj for obj in result.objects if obj.boxes]
+    if question is not None:
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError(f"question must be a non-empty string or None, got {question!r}")
+        return question, objects, False
+    labels = {obj.label for obj in objects}
+    if len(labels) == 1 and None not in labels:
+        # One phrase: the referring-expression form, its boxes merged into one <box> as InternVL writes them.
+        label = objects[0].label
+        assert label is not None
+        merged = GroundedObject(label=label, boxes=[b for obj in objects for b in obj.boxes])
+        return grounding_prompt(label), [merged], False
+    return DETECTION_PROMPT, objects, True
+
+
+def to_internvl_record(
+    result: GroundingResult, image_path: str | Path, question: str | None = None, *, record_id: int = 0
+) -> dict[str, Any]:
+    """One line of InternVL fine-tuning data (its docs' ``chat_data_format``, "Grounding / Detection Data").
+
+    Without ``question``: a result with one label becomes the official referring-expression exchange, anything
+    else the official detection exchange (answer starting with :data:`DETECTION_ANSWER_PREFACE`). Boxes are
+    written on the 0–1000 scale with ``round(x / W * 1000)``.
+
+    >>> r = parse_grounding("<ref>the lady</ref><box>[[243, 469, 558, 746]]</box>", (427, 640))
+    >>> rec = to_internvl_record(r, "coco/581857.jpg", record_id=2324)
+    >>> rec["width"], rec["height"], rec["conversations"][1]["value"]
+    (427, 640, '<ref>the lady</ref><box>[[243, 469, 558, 746]]</box>')
+    """
+    question, objects, preface = _default_exchange(result, question)
+    lines = "\n".join(_object_line(obj, result.image_size) for obj in objects)
+    answer = f"{DETECTION_ANSWER_PREFACE}\n\n{lines}\n" if preface else lines
+    human = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
+    width, height = result.image_size
+    return {
+        "id": record_id,
+        "image": str(image_path),
+        "width": width,
+        "height": height,
+        "conversations": [{"from": "human", "value": human}, {"from": "gpt", "value": answer}],
+    }
+
+
+def to_swift_record(result: GroundingResult, image_path: str | Path, question: str | None = None) -> dict[str, Any]:
+    """One line of ms-swift grounding data: ``messages`` + ``images`` + ``objects`` with ``bbox_type="real"``.
+
+    The assistant turn uses ms-swift's placeholders: ``<ref-object>`` takes the next ``objects["ref"]`` and
+    ``<bbox>`` the next ``objects["bbox"]`` (pixel boxes; ms-swift normalises them to 0–1000 with its InternVL
+    template, which prints each as ``<box>[[x1, y1, x2, y2]]</box>``). One ``<bbox>`` per box, so a phrase
+    with two boxes trains as ``<ref>a</ref><box>[[…]]</box><box>[[…]]</box>`` rather than one shared ``<box>``.
+
+    >>> r = parse_grounding("<ref>cat</ref><box>[[0, 0, 500, 500]]</box>", (200, 100))
+    >>> rec = to_swift_record(r, "cat.jpg")
+    >>> rec["messages"][1]["content"], rec["objects"]
+    ('<ref-object><bbox>', {'ref': ['cat'], 'bbox': [[0.0, 0.0, 100.0, 50.0]], 'bbox_type': 'real', 'image_id': [0]})
+    """
+    question, objects, preface = _default_exchange(result, question)
+    refs: list[str] = []
+    bboxes: list[list[float]] = []
+    lines = []
+    for obj in objects:
+        head = ""
+        if obj.label is not None:
+            refs.append(obj.label)
+            head = "<ref-object>"
+        bboxes.extend([round(v, 3) for v in box.xyxy] for box in obj.boxes)
+        lines.append(head + "<bbox>" * len(obj.boxes))
+    body = "\n".join(lines)
+    answer = f"{DETECTION_ANSWER_PREFACE}\n\n{body}\n" if preface else body
+    user = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}{question}"
+    return {
+        "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
+        "images": [str(image_path)],
+        "objects": {"ref": refs, "bbox": bboxes, "bbox_type": "real", "image_id": [0] * len(bboxes)},
+    }
+
+
+def write_jsonl(
+    items: Iterable[tuple[GroundingResult, str | Path]],
+    path: str | Path,
+    *,
+    format: Literal["internvl", "swift"] = "internvl",
+    question: str | None = None,
+) -> int:
+    """Write ``(result, image_path)`` pairs as fine-tuning JSONL; returns the number of lines written.
+
+    ``format="internvl"`` writes InternVL's conversation records (ids count from 0); ``"swift"`` writes
+    ms-swift's ``objects`` form. UTF-8, one JSON object per line, non-ASCII kept as is.
+
+    >>> import tempfile, os
+    >>> r = parse_grounding("<ref>cat</ref><box>[[0, 0, 500, 500]]</box>", (200, 100))
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     write_jsonl([(r, "a.jpg"), (r, "b.jpg")], os.path.join(d, "train.jsonl"), format="swift")
+    2
+    """
+    if format not in ("internvl", "swift"):
+        raise ConfigError(f"format must be 'internvl' or 'swift', got {format!r}")
+    count = 0
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for result, image_path in items:
+            if format == "internvl":
+                record = to_internvl_record(result, image_path, question, record_id=count)
+            else:
+                record = to_swift_record(result, image_path, question)
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------------------------------------------
+
+#: Saturated colours that stay distinct from each other and from grey backgrounds.
+DEFAULT_PALETTE: tuple[tuple[int, int, int], ...] = (
+    (230, 25, 75),
+    (60, 180, 75),
+    (255, 225, 25),
+    (0, 130, 200),
+    (245, 130, 48),
+    (145, 30, 180),
+    (70, 240, 240),
+    (240, 50, 230),
+    (210, 245, 60),
+    (0, 128, 128),
+    (170, 110, 40),
+    (128, 0, 0),
+    (0, 0, 128),
+    (255, 105, 180),
+    (0, 255, 127),
+    (255, 69, 0),
+)
+
+
+def _pixel_rect(box: BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:
+    """Inclusive pixel rectangle covered by a continuous box, inside the image."""
+    x1 = min(max(math.floor(box.x1), 0), width - 1)
+    y1 = min(max(math.floor(box.y1), 0), height - 1)
+    x2 = min(max(math.ceil(box.x2) - 1, x1), width - 1)
+    y2 = min(max(math.ceil(box.y2) - 1, y1), height - 1)
+    return x1, y1, x2, y2
+
+
+def draw(
+    image: Image.Image,
+    result: GroundingResult,
+    *,
+    width: int | None = None,
+    font_size: int | None = None,
+    palette: Sequence[tuple[int, int, int] | str] | None = None,
+    show_labels: bool = True,
+) -> Image.Image:
+    """Return a copy of ``image`` (RGB) with the boxes outlined and labelled; the input is not changed.
+
+    Outlines are drawn inside each box, ``width`` pixels thick (default scales with the image). Each label gets
+    one colour, in order of first appearance, from ``palette`` (RGB tuples or colour names). Label text sits on
+    a filled rectangle of the box's colour, black or white whichever contrasts, above the box (inside it when
+    there is no room). Boxes are scaled if ``image`` is not ``result.image_size``.
+
+    >>> from PIL import Image
+    >>> r = parse_grounding("<ref>cat</ref><box>[[100, 100, 600, 600]]</box>", (64, 48))
+    >>> draw(Image.new("RGB", (64, 48), "gray"), r).size
+    (64, 48)
+    """
+    from PIL import ImageColor, ImageDraw, ImageFont
+
+    canvas = image.convert("RGB")
+    if canvas is image:  # pragma: no cover - convert() always copies, but never draw on the caller's image
+        canvas = image.copy()
+    img_w, img_h = canvas.size
+    res_w, res_h = result.image_size
+    sx, sy = img_w / res_w, img_h / res_h
+    line = width if width is not None else max(2, round(min(img_w, img_h) / 250))
+    size = font_size if font_size is not None else max(10, round(min(img_w, img_h) / 40))
+    try:
+        font: Any = ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # pragma: no cover - Pillow without FreeType
+        font = ImageFont.load_default()
+    colours = [ImageColor.getrgb(c) if isinstance(c, str) else tuple(c) for c in (palette or DEFAULT_PALETTE)]
+    if not colours:
+        raise ConfigError("palette is empty; pass at least one colour or None for the default")
+    colour_of: dict[str | None, tuple[int, ...]] = {}
+    for obj in result.objects:
+        if obj.label not in colour_of:
+            colour_of[obj.label] = colours[len(colour_of) % len(colours)]
+
+    pen = ImageDraw.Draw(canvas)
+    placed: list[tuple[tuple[int, int, int, int], str | None, tuple[int, ...]]] = []
+    for obj in result.objects:
+        for box in obj.boxes:
+            rect = _pixel_rect(box.scaled(sx, sy), img_w, img_h)
+            pen.rectangle(rect, outline=colour_of[obj.label][:3], width=line)
+            placed.append((rect, obj.label, colour_of[obj.label]))
+    if not show_labels:
+        return canvas
+    pad = max(1, size // 6)
+    for (x1, y1, _, _), label, colour in placed:
+        if not label:
+            continue
+        left, top, right, bottom = pen.textbbox((0, 0), label, font=font)
+        box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
+        tx = max(0, min(x1, img_w - box_w))
+        ty = y1 - box_h if y1 - box_h >= 0 else y1
+        pen.rectangle((tx, ty, tx + box_w - 1, ty + box_h - 1), fill=colour[:3])
+        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
+        pen.text((tx + pad - left, ty + pad - top), label, fill=ink, font=font)
+    return canvas
+
+
+# Kept for callers that want the name used in the result's exports.
+UNLABELED_NAME = UNLABELED

@@ -1,0 +1,249 @@
+"""The engine end to end on tiny random checkpoints: the answers are noise, the behaviour is asserted."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from pydantic import BaseModel
+
+from internvl_tools import InternVL
+from internvl_tools.errors import ConfigError, ContextLengthError, InternVLError, TemplateError
+from internvl_tools.prompts import build_prompt
+from internvl_tools.results import ChatResult
+
+GREEDY = {"max_new_tokens": 24}
+
+
+def _image(seed: int, size: tuple[int, int] = (120, 90)) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    arr = torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8).numpy()
+    return Image.fromarray(arr)
+
+
+def _conv(question: str, *images: object) -> list[dict]:
+    content = [{"type": "image", "image": im} for im in images]
+    content.append({"type": "text", "text": question})
+    return [{"role": "user", "content": content}]
+
+
+CONVERSATIONS = [
+    _conv("What is in the picture?", _image(1)),
+    _conv("Describe both.", _image(2), _image(3, (60, 200))),
+    _conv("Hello, who are you?"),
+    _conv("Read the text.", _image(4, (300, 40))),
+]
+
+
+def test_construction_is_cheap_and_lazy(tiny_native: Path) -> None:
+    vlm = InternVL.from_pretrained(str(tiny_native))
+    assert not vlm.is_loaded
+    assert "not loaded" in repr(vlm)
+
+
+def test_weights_are_shared_between_engines_with_the_same_settings(tiny_engine: InternVL, tiny_native: Path) -> None:
+    other = InternVL.from_pretrained(str(tiny_native)).load()
+    assert other.model is tiny_engine.model
+    different = InternVL.from_pretrained(str(tiny_native), preprocess="exact")
+    assert different.load().model is tiny_engine.model  # preprocessing is not a weight setting
+
+
+def test_auto_device_and_dtype_on_cpu(tiny_engine: InternVL) -> None:
+    param = next(tiny_engine.model.parameters())
+    assert param.device.type == "cpu"
+    assert param.dtype is torch.float32
+
+
+def test_chat_returns_a_typed_result_with_consistent_usage(tiny_engine: InternVL) -> None:
+    messages = CONVERSATIONS[0]
+    result = tiny_engine.chat(messages, **GREEDY)
+    assert isinstance(result, ChatResult)
+    assert result.finish_reason in {"stop", "length"}
+    assert result.usage.prompt_tokens == tiny_engine.count_tokens(messages)
+    info = tiny_engine.info
+    assert result.usage.image_tokens == result.usage.num_tiles * info.tokens_per_tile
+    assert 1 <= result.usage.completion_tokens <= GREEDY["max_new_tokens"]
+    assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens
+
+
+def test_prompt_is_the_official_chat_string(tiny_engine: InternVL) -> None:
+    state = tiny_engine._state()
+    prepared = tiny_engine._prepare(CONVERSATIONS[0], state)
+    expected = build_prompt(
+        tiny_engine.info.template, "What is in the picture?", num_patches_list=[prepared.num_tiles],
+        tokens_per_tile=tiny_engine.info.tokens_per_tile,
+    )
+    assert prepared.text == expected
+
+
+def test_greedy_is_deterministic_and_ask_matches_chat(tiny_engine: InternVL) -> None:
+    img = _image(7)
+    a = tiny_engine.ask(img, "Describe.", **GREEDY)
+    b = tiny_engine.chat(_conv("Describe.", img), **GREEDY).text
+    assert a == b
+
+
+@pytest.mark.parametrize("index", range(len(CONVERSATIONS)))
+def test_stream_concatenates_to_chat_text(tiny_engine: InternVL, index: int) -> None:
+    messages = CONVERSATIONS[index]
+    deltas = list(tiny_engine.stream(messages, **GREEDY))
+    assert all(isinstance(d, str) and d for d in deltas)
+    assert "".join(deltas) == tiny_engine.chat(messages, **GREEDY).text
+
+
+def test_batch_equals_one_by_one(tiny_engine: InternVL) -> None:
+    singles = [tiny_engine.chat(c, **GREEDY) for c in CONVERSATIONS]
+    batched = tiny_engine.batch(CONVERSATIONS, **GREEDY)
+    assert [r.text for r in batched] == [r.text for r in singles]
+    assert [r.usage.prompt_tokens for r in batched] == [r.usage.prompt_tokens for r in singles]
+    assert [r.finish_reason for r in batched] == [r.finish_reason for r in singles]
+
+
+def test_stop_sequence_trims_text_and_sets_finish_reason(tiny_engine: InternVL) -> None:
+    messages = CONVERSATIONS[2]
+    full = tiny_engine.chat(messages, max_new_tokens=40).text
+    # Pick a stop string from the middle of the unconstrained answer.
+    stop = next((full[i : i + 2] for i in range(3, len(full) - 2) if full[i : i + 2].strip() == full[i : i + 2]), None)
+    if stop is None:
+        pytest.skip("the random model's answer has no usable stop string")
+    result = tiny_engine.chat(messages, max_new_tokens=40, stop=[stop])
+    assert result.finish_reason == "stop"
+    assert stop not in result.text
+    assert full.startswith(result.text)
+    assert result.text == full[: full.index(stop)].strip()
+    streamed = "".join(tiny_engine.stream(messages, max_new_tokens=40, stop=[stop]))
+    assert streamed == result.text
+
+
+def test_length_finish_reason(tiny_engine: InternVL) -> None:
+    result = tiny_engine.chat(CONVERSATIONS[2], max_new_tokens=1)
+    assert result.usage.completion_tokens == 1
+    assert result.finish_reason in {"length", "stop"}
+
+
+def test_context_limit_error_names_the_numbers(tiny_engine: InternVL) -> None:
+    context = tiny_engine.context_length
+    long_text = "word " * (context + 10)
+    with pytest.raises(ContextLengthError, match=rf"context of {context} tokens"):
+        tiny_engine.chat(long_text, max_new_tokens=4)
+
+
+def test_context_limit_error_suggests_max_tiles(tiny_native: Path) -> None:
+    vlm = InternVL.from_pretrained(str(tiny_native), max_tiles=40)
+    context = vlm.context_length
+    filler = "word " * (context - 60)
+    with pytest.raises(ContextLengthError, match=r"tiles") as info:
+        vlm.chat(_conv(filler, _image(5, (1600, 1200))), max_new_tokens=4)
+    assert "max_tiles=" in str(info.value) or "fewer" in str(info.value)
+
+
+def test_many_threads_each_get_their_own_answer(tiny_engine: InternVL) -> None:
+    questions = [f"Question number {i}?" for i in range(8)]
+    expected = {q: tiny_engine.chat(q, max_new_tokens=8).text for q in questions}
+    answers: dict[tuple[int, int], str] = {}
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            for j in range(5):
+                answers[(i, j)] = tiny_engine.chat(questions[i], max_new_tokens=8).text
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(answers) == 40
+    for (i, _), text in answers.items():
+        assert text == expected[questions[i]]
+
+
+class Address(BaseModel):
+    city: str
+    postcode: str
+
+
+class Party(BaseModel):
+    name: str
+    address: Address
+
+
+class InvoiceData(BaseModel):
+    number: str
+    total: float
+    paid: bool
+    seller: Party
+    items: list[str]
+
+
+def test_extract_returns_a_valid_nested_instance_from_random_weights(tiny_engine: InternVL) -> None:
+    result = tiny_engine.extract(_image(9), "Read the invoice.", InvoiceData, max_new_tokens=256)
+    assert isinstance(result, InvoiceData)
+    assert isinstance(result.seller.address, Address)
+
+
+def test_extract_with_a_dict_schema_returns_a_dict(tiny_engine: InternVL) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": ["cat", "dog"]}, "count": {"type": "integer"}},
+        "required": ["label", "count"],
+    }
+    result = tiny_engine.extract(None, "Count.", schema, max_new_tokens=128)
+    assert result["label"] in {"cat", "dog"}
+    assert isinstance(result["count"], int)
+
+
+def test_grounding_tokens_are_kept_in_decoded_text(tiny_engine: InternVL) -> None:
+    from internvl_tools.engine import _decode
+
+    state = tiny_engine._state()
+    tok = state.tokenizer
+    ids = tok("<ref>car</ref><box>[[1, 2, 3, 4]]</box><|im_end|>", add_special_tokens=False)["input_ids"]
+    assert _decode(tok, ids, state.drop_ids) == "<ref>car</ref><box>[[1, 2, 3, 4]]</box>"
+
+
+@pytest.mark.parametrize(
+    ("messages", "kwargs", "error"),
+    [
+        ([], {}, TemplateError),
+        ([{"role": "robot", "content": "hi"}], {}, TemplateError),
+        ([{"role": "user", "content": [{"type": "audio", "audio": "x"}]}], {}, TemplateError),
+        ("hi", {"max_new_tokens": 0}, ConfigError),
+        ("hi", {"frobnicate": 1}, ConfigError),
+        ([{"role": "user", "content": [{"type": "image", "image": b"not an image"}]}], {}, InternVLError),
+    ],
+)
+def test_bad_input_is_a_typed_error(tiny_engine: InternVL, messages: object, kwargs: dict, error: type) -> None:
+    with pytest.raises(error):
+        tiny_engine.chat(messages, **kwargs)
+
+
+@pytest.mark.parametrize(("family", "fmt"), [("qwen2", "original"), ("internlm2", "original"), ("phi3", "original"),
+                                              ("llama", "original")])
+def test_original_format_checkpoints_chat(family: str, fmt: str) -> None:
+    from internvl_tools.testing import tiny_checkpoint
+
+    vlm = InternVL.from_pretrained(str(tiny_checkpoint(family, fmt)))
+    messages = _conv("Describe.", _image(11))
+    result = vlm.chat(messages, max_new_tokens=8)
+    assert result.usage.num_tiles >= 1
+    assert "".join(vlm.stream(messages, max_new_tokens=8)) == result.text
+
+
+def test_checkpoint_chat_template_option(tiny_native: Path) -> None:
+    vlm = InternVL.from_pretrained(str(tiny_native), prompt_format="checkpoint")
+    state = vlm._state()
+    prepared = vlm._prepare(_conv("Describe.", _image(12)), state)
+    assert prepared.text.startswith("<|im_start|>user\n<img>")  # the -hf template has no system block
+    assert prepared.text.endswith("Describe.<|im_end|>\n<|im_start|>assistant\n")
+    assert isinstance(vlm.chat(_conv("Describe.", _image(12)), max_new_tokens=4).text, str)
+
+
+def test_tiny_alias_builds_offline() -> None:
+    assert isinstance(InternVL.from_pretrained("tiny").ask(None, "Hi", max_new_tokens=2), str)
