@@ -22,6 +22,7 @@ from internvl_tools.errors import (
     ImageTooLargeError,
     ImageTooSmallError,
     InternVLError,
+    MediaNotFoundError,
     MediaError,
     MediaPolicyError,
     ModelLoadError,
@@ -43,6 +44,8 @@ _LAZY: dict[str, str] = {
     "MediaPolicy": "internvl_tools.media",
     "load_image": "internvl_tools.media",
     "load_images": "internvl_tools.media",
+    "encode_image": "internvl_tools.media",
+    "to_data_uri": "internvl_tools.media",
     # tiling
     "select_grid": "internvl_tools.tiling",
     "tile_image": "internvl_tools.tiling",
@@ -58,6 +61,15 @@ _LAZY: dict[str, str] = {
     "get_template": "internvl_tools.prompts",
     "build_prompt": "internvl_tools.prompts",
     "detect_template": "internvl_tools.prompts",
+    "detect_family": "internvl_tools.prompts",
+    "FamilyInfo": "internvl_tools.prompts",
+    "TEMPLATES": "internvl_tools.prompts",
+    "build_chat_prompt": "internvl_tools.prompts",
+    "expand_image_placeholders": "internvl_tools.prompts",
+    "ChatPrompt": "internvl_tools.prompts",
+    "PromptTurn": "internvl_tools.prompts",
+    "ImageSlot": "internvl_tools.prompts",
+    "VideoSlot": "internvl_tools.prompts",
     # engine and results
     "InternVL": "internvl_tools.engine",
     "GenerationOptions": "internvl_tools.engine",
@@ -72,6 +84,7 @@ _LAZY: dict[str, str] = {
     # checkpoints
     "CheckpointInfo": "internvl_tools.checkpoints",
     "read_checkpoint_info": "internvl_tools.checkpoints",
+    "load_model": "internvl_tools.checkpoints",
     # testing
     "make_tiny_checkpoint": "internvl_tools.testing",
     "tiny_checkpoint": "internvl_tools.testing",
@@ -89,6 +102,7 @@ __all__ = [
     "ImageTooSmallError",
     "InternVLError",
     "MediaError",
+    "MediaNotFoundError",
     "MediaPolicyError",
     "ModelLoadError",
     "PathNotAllowedError",
@@ -116,13 +130,27 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from internvl_tools.checkpoints import CheckpointInfo, read_checkpoint_info
+    from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
     from internvl_tools.device import balanced_device_map
     from internvl_tools.engine import GenerationOptions, InternVL
     from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
     from internvl_tools.results import ChatResult, Usage
-    from internvl_tools.media import MediaPolicy, load_image, load_images
-    from internvl_tools.prompts import Template, build_prompt, detect_template, get_template
+    from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
+    from internvl_tools.prompts import (
+        TEMPLATES,
+        ChatPrompt,
+        FamilyInfo,
+        ImageSlot,
+        PromptTurn,
+        Template,
+        VideoSlot,
+        build_chat_prompt,
+        build_prompt,
+        detect_family,
+        detect_template,
+        expand_image_placeholders,
+        get_template,
+    )
     from internvl_tools.testing import make_tiny_checkpoint, tiny_checkpoint
     from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
     from internvl_tools.video import VideoFrames, load_video, sample_frame_indices

@@ -14,9 +14,11 @@ at load time, without remote code, onto the native classes:
 
 The image-context token id is read from the checkpoint's tokenizer.
 
->>> info = read_checkpoint_info("/path/to/InternVL2-1B")      # doctest: +SKIP
->>> info.template, info.tokens_per_tile
-('Hermes-2', 256)
+>>> import tempfile
+>>> from internvl_tools.testing import make_tiny_checkpoint
+>>> info = read_checkpoint_info(make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original"))
+>>> info.format, info.llm_type, info.template, info.tokens_per_tile
+('original', 'internlm2', 'internlm2-chat', 4)
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ __all__ = [
     "CheckpointInfo",
     "apply_pixel_shuffle_v1",
     "convert_original_state_dict",
-    "load_model",
     "llm_type_of",
+    "load_model",
     "load_tokenizer",
     "merge_internlm2_wqkv",
     "merge_vit_qkv",
@@ -159,9 +161,11 @@ def llm_type_of(config: Mapping[str, Any]) -> str:
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
     """Read ``config.json`` (and ``preprocessor_config.json``) of a local checkpoint directory. No torch.
 
-    >>> info = read_checkpoint_info("/models/InternVL3-1B-hf")   # doctest: +SKIP
-    >>> info.format, info.tokens_per_tile
-    ('native', 256)
+    >>> import tempfile
+    >>> from internvl_tools.testing import make_tiny_checkpoint
+    >>> info = read_checkpoint_info(make_tiny_checkpoint(tempfile.mkdtemp(), "qwen2", "native"))
+    >>> info.format, info.tokens_per_tile, info.ps_version
+    ('native', 4, 'v2')
     """
     directory = Path(path)
     config_file = directory / "config.json"
@@ -252,9 +256,9 @@ def split_internlm2_wqkv(
     value head, each ``head_dim`` rows.
 
     >>> import torch
-    >>> q, k, v = split_internlm2_wqkv(torch.arange(6.0)[:, None], num_heads=2, num_kv_heads=1, head_dim=1)
-    >>> q.flatten().tolist(), k.flatten().tolist(), v.flatten().tolist()
-    ([0.0, 1.0], [2.0, 3.0], [4.0, 5.0])
+    >>> q, k, v = split_internlm2_wqkv(torch.arange(6.0), num_heads=2, num_kv_heads=2, head_dim=1)
+    >>> q.tolist(), k.tolist(), v.tolist()
+    ([0.0, 3.0], [1.0, 4.0], [2.0, 5.0])
     """
     if num_heads % num_kv_heads:
         raise ConfigError(f"num_heads ({num_heads}) must be a multiple of num_kv_heads ({num_kv_heads})")
@@ -421,8 +425,13 @@ def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -
 
     ``cfg`` is the original ``config.json`` dict. Unknown keys raise :class:`ModelLoadError` naming them.
 
-    >>> native = convert_original_state_dict(original_sd, original_config)   # doctest: +SKIP
-    >>> "model.vision_tower.encoder.layer.0.attention.q_proj.weight" in native
+    >>> import json, tempfile
+    >>> from safetensors.torch import load_file
+    >>> from internvl_tools.testing import make_tiny_checkpoint
+    >>> path = make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original")
+    >>> cfg = json.loads((path / "config.json").read_text())
+    >>> native = convert_original_state_dict(load_file(str(path / "model.safetensors")), cfg)
+    >>> "model.language_model.layers.0.self_attn.k_proj.weight" in native
     True
     """
     llm_type = _mappable_llm(cfg)
@@ -463,8 +472,13 @@ def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -
 def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`convert_original_state_dict`: native weights under the original names and fused layouts.
 
-    >>> original = to_original_state_dict(model.state_dict(), original_config)   # doctest: +SKIP
-    >>> "vision_model.encoder.layers.0.attn.qkv.weight" in original
+    >>> import json, tempfile
+    >>> from internvl_tools.testing import make_tiny_checkpoint, random_tiny_model, tiny_internvl_config
+    >>> path = make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original")
+    >>> cfg = json.loads((path / "config.json").read_text())
+    >>> model = random_tiny_model(tiny_internvl_config("internlm2", image_token_id=5))
+    >>> original = to_original_state_dict(model.state_dict(), cfg)
+    >>> "language_model.model.layers.0.attention.wqkv.weight" in original
     True
     """
     llm_type = _mappable_llm(cfg)
@@ -588,9 +602,12 @@ def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int |
     ``image_token_id`` must be the checkpoint tokenizer's ``<IMG_CONTEXT>`` id (it differs per language model);
     :func:`load_model` passes it.
 
-    >>> native = native_config_from_original(original_config, image_token_id=151667)   # doctest: +SKIP
-    >>> native.vision_config.norm_type
-    'layer_norm'
+    >>> import json, tempfile
+    >>> from internvl_tools.testing import make_tiny_checkpoint
+    >>> path = make_tiny_checkpoint(tempfile.mkdtemp(), "phi3", "original")
+    >>> native = native_config_from_original(json.loads((path / "config.json").read_text()), image_token_id=5)
+    >>> native.vision_config.norm_type, native.text_config.rope_parameters["rope_type"]
+    ('layer_norm', 'longrope')
     """
     from transformers import InternVLConfig, InternVLVisionConfig
 
@@ -806,8 +823,8 @@ def _load_original(directory: Path, info: CheckpointInfo, tokenizer: Any, dtype:
         if tensor.is_floating_point():
             state[key] = tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
+    # Rotary inv_freq buffers are rebuilt in float32 and left there, as from_pretrained does for native models.
     _rebuild_meta_buffers(model)
-    model.to(dtype)
     if info.ps_version == "v1":
         apply_pixel_shuffle_v1(model)
     generation_file = directory / "generation_config.json"
@@ -836,7 +853,9 @@ def load_model(
     ``weights_only=True``) mapped and loaded strictly. ``trust_remote_code=True`` runs the checkpoint's own code.
     ``dtype`` defaults to float32.
 
-    >>> model, tokenizer, info = load_model(tiny_checkpoint("internlm2", "original"))   # doctest: +SKIP
+    >>> import tempfile
+    >>> from internvl_tools.testing import make_tiny_checkpoint
+    >>> model, tokenizer, info = load_model(make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original"))
     >>> type(model).__name__
     'InternVLForConditionalGeneration'
     """

@@ -496,13 +496,12 @@ class InternVL:
         options: GenerationOptions,
         state: _Loaded,
         *,
-        streamer: Any = None,
+        on_tokens: Any = None,
         logits_processor_factory: Any = None,
         cancel: threading.Event | None = None,
     ) -> list[tuple[list[int], int]]:
         """Run one (left-padded) generate; return, per row, its new token ids and its prompt length."""
         import torch
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
         budgets = [self._check_context(p, options, state) for p in prepared]
         max_new = min(budgets)
@@ -518,12 +517,60 @@ class InternVL:
         if pixel_list:
             model_dtype = next(state.model.parameters()).dtype
             inputs["pixel_values"] = torch.cat(pixel_list, dim=0).to(device=state.device, dtype=model_dtype)
+        criteria: list[Any] = []
+        if options.stop:
+            criteria.append(_StopStrings(state.tokenizer, options.stop, width, state.drop_ids))
+        if cancel is not None:
+            criteria.append(_Cancelled(cancel))
+        processors: list[Any] = []
+        if logits_processor_factory is not None:
+            processors.append(logits_processor_factory(width, max_new))
+        with state.lock:
+            if options.seed is not None:
+                torch.manual_seed(options.seed)
+            try:
+                with torch.inference_mode():
+                    if options.num_beams == 1:
+                        from internvl_tools.decoding import decode
+
+                        new_tokens = decode(
+                            state.model,
+                            inputs["input_ids"],
+                            inputs["attention_mask"],
+                            inputs.get("pixel_values"),
+                            max_new_tokens=max_new,
+                            eos_token_id=state.eos_token_id,
+                            pad_token_id=pad,
+                            sampling=options.sampling,
+                            temperature=options.temperature,
+                            top_k=options.top_k,
+                            top_p=options.top_p,
+                            repetition_penalty=options.repetition_penalty,
+                            logits_processors=processors,
+                            stopping=criteria,
+                            on_tokens=on_tokens,
+                        )
+                    else:
+                        new_tokens = self._beam_search(inputs, options, state, max_new, processors, criteria)
+            except InternVLError:
+                raise
+            except Exception as exc:
+                raise GenerationError(f"Generation failed in {self.model_name!r}: {type(exc).__name__}: {exc}") from exc
+        return [(new_tokens[row].tolist(), len(p.input_ids)) for row, p in enumerate(prepared)]
+
+    def _beam_search(
+        self, inputs: dict[str, Any], options: GenerationOptions, state: _Loaded, max_new: int,
+        processors: list[Any], criteria: list[Any],
+    ) -> Any:
+        """Beam search through transformers' ``generate()`` (the lean loop covers greedy and sampling)."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
         config = GenerationConfig(
             max_new_tokens=max_new,
             do_sample=options.sampling,
             num_beams=options.num_beams,
             eos_token_id=state.eos_token_id,
-            pad_token_id=pad,
+            pad_token_id=state.pad_token_id,
         )
         if options.sampling:
             config.temperature = options.temperature if options.temperature else 1.0
@@ -533,35 +580,13 @@ class InternVL:
                 config.top_k = options.top_k
         if options.repetition_penalty is not None:
             config.repetition_penalty = options.repetition_penalty
-        criteria = StoppingCriteriaList()
-        if options.stop:
-            criteria.append(_StopStrings(state.tokenizer, options.stop, width, state.drop_ids))
-        if cancel is not None:
-            criteria.append(_Cancelled(cancel))
-        processors = LogitsProcessorList()
-        if logits_processor_factory is not None:
-            processors.append(logits_processor_factory(width, max_new))
-        with state.lock:
-            if options.seed is not None:
-                torch.manual_seed(options.seed)
-            try:
-                with torch.inference_mode():
-                    out = state.model.generate(
-                        **inputs,
-                        generation_config=config,
-                        stopping_criteria=criteria,
-                        logits_processor=processors,
-                        streamer=streamer,
-                    )
-            except InternVLError:
-                raise
-            except Exception as exc:
-                raise GenerationError(f"Generation failed in {self.model_name!r}: {type(exc).__name__}: {exc}") from exc
-        results = []
-        for row, p in enumerate(prepared):
-            new = out[row, width:].tolist()
-            results.append((new, len(p.input_ids)))
-        return results
+        out = state.model.generate(
+            **inputs,
+            generation_config=config,
+            stopping_criteria=StoppingCriteriaList(criteria),
+            logits_processor=LogitsProcessorList(processors),
+        )
+        return out[:, inputs["input_ids"].shape[1] :]
 
     def _finish(self, new_ids: list[int], prompt_len: int, prepared: _Prepared, options: GenerationOptions,
                 state: _Loaded, max_new: int) -> ChatResult:
@@ -656,24 +681,16 @@ class InternVL:
         done = object()
         error: list[BaseException] = []
 
-        class _Streamer:
-            first = True
-
-            def put(self, value: Any) -> None:
-                if self.first:  # generate() hands the prompt over first
-                    self.first = False
-                    return
-                for token in value.reshape(-1).tolist():
-                    tokens.put(int(token))
-
-            def end(self) -> None:
-                tokens.put(done)
+        def put(step_tokens: Any) -> None:
+            for token in step_tokens.reshape(-1).tolist():
+                tokens.put(int(token))
 
         def run() -> None:
             try:
-                self._generate([prepared], options, state, streamer=_Streamer(), cancel=cancel)
+                self._generate([prepared], options, state, on_tokens=put, cancel=cancel)
             except BaseException as exc:
                 error.append(exc)
+            finally:
                 tokens.put(done)
 
         worker = threading.Thread(target=run, name="internvl-stream", daemon=True)

@@ -18,8 +18,9 @@ Parsing rules (each one is a test in ``tests/test_grounding.py``):
 * A ``<box>`` without a ``<ref>`` gives an object with ``label=None``. A bare list outside ``<box>`` is the
   tag-stripped form that ``chat()`` returns (``the lady[[243, 469, 558, 746]]``): its label is the free text on
   the same line just before the list (``None`` if there is none or it is over 200 characters).
-* A list attaches to the latest ``<ref>`` if that ref has no list yet, or if only whitespace separates it from
-  that ref's previous list.
+* A list attaches to the latest ``<ref>`` if that ref has no list yet (any text may come between), or if only
+  spaces on the same line separate it from that object's previous list
+  (``<ref>a</ref><box>[[…]]</box><box>[[…]]</box>`` is one object; a ``<box>`` on the next line is a new one).
 * ``<ref>x</ref>`` with no list gives an object with zero boxes and a ``ref_without_box`` warning.
 * Missing ``]``, ``</ref>`` or ``</box>`` are tolerated (warned). When the text ends inside a list (truncated
   generation), the boxes closed with ``]`` are kept and the incomplete rest is dropped with a ``truncated``
@@ -361,6 +362,7 @@ class _Parser:
                 self.warn("stray_tag", f"{kind} {self.where(start)} closes nothing; ignored", start, end)
             elif kind == "nl":
                 self.line_start = end
+                self.gap_clean = False  # a list on a new line starts a new object
             else:
                 self.gap_clean = False
         self.close_current()

@@ -247,3 +247,36 @@ def test_checkpoint_chat_template_option(tiny_native: Path) -> None:
 
 def test_tiny_alias_builds_offline() -> None:
     assert isinstance(InternVL.from_pretrained("tiny").ask(None, "Hi", max_new_tokens=2), str)
+
+
+def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL) -> None:
+    """Our greedy loop must produce exactly the tokens of transformers' generate() (left-padded batch too)."""
+    from internvl_tools.decoding import decode
+
+    state = tiny_engine._state()
+    prepared = [tiny_engine._prepare(c, state) for c in CONVERSATIONS[:3]]
+    width = max(len(p.input_ids) for p in prepared)
+    ids = torch.full((3, width), state.pad_token_id)
+    mask = torch.zeros((3, width), dtype=torch.long)
+    for row, p in enumerate(prepared):
+        ids[row, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
+        mask[row, width - len(p.input_ids) :] = 1
+    pixels = torch.cat([p.pixel_values for p in prepared if p.pixel_values is not None])
+    with torch.inference_mode():
+        ours = decode(state.model, ids, mask, pixels, max_new_tokens=12, eos_token_id=state.eos_token_id,
+                      pad_token_id=state.pad_token_id)
+        theirs = state.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=12,
+                                      do_sample=False, eos_token_id=state.eos_token_id,
+                                      pad_token_id=state.pad_token_id)[:, width:]
+    assert ours.tolist() == theirs[:, : ours.shape[1]].tolist()
+
+
+def test_beam_search_goes_through_generate(tiny_engine: InternVL) -> None:
+    result = tiny_engine.chat(CONVERSATIONS[2], max_new_tokens=6, num_beams=2)
+    assert isinstance(result.text, str)
+    assert 1 <= result.usage.completion_tokens <= 6
+
+
+def test_sampling_with_a_seed_is_reproducible(tiny_engine: InternVL) -> None:
+    kwargs = {"max_new_tokens": 12, "temperature": 0.9, "top_p": 0.9, "top_k": 50, "seed": 123}
+    assert tiny_engine.chat(CONVERSATIONS[2], **kwargs).text == tiny_engine.chat(CONVERSATIONS[2], **kwargs).text

@@ -32,7 +32,11 @@ from internvl_tools.tiling import (
 S = 448
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ONE_LEVEL = 1 / 255 / min(STD)  # one uint8 level after normalisation, ~0.0175
-FAST_TOL = 0.035
+# ``fast`` may differ from PIL by up to 2 uint8 levels (rarely: a few values per million). Two levels are
+# 0.03425 / 0.03501 / 0.03486 in the R / G / B channels after ImageNet normalisation, so "0.035" is checked per
+# channel as "2 levels", plus float32 rounding.
+MAX_LEVELS = 2
+FAST_TOL = 0.035 + 2e-5
 
 
 # --- the reference, restated from the model card ----------------------------------------------------------------
@@ -376,8 +380,11 @@ def test_fast_is_within_two_levels_of_reference(name, reference_outputs):
     out = tile_image(img)  # fast is the default
     assert out.pixel_values.shape == ref.shape
     diff = (out.pixel_values - ref).abs()
+    levels = diff * torch.tensor(STD).view(1, 3, 1, 1) * 255
+    assert levels.max().item() <= MAX_LEVELS + 1e-3
     assert diff.max().item() <= FAST_TOL
     assert diff.mean().item() < 0.1 * ONE_LEVEL  # off-by-one levels are rare, not systematic
+    assert (levels > 1.5).float().mean().item() < 1e-4  # two-level differences rarer still
 
 
 @pytest.mark.parametrize("mode", ["fast", "exact"])
