@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from internvl_tools.tiling import tile_image  # noqa: E402
+from internvl_tools.tiling import tile_image
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 S = 448
@@ -118,7 +118,7 @@ def make_a4_page(seed: int = 0) -> Image.Image:
         font = ImageFont.load_default(size=38)
     except TypeError:  # very old Pillow
         font = ImageFont.load_default()
-    words = "invoice total amount due tax net gross item quantity price date reference account".split()
+    words = ["invoice", "total", "amount", "due", "tax", "net", "gross", "item", "quantity", "price", "date", "reference", "account"]
     y = 200
     while y < h - 250:
         x = 180

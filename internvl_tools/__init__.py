@@ -22,8 +22,8 @@ from internvl_tools.errors import (
     ImageTooLargeError,
     ImageTooSmallError,
     InternVLError,
-    MediaNotFoundError,
     MediaError,
+    MediaNotFoundError,
     MediaPolicyError,
     ModelLoadError,
     PathNotAllowedError,
@@ -133,9 +133,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
     from internvl_tools.device import balanced_device_map
     from internvl_tools.engine import GenerationOptions, InternVL
-    from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
-    from internvl_tools.results import ChatResult, Usage
     from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
+    from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
     from internvl_tools.prompts import (
         TEMPLATES,
         ChatPrompt,
@@ -151,6 +150,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         expand_image_placeholders,
         get_template,
     )
+    from internvl_tools.results import ChatResult, Usage
     from internvl_tools.testing import make_tiny_checkpoint, tiny_checkpoint
     from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
     from internvl_tools.video import VideoFrames, load_video, sample_frame_indices

@@ -19,7 +19,11 @@ __all__ = ["decode"]
 
 
 def _warpers(
-    *, sampling: bool, temperature: float | None, top_k: int | None, top_p: float | None,
+    *,
+    sampling: bool,
+    temperature: float | None,
+    top_k: int | None,
+    top_p: float | None,
     repetition_penalty: float | None,
 ) -> list[Any]:
     from transformers import (

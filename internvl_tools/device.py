@@ -16,10 +16,10 @@ from internvl_tools.errors import ConfigError, DependencyMissingError
 
 __all__ = [
     "balanced_device_map",
+    "quantization_config",
     "resolve_attn_implementation",
     "resolve_device",
     "resolve_dtype",
-    "quantization_config",
 ]
 
 _DTYPES = {
@@ -54,7 +54,9 @@ def resolve_device(device: str | Any = "auto") -> str:
     if kind not in {"cpu", "cuda", "mps", "xpu", "meta"}:
         raise ConfigError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'.")
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'.")
+        raise ConfigError(
+            f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'."
+        )
     return text
 
 
@@ -105,7 +107,9 @@ def resolve_attn_implementation(requested: str | None = "auto", device: str = "c
             "use attn_implementation='auto' (SDPA here) or install flash-attn on a GPU machine."
         )
     if requested not in {"sdpa", "eager", "flash_attention_2", "flex_attention"}:
-        raise ConfigError(f"Unknown attn_implementation {requested!r}; use 'auto', 'sdpa', 'eager' or 'flash_attention_2'.")
+        raise ConfigError(
+            f"Unknown attn_implementation {requested!r}; use 'auto', 'sdpa', 'eager' or 'flash_attention_2'."
+        )
     return requested
 
 

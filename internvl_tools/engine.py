@@ -435,7 +435,9 @@ class InternVL:
 
         tokenizer = state.tokenizer
         if not getattr(tokenizer, "chat_template", None):
-            raise ConfigError(f"{self.model_name!r} ships no chat template; use prompt_format='official' (the default).")
+            raise ConfigError(
+                f"{self.model_name!r} ships no chat template; use prompt_format='official' (the default)."
+            )
         conversation = []
         slots: list[Any] = []
         for turn in turns:
@@ -559,8 +561,13 @@ class InternVL:
         return [(new_tokens[row].tolist(), len(p.input_ids)) for row, p in enumerate(prepared)]
 
     def _beam_search(
-        self, inputs: dict[str, Any], options: GenerationOptions, state: _Loaded, max_new: int,
-        processors: list[Any], criteria: list[Any],
+        self,
+        inputs: dict[str, Any],
+        options: GenerationOptions,
+        state: _Loaded,
+        max_new: int,
+        processors: list[Any],
+        criteria: list[Any],
     ) -> Any:
         """Beam search through transformers' ``generate()`` (the lean loop covers greedy and sampling)."""
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
@@ -588,8 +595,15 @@ class InternVL:
         )
         return out[:, inputs["input_ids"].shape[1] :]
 
-    def _finish(self, new_ids: list[int], prompt_len: int, prepared: _Prepared, options: GenerationOptions,
-                state: _Loaded, max_new: int) -> ChatResult:
+    def _finish(
+        self,
+        new_ids: list[int],
+        prompt_len: int,
+        prepared: _Prepared,
+        options: GenerationOptions,
+        state: _Loaded,
+        max_new: int,
+    ) -> ChatResult:
         """Turn new token ids into a ChatResult: cut at the end-of-turn token and stop sequences."""
         eos, pad = state.eos_token_id, state.pad_token_id
         finish = "length"
@@ -599,7 +613,7 @@ class InternVL:
             finish = "stop"
         elif pad != eos and pad in new_ids:
             used = new_ids.index(pad)
-        text = _decode(state.tokenizer, new_ids[: used], state.drop_ids)
+        text = _decode(state.tokenizer, new_ids[:used], state.drop_ids)
         text = state.template.postprocess(text)
         cut = _cut_at_stop(text, options.stop)
         if cut is not None:
@@ -645,7 +659,9 @@ class InternVL:
     def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
         """Answer several conversations with left-padded batched generation (``batch_size`` rows per generate).
 
-        With greedy decoding each answer equals what :meth:`chat` returns for that conversation alone.
+        With greedy decoding each answer equals what :meth:`chat` returns for that conversation alone. A
+        conversation that cannot be prepared (bad image, too long) comes back with ``finish_reason="error"`` and
+        ``error`` set, in its place; the others are answered.
         """
         if isinstance(conversations, (str, dict)):
             raise ConfigError("batch() takes a list of conversations; for one conversation use chat().")
@@ -653,14 +669,26 @@ class InternVL:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
         options = GenerationOptions.from_kwargs(generation)
         state = self._state()
-        prepared = [self._prepare(c, state) for c in conversations]
-        results: list[ChatResult] = []
-        for start in range(0, len(prepared), batch_size):
-            chunk = prepared[start : start + batch_size]
-            outs = self._generate(chunk, options, state)
-            max_new = min(self._check_context(p, options, state) for p in chunk)
-            results.extend(self._finish(n, pl, p, options, state, max_new) for (n, pl), p in zip(outs, chunk))
-        return results
+        # One bad conversation (unreadable image, prompt too long) must not sink the others: it gets a result with
+        # finish_reason "error" and the error message, and the rest are generated.
+        results: list[ChatResult | None] = [None] * len(conversations)
+        ready: list[tuple[int, _Prepared]] = []
+        for index, conversation in enumerate(conversations):
+            try:
+                prepared = self._prepare(conversation, state)
+                self._check_context(prepared, options, state)
+            except InternVLError as exc:
+                results[index] = _error_result(exc, self.model_name)
+                continue
+            ready.append((index, prepared))
+        for start in range(0, len(ready), batch_size):
+            chunk = ready[start : start + batch_size]
+            items = [p for _, p in chunk]
+            outs = self._generate(items, options, state)
+            max_new = min(self._check_context(p, options, state) for p in items)
+            for (index, p), (new, plen) in zip(chunk, outs, strict=True):
+                results[index] = self._finish(new, plen, p, options, state, max_new)
+        return [r for r in results if r is not None]
 
     def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
         """Yield text deltas as they are generated; their concatenation equals ``chat(...).text``.
@@ -760,7 +788,9 @@ class InternVL:
         state = self._state()
         prepared = self._prepare(messages, state)
         vocab = int(state.model.get_output_embeddings().weight.shape[0])
-        compiled = compile_json_schema(state.tokenizer, json_schema, vocab_size=vocab, stop_token_ids=[state.eos_token_id])
+        compiled = compile_json_schema(
+            state.tokenizer, json_schema, vocab_size=vocab, stop_token_ids=[state.eos_token_id]
+        )
 
         def factory(prompt_length: int, max_new: int) -> JSONSchemaLogitsProcessor:
             return JSONSchemaLogitsProcessor(
@@ -783,6 +813,16 @@ class InternVL:
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _error_result(exc: InternVLError, model: str) -> ChatResult:
+    return ChatResult(
+        text="",
+        usage=Usage(prompt_tokens=0, completion_tokens=0),
+        finish_reason="error",
+        model=model,
+        error=f"{type(exc).__name__}: {exc}",
+    )
 
 
 def _encode(tokenizer: Any, text: str) -> list[int]:

@@ -14,25 +14,25 @@ True
 from __future__ import annotations
 
 __all__ = [
-    "InternVLError",
-    "MediaError",
+    "ConfigError",
+    "ContextLengthError",
+    "DependencyMissingError",
+    "FetchError",
+    "GenerationError",
     "ImageDecodeError",
     "ImageTooLargeError",
     "ImageTooSmallError",
-    "UnsupportedSourceError",
+    "InternVLError",
+    "MediaError",
     "MediaPolicyError",
-    "RemoteFetchDisabledError",
-    "URLBlockedError",
-    "PathNotAllowedError",
-    "FetchError",
-    "VideoError",
-    "TemplateError",
-    "ConfigError",
     "ModelLoadError",
-    "DependencyMissingError",
-    "ContextLengthError",
-    "GenerationError",
+    "PathNotAllowedError",
+    "RemoteFetchDisabledError",
     "StructuredOutputError",
+    "TemplateError",
+    "URLBlockedError",
+    "UnsupportedSourceError",
+    "VideoError",
 ]
 
 

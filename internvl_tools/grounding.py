@@ -63,22 +63,22 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from PIL import Image
 
 __all__ = [
+    "DEFAULT_PALETTE",
     "DETECTION_ANSWER_PREFACE",
     "GROUNDED_OCR_PROMPT",
     "GROUNDED_OCR_PROMPT_ZH",
     "REGION_PROMPT",
-    "grounding_prompt",
     "detection_prompt",
-    "region_prompt",
-    "grounded_ocr_prompt",
+    "draw",
     "format_box",
     "format_grounding",
+    "grounded_ocr_prompt",
+    "grounding_prompt",
     "parse_grounding",
-    "draw",
+    "region_prompt",
     "to_internvl_record",
     "to_swift_record",
     "write_jsonl",
-    "DEFAULT_PALETTE",
 ]
 
 # --------------------------------------------------------------------------------------------------------------
@@ -129,8 +129,8 @@ def detection_prompt(labels: Sequence[str] | None = None) -> str:
 
     >>> detection_prompt()
     'Please detect and label all objects in the following image and mark their positions.'
-    >>> detection_prompt(["cat", "dog"])
-    'Please detect all instances of the following categories in the image and mark their positions: <ref>cat</ref>, <ref>dog</ref>.'
+    >>> detection_prompt(["cat", "dog"]).split(": ")[1]
+    '<ref>cat</ref>, <ref>dog</ref>.'
     """
     if labels is None:
         return DETECTION_PROMPT
@@ -245,7 +245,7 @@ def _tokens(text: str, pos: int) -> Iterator[_Token]:
 class _Stream:
     """A token stream with one token of push-back that can restart at an offset."""
 
-    __slots__ = ("_text", "_it", "_buf")
+    __slots__ = ("_buf", "_it", "_text")
 
     def __init__(self, text: str) -> None:
         self._text = text
@@ -273,7 +273,7 @@ class _Stream:
 
 
 class _Node:
-    __slots__ = ("start", "nums", "has_child", "ignored_opens")
+    __slots__ = ("has_child", "ignored_opens", "nums", "start")
 
     def __init__(self, start: int) -> None:
         self.start = start
@@ -283,7 +283,7 @@ class _Node:
 
 
 class _Object:
-    __slots__ = ("label", "boxes", "had_list", "start", "end")
+    __slots__ = ("boxes", "end", "had_list", "label", "start")
 
     def __init__(self, label: str | None, start: int, end: int) -> None:
         self.label = label

@@ -15,7 +15,7 @@ messages are, and so is the OpenAI ``image_url`` part:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,7 +55,7 @@ class VideoPart(BaseModel):
     end: float | None = None
 
 
-Part = Union[TextPart, ImagePart, VideoPart]
+Part = TextPart | ImagePart | VideoPart
 
 
 class Message(BaseModel):
@@ -128,7 +128,9 @@ def _coerce_message(raw: Any, index: int) -> Message:
         return raw
     where = f"message {index}"
     if not isinstance(raw, Mapping):
-        raise TemplateError(f"{where}: expected a Message or a dict with 'role' and 'content', got {type(raw).__name__}.")
+        raise TemplateError(
+            f"{where}: expected a Message or a dict with 'role' and 'content', got {type(raw).__name__}."
+        )
     role = raw.get("role")
     if role not in ("system", "user", "assistant"):
         raise TemplateError(f"{where}: role must be 'system', 'user' or 'assistant', got {role!r}.")

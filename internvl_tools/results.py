@@ -35,7 +35,8 @@ class ChatResult(BaseModel):
     """The answer to one conversation.
 
     ``finish_reason`` is ``"stop"`` when the model ended its turn or a stop sequence was reached (the stop
-    sequence is trimmed from ``text``), ``"length"`` when ``max_new_tokens`` ran out.
+    sequence is trimmed from ``text``), ``"length"`` when ``max_new_tokens`` ran out, ``"error"`` (with ``error``
+    set) for an item of a batch that could not be answered.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -43,6 +44,7 @@ class ChatResult(BaseModel):
     usage: Usage
     finish_reason: FinishReason
     model: str | None = None
+    error: str | None = None
 
     def __str__(self) -> str:
         return self.text

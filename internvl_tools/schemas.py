@@ -33,13 +33,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from PIL import Image
 
 __all__ = [
-    "CoordSystem",
-    "WarningCode",
-    "BoundingBox",
-    "GroundedObject",
-    "GroundingWarning",
-    "GroundingResult",
     "UNLABELED",
+    "BoundingBox",
+    "CoordSystem",
+    "GroundedObject",
+    "GroundingResult",
+    "GroundingWarning",
+    "WarningCode",
 ]
 
 # ======================================================================================================
@@ -314,7 +314,7 @@ class GroundingResult(BaseModel):
         """Boxes grouped by label, labels in order of first appearance (repeated refs merged).
 
         >>> from internvl_tools.grounding import parse_grounding
-        >>> text = "<ref>a</ref><box>[[0,0,1,1]]</box><ref>b</ref><box>[[2,2,3,3]]</box><ref>a</ref><box>[[4,4,5,5]]</box>"
+        >>> text = "<ref>a</ref><box>[[0,0,1,1]]</box><ref>b</ref><box>[[2,2,3,3]]</box><ref>a</ref><box>[[4,4,5,5]]"
         >>> {k: len(v) for k, v in parse_grounding(text, (1000, 1000)).by_label().items()}
         {'a': 2, 'b': 1}
         """

@@ -38,7 +38,9 @@ def json_schema_of(schema: Any) -> dict[str, Any]:
         try:
             schema = json.loads(schema)
         except json.JSONDecodeError as exc:
-            raise StructuredOutputError(f"The schema string is not valid JSON ({exc}); pass a dict or a model.") from exc
+            raise StructuredOutputError(
+                f"The schema string is not valid JSON ({exc}); pass a dict or a model."
+            ) from exc
     if isinstance(schema, Mapping):
         if not schema:
             raise StructuredOutputError("The JSON schema is empty; give at least {'type': 'object'}.")
@@ -142,7 +144,7 @@ def minimal_json_length(schema: Mapping[str, Any]) -> int:
             return size(target, depth + 1) if target is not None else 4
         if "const" in node:
             return len(json.dumps(node["const"]))
-        if "enum" in node and node["enum"]:
+        if node.get("enum"):
             return min(len(json.dumps(v)) for v in node["enum"])
         for key in ("anyOf", "oneOf"):
             if node.get(key):

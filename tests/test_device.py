@@ -27,8 +27,13 @@ def test_auto_on_cpu() -> None:
 
 @pytest.mark.parametrize(
     ("text", "dtype"),
-    [("bf16", torch.bfloat16), ("bfloat16", torch.bfloat16), ("fp16", torch.float16), ("float32", torch.float32),
-     ("torch.float16", torch.float16)],
+    [
+        ("bf16", torch.bfloat16),
+        ("bfloat16", torch.bfloat16),
+        ("fp16", torch.float16),
+        ("float32", torch.float32),
+        ("torch.float16", torch.float16),
+    ],
 )
 def test_dtype_names(text: str, dtype: torch.dtype) -> None:
     assert resolve_dtype(text, "cpu") is dtype
@@ -47,7 +52,7 @@ def test_flash_attention_refused_on_cpu_with_reason() -> None:
 
 def test_quantization_without_gpu_is_a_clear_error() -> None:
     assert quantization_config(None) is None
-    with pytest.raises(InternVLError, match="(bitsandbytes|CUDA)"):
+    with pytest.raises(InternVLError, match=r"(bitsandbytes|CUDA)"):
         quantization_config("4bit")
     with pytest.raises(ConfigError):
         quantization_config("3bit")
@@ -76,8 +81,13 @@ def test_balanced_map_matches_the_model_card_recipe(gpus: int, layers: int) -> N
     for i in range(layers):
         key = f"model.language_model.layers.{i}"
         assert m[key] == ref.get(i, gpus - 1)
-    for module in ("model.vision_tower", "model.multi_modal_projector", "model.language_model.embed_tokens",
-                   "model.language_model.norm", "lm_head"):
+    for module in (
+        "model.vision_tower",
+        "model.multi_modal_projector",
+        "model.language_model.embed_tokens",
+        "model.language_model.norm",
+        "lm_head",
+    ):
         assert m[module] == 0
     assert not any(k.endswith(f"layers.{layers}") for k in m)
 

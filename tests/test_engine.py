@@ -73,7 +73,9 @@ def test_prompt_is_the_official_chat_string(tiny_engine: InternVL) -> None:
     state = tiny_engine._state()
     prepared = tiny_engine._prepare(CONVERSATIONS[0], state)
     expected = build_prompt(
-        tiny_engine.info.template, "What is in the picture?", num_patches_list=[prepared.num_tiles],
+        tiny_engine.info.template,
+        "What is in the picture?",
+        num_patches_list=[prepared.num_tiles],
         tokens_per_tile=tiny_engine.info.tokens_per_tile,
     )
     assert prepared.text == expected
@@ -224,8 +226,9 @@ def test_bad_input_is_a_typed_error(tiny_engine: InternVL, messages: object, kwa
         tiny_engine.chat(messages, **kwargs)
 
 
-@pytest.mark.parametrize(("family", "fmt"), [("qwen2", "original"), ("internlm2", "original"), ("phi3", "original"),
-                                              ("llama", "original")])
+@pytest.mark.parametrize(
+    ("family", "fmt"), [("qwen2", "original"), ("internlm2", "original"), ("phi3", "original"), ("llama", "original")]
+)
 def test_original_format_checkpoints_chat(family: str, fmt: str) -> None:
     from internvl_tools.testing import tiny_checkpoint
 
@@ -263,11 +266,24 @@ def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL) 
         mask[row, width - len(p.input_ids) :] = 1
     pixels = torch.cat([p.pixel_values for p in prepared if p.pixel_values is not None])
     with torch.inference_mode():
-        ours = decode(state.model, ids, mask, pixels, max_new_tokens=12, eos_token_id=state.eos_token_id,
-                      pad_token_id=state.pad_token_id)
-        theirs = state.model.generate(input_ids=ids, attention_mask=mask, pixel_values=pixels, max_new_tokens=12,
-                                      do_sample=False, eos_token_id=state.eos_token_id,
-                                      pad_token_id=state.pad_token_id)[:, width:]
+        ours = decode(
+            state.model,
+            ids,
+            mask,
+            pixels,
+            max_new_tokens=12,
+            eos_token_id=state.eos_token_id,
+            pad_token_id=state.pad_token_id,
+        )
+        theirs = state.model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            pixel_values=pixels,
+            max_new_tokens=12,
+            do_sample=False,
+            eos_token_id=state.eos_token_id,
+            pad_token_id=state.pad_token_id,
+        )[:, width:]
     assert ours.tolist() == theirs[:, : ours.shape[1]].tolist()
 
 
@@ -280,3 +296,14 @@ def test_beam_search_goes_through_generate(tiny_engine: InternVL) -> None:
 def test_sampling_with_a_seed_is_reproducible(tiny_engine: InternVL) -> None:
     kwargs = {"max_new_tokens": 12, "temperature": 0.9, "top_p": 0.9, "top_k": 50, "seed": 123}
     assert tiny_engine.chat(CONVERSATIONS[2], **kwargs).text == tiny_engine.chat(CONVERSATIONS[2], **kwargs).text
+
+
+def test_batch_with_one_bad_item_still_answers_the_rest(tiny_engine: InternVL) -> None:
+    bad = [{"role": "user", "content": [{"type": "image", "image": b"\x89PNG broken"}, {"type": "text", "text": "?"}]}]
+    too_long = "word " * (tiny_engine.context_length + 5)
+    results = tiny_engine.batch([CONVERSATIONS[0], bad, CONVERSATIONS[2], too_long], **GREEDY)
+    assert [r.finish_reason == "error" for r in results] == [False, True, False, True]
+    assert "ImageDecodeError" in (results[1].error or "")
+    assert "ContextLengthError" in (results[3].error or "")
+    assert results[0].text == tiny_engine.chat(CONVERSATIONS[0], **GREEDY).text
+    assert results[2].text == tiny_engine.chat(CONVERSATIONS[2], **GREEDY).text

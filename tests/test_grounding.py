@@ -23,12 +23,12 @@ from pydantic import ValidationError
 from internvl_tools.errors import ConfigError, DependencyMissingError
 from internvl_tools.grounding import (
     DETECTION_ANSWER_PREFACE,
+    detection_prompt,
     draw,
     format_box,
     format_grounding,
     grounded_ocr_prompt,
     grounding_prompt,
-    detection_prompt,
     parse_grounding,
     region_prompt,
     to_internvl_record,
@@ -285,7 +285,10 @@ def test_warning_points_at_runaway_number():
 
 
 def test_repeated_labels_stay_separate_and_by_label_merges():
-    text = "<ref>a</ref><box>[[1, 1, 2, 2]]</box><ref>b</ref><box>[[3, 3, 4, 4]]</box><ref>a</ref><box>[[5, 5, 6, 6]]</box>"
+    text = (
+        "<ref>a</ref><box>[[1, 1, 2, 2]]</box><ref>b</ref><box>[[3, 3, 4, 4]]</box>"
+        "<ref>a</ref><box>[[5, 5, 6, 6]]</box>"
+    )
     result = parse_grounding(text, K)
     assert [o.label for o in result.objects] == ["a", "b", "a"]
     groups = result.by_label()
@@ -408,7 +411,7 @@ def test_token_soup_never_raises(pieces):
         pytest.param(lambda n: ("<ref>a" + "[1" * n)[:n], id="unclosed-ref-then-list"),
         pytest.param(lambda n: ("<ref>x</ref><box>[[1, 2, 3, 4]]</box>\n" * n)[:n], id="many-boxes"),
         pytest.param(
-            lambda n: "".join(random.Random(0).choice("<>[]/refbox0123456789,. \n-") for _ in range(n)), id="noise"
+            lambda n: "".join(random.Random(0).choices("<>[]/refbox0123456789,. \n-", k=n)), id="noise"
         ),
     ],
 )
@@ -456,7 +459,7 @@ def test_clamp_stays_inside_and_is_idempotent(box, width, height):
     inside = box.clamp((width, height))
     assert 0 <= inside.x1 <= inside.x2 <= width and 0 <= inside.y1 <= inside.y2 <= height
     assert inside.clamp((width, height)) == inside
-    if 0 <= box.x1 and box.x2 <= width and 0 <= box.y1 and box.y2 <= height:
+    if box.x1 >= 0 and box.x2 <= width and box.y1 >= 0 and box.y2 <= height:
         assert inside == box
 
 
@@ -470,7 +473,7 @@ def test_json_schema_and_json_round_trip():
     schema = GroundingResult.model_json_schema()
     assert set(schema["properties"]) >= {"objects", "image_size", "raw_text", "warnings", "coords"}
     assert "BoundingBox" in json.dumps(schema) and "GroundingWarning" in json.dumps(schema)
-    text = V3DET + "<ref>ghost</ref>\n<box>[[1, 2, 3]]</box>"
+    text = V3DET + "<ref>ghost</ref>\n<ref>x</ref><box>[[1, 2, 3]]</box>"
     result = parse_grounding(text, (800, 600)).with_image(Image.new("RGB", (800, 600)))
     dumped = result.model_dump_json()
     assert "_image" not in dumped
@@ -650,7 +653,9 @@ def test_to_coco():
 
 
 def test_to_supervision():
-    result = parse_grounding("<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n<box>[[1, 2, 3, 4]]</box>", (200, 100))
+    result = parse_grounding(
+        "<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n<box>[[1, 2, 3, 4]]</box>", (200, 100)
+    )
     xyxy_arr, names = result.to_supervision()
     assert xyxy_arr.dtype == np.float32 and xyxy_arr.shape == (3, 4)
     assert np.allclose(xyxy_arr[1], [100, 0, 200, 50])
@@ -673,7 +678,8 @@ def test_to_detections_needs_supervision():
 def test_internvl_record_matches_the_docs_refcoco_example():
     # InternVL docs, chat_data_format "Grounding / Detection Data": the RefCOCO line for this image.
     box = BoundingBox.from_normalized([243, 469, 558, 746], LADY)
-    result = GroundingResult(objects=[GroundedObject(label="the lady with the blue shirt", boxes=[box])], image_size=LADY)
+    lady = GroundedObject(label="the lady with the blue shirt", boxes=[box])
+    result = GroundingResult(objects=[lady], image_size=LADY)
     record = result.to_internvl_jsonl_record("COCO_train2014_000000581857.jpg", record_id=2324)
     assert record == {
         "id": 2324,
@@ -695,8 +701,9 @@ def test_internvl_record_for_detection_uses_the_official_exchange():
     result = parse_grounding(V3DET, (800, 800))
     record = to_internvl_record(result, "images/x.jpg")
     human, gpt = record["conversations"]
-    assert human["value"] == "<image>\nPlease detect and label all objects in the following image and mark their positions."
-    assert gpt["value"].startswith(DETECTION_ANSWER_PREFACE + "\n\n<ref>Bulletproof Helmet</ref><box>[[1, 2, 269, 235]]</box>\n")
+    assert human["value"] == "<image>\n" + detection_prompt()
+    first_line = "<ref>Bulletproof Helmet</ref><box>[[1, 2, 269, 235]]</box>\n"
+    assert gpt["value"].startswith(DETECTION_ANSWER_PREFACE + "\n\n" + first_line)
     assert "<ref>Wireless Walkie-Talkie</ref><box>[[295, 2, 370, 226], [374, 0, 447, 226]]</box>" in gpt["value"]
     # The answer parses back to the same boxes.
     assert np.allclose(xyxy(parse_grounding(gpt["value"], (800, 800))), xyxy(result))
@@ -706,7 +713,10 @@ def test_internvl_record_for_detection_uses_the_official_exchange():
 
 
 def test_swift_record():
-    result = parse_grounding("<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n<ref>dog</ref><box>[[0, 500, 250, 1000]]</box>", (200, 100))
+    result = parse_grounding(
+        "<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n<ref>dog</ref><box>[[0, 500, 250, 1000]]</box>",
+        (200, 100),
+    )
     record = to_swift_record(result, "/data/a.jpg")
     assert record["images"] == ["/data/a.jpg"]
     user, assistant = record["messages"]

@@ -32,7 +32,9 @@ def _preprocess_report(image_path: str) -> None:
     t = tiled["fast"]
     cols, rows = t.grid
     diff = (tiled["fast"].pixel_values - tiled["exact"].pixel_values).abs().max().item()
-    print(f"Tiling: grid {cols}x{rows} + thumbnail = {t.num_tiles} tiles of 448x448 -> {t.num_tiles * 256} image tokens")
+    print(
+        f"Tiling: grid {cols}x{rows} + thumbnail = {t.num_tiles} tiles of 448x448 -> {t.num_tiles * 256} image tokens"
+    )
     print(
         f"Preprocess: exact {timings['exact']:.0f} ms, fast {timings['fast']:.0f} ms "
         f"(max |fast - exact| = {diff:.4f}, within 2 uint8 levels = 0.035)"
@@ -40,8 +42,9 @@ def _preprocess_report(image_path: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m internvl_tools.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m internvl_tools.demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local checkpoint directory, or 'tiny'")
     parser.add_argument("--question", default=None, help="question about the sample page")
     parser.add_argument("--max-new-tokens", type=int, default=64)
@@ -64,20 +67,31 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         vlm.load()
         loaded = time.perf_counter()
-        print(f"Loaded in {loaded - start:.1f} s: template {vlm.info.template!r}, "
-              f"{vlm.info.tokens_per_tile} tokens per tile, context {vlm.info.context_length}")
+        print(
+            f"Loaded in {loaded - start:.1f} s: template {vlm.info.template!r}, "
+            f"{vlm.info.tokens_per_tile} tokens per tile, context {vlm.info.context_length}"
+        )
         print(f"Q: {question}")
         print("A: ", end="", flush=True)
-        for delta in vlm.stream([{"role": "user", "content": [{"type": "image", "image": str(SAMPLE_PAGE)},
-                                                               {"type": "text", "text": question}]}],
-                                max_new_tokens=args.max_new_tokens):
+        for delta in vlm.stream(
+            [
+                {
+                    "role": "user",
+                    "content": [{"type": "image", "image": str(SAMPLE_PAGE)}, {"type": "text", "text": question}],
+                }
+            ],
+            max_new_tokens=args.max_new_tokens,
+        ):
             print(delta, end="", flush=True)
         print()
         print(f"({time.perf_counter() - loaded:.1f} s)")
     except ModelLoadError as exc:
         print(f"\nCould not load {args.model!r}: {exc}", file=sys.stderr)
-        print("The model hub may be unreachable from this machine. Run the demo offline with a tiny random "
-              "checkpoint instead (its answers are meaningless):  make demo MODEL=tiny", file=sys.stderr)
+        print(
+            "The model hub may be unreachable from this machine. Run the demo offline with a tiny random "
+            "checkpoint instead (its answers are meaningless):  make demo MODEL=tiny",
+            file=sys.stderr,
+        )
         return 2
     except InternVLError as exc:
         print(f"\nError: {exc}", file=sys.stderr)

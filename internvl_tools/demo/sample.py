@@ -40,12 +40,12 @@ def make_sample_page(width: int = 1240, height: int = 1754) -> Image.Image:
     top, row_h = 430, 64
     columns = [90, 720, 840, 1010]
     draw.rectangle((80, top, width - 80, top + row_h), fill=(225, 232, 240))
-    for x, title in zip(columns, ["Item", "Qty", "Price", "Amount"]):
+    for x, title in zip(columns, ["Item", "Qty", "Price", "Amount"], strict=True):
         draw.text((x, top + 16), title, font=mid, fill=(20, 20, 20))
     for i, row in enumerate(_ITEMS, start=1):
         y = top + i * row_h
         draw.line((80, y, width - 80, y), fill=(180, 180, 180), width=2)
-        for x, cell in zip(columns, row):
+        for x, cell in zip(columns, row, strict=True):
             draw.text((x, y + 16), cell, font=small, fill=(30, 30, 30))
     y = top + (len(_ITEMS) + 1) * row_h
     draw.line((80, y, width - 80, y), fill=(120, 120, 120), width=3)
