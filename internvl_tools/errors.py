@@ -123,3 +123,22 @@ class MediaNotFoundError(MediaError, FileNotFoundError):
 
 
 __all__.append("MediaNotFoundError")
+
+
+class DocumentError(MediaError):
+    """A PDF or multi-page image could not be opened, or a document option is invalid (see the subclasses)."""
+
+
+class PasswordError(DocumentError, PermissionError):
+    """The PDF is encrypted and no password, or a wrong one, was given; pass ``password=...``."""
+
+
+class PageSelectionError(DocumentError):
+    """A page selection such as ``"1-3,7"`` is malformed or names pages the document does not have."""
+
+
+class PageRenderError(DocumentError):
+    """One page could not be loaded or rendered (the rest of the document is unaffected)."""
+
+
+__all__ += ["DocumentError", "PageRenderError", "PageSelectionError", "PasswordError"]

@@ -49,7 +49,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from internvl_tools.constants import DETECTION_PROMPT, GROUNDING_PROMPT, GROUNDING_SCALE, IMAGE_PLACEHOLDER
 from internvl_tools.errors import ConfigError
 from internvl_tools.schemas import (
-    UNLABELED,
     BoundingBox,
     CoordSystem,
     GroundedObject,
@@ -70,6 +69,7 @@ __all__ = [
     "REGION_PROMPT",
     "detection_prompt",
     "draw",
+    "draw_grounding",
     "format_box",
     "format_grounding",
     "grounded_ocr_prompt",
@@ -708,7 +708,7 @@ def parse_grounding(text: str, image_size: tuple[int, int], coords: CoordSystem 
     >>> parse_grounding("the lady[[243, 469, 558, 746]]", (427, 640)).labels
     ['the lady']
     >>> [w.code for w in parse_grounding("<ref>a</ref><box>[[10, 20, 30", (100, 100)).warnings]
-    ['truncated', 'truncated']
+    ['truncated']
     """
     size = _check_image_size(image_size)
     if coords not in ("norm1000", "norm1", "pixel"):
@@ -959,5 +959,5 @@ def draw(
     return canvas
 
 
-# Kept for callers that want the name used in the result's exports.
-UNLABELED_NAME = UNLABELED
+#: The name :func:`draw` goes by at the package top level (``internvl_tools.draw_grounding``).
+draw_grounding = draw

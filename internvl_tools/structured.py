@@ -32,6 +32,21 @@ __all__ = [
 ]
 
 
+def _compatible_typeddict(schema: Any) -> Any:
+    """pydantic refuses ``typing.TypedDict`` before Python 3.12; rebuild it as a ``typing_extensions`` one."""
+    import sys
+
+    if sys.version_info >= (3, 12) or not (isinstance(schema, type) and issubclass(schema, dict)):
+        return schema
+    if not hasattr(schema, "__total__") or type(schema).__module__ != "typing":
+        return schema
+    import typing_extensions
+
+    rebuilt = typing_extensions.TypedDict(schema.__name__, dict(schema.__annotations__), total=schema.__total__)
+    rebuilt.__doc__ = schema.__doc__
+    return rebuilt
+
+
 def json_schema_of(schema: Any) -> dict[str, Any]:
     """A JSON schema dict for a pydantic model (v2 or v1), a TypedDict/dataclass type, or a schema dict/string."""
     if isinstance(schema, str):
@@ -55,7 +70,7 @@ def json_schema_of(schema: Any) -> dict[str, Any]:
     try:
         from pydantic import TypeAdapter
 
-        return TypeAdapter(schema).json_schema()
+        return TypeAdapter(_compatible_typeddict(schema)).json_schema()
     except Exception as exc:  # pydantic raises several types for unsupported annotations
         raise StructuredOutputError(
             f"Cannot build a JSON schema from {schema!r}: pass a pydantic model, a TypedDict, a dataclass or a "
@@ -83,7 +98,7 @@ def validate_output(text: str, schema: Any) -> Any:
     try:
         from pydantic import TypeAdapter
 
-        return TypeAdapter(schema).validate_python(data)
+        return TypeAdapter(_compatible_typeddict(schema)).validate_python(data)
     except Exception as exc:
         raise StructuredOutputError(f"The answer does not validate against {schema!r}: {exc}") from exc
 

@@ -714,7 +714,8 @@ def test_internvl_record_for_detection_uses_the_official_exchange():
 
 def test_swift_record():
     result = parse_grounding(
-        "<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n<ref>dog</ref><box>[[0, 500, 250, 1000]]</box>",
+        "<ref>cat</ref><box>[[0, 0, 500, 500], [500, 0, 1000, 500]]</box>\n"
+        "<ref>dog</ref><box>[[0, 500, 250, 1000]]</box>",
         (200, 100),
     )
     record = to_swift_record(result, "/data/a.jpg")
