@@ -81,6 +81,19 @@ _LAZY: dict[str, str] = {
     "VideoPart": "internvl_tools.messages",
     "normalize_messages": "internvl_tools.messages",
     "balanced_device_map": "internvl_tools.device",
+    # grounding
+    "BoundingBox": "internvl_tools.schemas",
+    "GroundedObject": "internvl_tools.schemas",
+    "GroundingResult": "internvl_tools.schemas",
+    "GroundingWarning": "internvl_tools.schemas",
+    "RegionDescription": "internvl_tools.schemas",
+    "parse_grounding": "internvl_tools.grounding",
+    "draw_grounding": "internvl_tools.grounding",
+    "grounding_prompt": "internvl_tools.grounding",
+    "detection_prompt": "internvl_tools.grounding",
+    "region_prompt": "internvl_tools.grounding",
+    "grounded_ocr_prompt": "internvl_tools.grounding",
+    "write_jsonl": "internvl_tools.grounding",
     # checkpoints
     "CheckpointInfo": "internvl_tools.checkpoints",
     "read_checkpoint_info": "internvl_tools.checkpoints",
@@ -133,6 +146,15 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
     from internvl_tools.device import balanced_device_map
     from internvl_tools.engine import GenerationOptions, InternVL
+    from internvl_tools.grounding import (
+        detection_prompt,
+        draw_grounding,
+        grounded_ocr_prompt,
+        grounding_prompt,
+        parse_grounding,
+        region_prompt,
+        write_jsonl,
+    )
     from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
     from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
     from internvl_tools.prompts import (
@@ -151,6 +173,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         get_template,
     )
     from internvl_tools.results import ChatResult, Usage
+    from internvl_tools.schemas import (
+        BoundingBox,
+        GroundedObject,
+        GroundingResult,
+        GroundingWarning,
+        RegionDescription,
+    )
     from internvl_tools.testing import make_tiny_checkpoint, tiny_checkpoint
     from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
     from internvl_tools.video import VideoFrames, load_video, sample_frame_indices

@@ -806,6 +806,56 @@ class InternVL:
         [(new, plen)] = self._generate([prepared], options, state, logits_processor_factory=factory)
         return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
 
+    # ------------------------------------------------------------------------------------------------ grounding
+
+    def _grounded_answer(self, image: Any, prompt: str, generation: dict[str, Any], default_tokens: int) -> Any:
+        from internvl_tools.grounding import parse_grounding
+        from internvl_tools.media import load_image
+
+        pil = load_image(image, policy=self.media_policy)
+        generation.setdefault("max_new_tokens", default_tokens)
+        result = self.chat([user_message(prompt, pil)], **generation)
+        # Boxes are on the 0-1000 scale of the whole original image, whatever the tiling: map to its pixels.
+        return parse_grounding(result.text, pil.size).with_image(pil)
+
+    def ground(self, image: Any, phrase: str, **generation: Any) -> Any:
+        """Find ``phrase`` in the image with the official referring-expression prompt.
+
+        Returns a :class:`~internvl_tools.schemas.GroundingResult` with boxes in pixels of the original image
+        (``max_new_tokens`` defaults to 100, as the official RefCOCO evaluation).
+        """
+        from internvl_tools.grounding import grounding_prompt
+
+        return self._grounded_answer(image, grounding_prompt(phrase), generation, 100)
+
+    def detect(self, image: Any, labels: Sequence[str] | None = None, **generation: Any) -> Any:
+        """Detect all objects (the official detection prompt), or only ``labels``; a ``GroundingResult``."""
+        from internvl_tools.grounding import detection_prompt
+
+        return self._grounded_answer(image, detection_prompt(labels), generation, 1024)
+
+    def ocr_boxes(self, image: Any, *, language: str = "en", **generation: Any) -> Any:
+        """Grounded OCR: text lines with their boxes, as a ``GroundingResult`` whose labels are the lines."""
+        from internvl_tools.grounding import grounded_ocr_prompt
+
+        return self._grounded_answer(image, grounded_ocr_prompt(language), generation, 1024)  # type: ignore[arg-type]
+
+    def describe_region(self, image: Any, box: Any, question: str | None = None, **generation: Any) -> Any:
+        """Ask about one region; ``box`` is in pixels of the image and is written on the model's 0-1000 scale.
+
+        Returns a :class:`~internvl_tools.schemas.RegionDescription` (the box, the answer, the image size).
+        """
+        from internvl_tools.grounding import region_prompt
+        from internvl_tools.media import load_image
+        from internvl_tools.schemas import BoundingBox, RegionDescription
+
+        pil = load_image(image, policy=self.media_policy)
+        bbox = box if isinstance(box, BoundingBox) else BoundingBox.from_xyxy(box)
+        prompt = region_prompt(bbox, pil.size, question)
+        generation.setdefault("max_new_tokens", 128)
+        result = self.chat([user_message(prompt, pil)], **generation)
+        return RegionDescription(box=bbox, text=result.text, image_size=pil.size, prompt=prompt)
+
     def count_tokens(self, messages: Any) -> int:
         """The prompt length in tokens (text plus image tokens) that ``chat(messages)`` would send."""
         state = self._state()

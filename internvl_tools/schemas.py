@@ -39,6 +39,7 @@ __all__ = [
     "GroundedObject",
     "GroundingResult",
     "GroundingWarning",
+    "RegionDescription",
     "WarningCode",
 ]
 
@@ -451,3 +452,16 @@ class GroundingResult(BaseModel):
         from internvl_tools.grounding import to_swift_record
 
         return to_swift_record(self, image_path, question)
+
+
+class RegionDescription(BaseModel):
+    """The model's answer about one region of an image (``InternVL.describe_region``).
+
+    >>> RegionDescription(box=BoundingBox(x1=0, y1=0, x2=10, y2=10), text="a cat", image_size=(100, 100)).text
+    'a cat'
+    """
+
+    box: BoundingBox
+    text: str
+    image_size: tuple[int, int]
+    prompt: str | None = None

@@ -361,17 +361,51 @@ def _fast_uint8(
     pil: Image.Image | None, arr: np.ndarray | None, cols: int, rows: int, size: int, thumb: bool
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Grid image (1×3×S*rows×S*cols) and thumbnail (1×3×S×S), uint8, by torch's antialiased bicubic."""
-    import torch.nn.functional as F
-
     hwc = _hwc_tensor(pil, arr)
     # A permuted H×W×3 buffer is a channels-last NCHW tensor: torch's fast uint8 resampling path, no copy.
     src = hwc.permute(2, 0, 1).unsqueeze(0)
-    # antialias=True selects PIL's bicubic (a=-0.5) with support scaled on downsampling, for up- and downscale.
-    grid = F.interpolate(src, size=(size * rows, size * cols), mode="bicubic", antialias=True, align_corners=False)
-    thumbnail = None
-    if thumb:
-        thumbnail = F.interpolate(src, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+    grid = _resize_like_pil(src, size * cols, size * rows)
+    thumbnail = _resize_like_pil(src, size, size) if thumb else None
     return grid, thumbnail
+
+
+@functools.lru_cache(maxsize=1)
+def _pil_version() -> tuple[int, ...]:
+    from PIL import __version__
+
+    return tuple(int(p) for p in __version__.split(".")[:2] if p.isdigit())
+
+
+def _pil_vertical_first(w: int, h: int, out_w: int, out_h: int) -> bool:
+    """Whether the installed Pillow runs the vertical pass of a resize first.
+
+    PIL resizes in two separable passes with a clipped uint8 intermediate, so the pass order changes results by
+    many levels on busy images (e.g. a narrow tall image whose width is upscaled). The order is version
+    dependent (read from Pillow's ``Resample.c``): 13.x goes vertical-first when the height shrinks by more
+    than twice as many pixels as the width; 12.x when the height shrinks and the width does not; older
+    versions only for images over 100 times taller than wide whose height shrinks.
+    """
+    version = _pil_version()
+    if version >= (13,):
+        return (h - out_h) > 0 and (h - out_h) > 2 * (w - out_w)
+    if version >= (12,):
+        return out_w >= w and out_h < h
+    return h > w * 100 and out_h < h
+
+
+def _resize_like_pil(src: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    _, _, h, w = src.shape
+
+    def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        # antialias=True is PIL's bicubic (a=-0.5) with the support scaled on downsampling, up or down.
+        return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+    if h != out_h and w != out_w and _pil_vertical_first(w, h, out_w, out_h):
+        # torch does horizontal-then-vertical in one call; match PIL's order with two 1-D passes.
+        return resize(resize(src, (out_h, w)), (out_h, out_w))
+    return resize(src, (out_h, out_w))
 
 
 def _normalise_cpu_f32(out5: torch.Tensor, u8: torch.Tensor, scale: Sequence[float], bias: Sequence[float]) -> None:

@@ -307,3 +307,61 @@ def test_batch_with_one_bad_item_still_answers_the_rest(tiny_engine: InternVL) -
     assert "ContextLengthError" in (results[3].error or "")
     assert results[0].text == tiny_engine.chat(CONVERSATIONS[0], **GREEDY).text
     assert results[2].text == tiny_engine.chat(CONVERSATIONS[2], **GREEDY).text
+
+
+# --- grounding end to end (content random; types, scales and prompts asserted) ------------------------------------
+
+
+def _spy_prompts(engine: InternVL, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    seen: list[str] = []
+    original = engine.chat
+
+    def chat(messages, **kwargs):
+        seen.append(messages[0].text)
+        return original(messages, **kwargs)
+
+    monkeypatch.setattr(engine, "chat", chat)
+    return seen
+
+
+def test_ground_returns_pixel_boxes_of_the_original_image(tiny_engine: InternVL, monkeypatch) -> None:
+    from internvl_tools.schemas import GroundingResult
+
+    seen = _spy_prompts(tiny_engine, monkeypatch)
+    img = _image(21, (640, 427))
+    result = tiny_engine.ground(img, "the red car")
+    assert isinstance(result, GroundingResult)
+    assert seen == ["<image>\nPlease provide the bounding box coordinate of the region this sentence describes: "
+                    "<ref>the red car</ref>".removeprefix("<image>\n")]
+    assert tuple(result.image_size) == (640, 427)
+    assert result.image is not None and result.image.size == (640, 427)
+    for box in result.boxes:
+        assert 0 <= box.x1 <= box.x2 <= 640 and 0 <= box.y1 <= box.y2 <= 427
+
+
+def test_ground_maps_the_models_scale_to_pixels(tiny_engine: InternVL, monkeypatch) -> None:
+    """Whatever the tiling, a 0-1000 answer maps onto the whole original image."""
+    from internvl_tools.results import ChatResult, Usage
+
+    def fake_chat(messages, **kwargs):
+        return ChatResult(text="<ref>car</ref><box>[[100, 200, 500, 1000]]</box>",
+                          usage=Usage(prompt_tokens=1, completion_tokens=1), finish_reason="stop")
+
+    monkeypatch.setattr(tiny_engine, "chat", fake_chat)
+    result = tiny_engine.ground(_image(22, (2000, 500)), "car")
+    assert result.boxes[0].xyxy == pytest.approx((200.0, 100.0, 1000.0, 500.0))
+    assert result.labels == ["car"]
+
+
+def test_detect_and_grounded_ocr_and_region(tiny_engine: InternVL, monkeypatch) -> None:
+    from internvl_tools.schemas import GroundingResult, RegionDescription
+
+    seen = _spy_prompts(tiny_engine, monkeypatch)
+    img = _image(23, (300, 200))
+    assert isinstance(tiny_engine.detect(img, max_new_tokens=16), GroundingResult)
+    assert seen[-1] == "Please detect and label all objects in the following image and mark their positions."
+    assert isinstance(tiny_engine.ocr_boxes(img, max_new_tokens=16), GroundingResult)
+    region = tiny_engine.describe_region(img, (30, 20, 150, 100), max_new_tokens=8)
+    assert isinstance(region, RegionDescription)
+    assert "<box>[[100, 100, 500, 500]]</box>" in seen[-1]
+    assert region.image_size == (300, 200)

@@ -543,3 +543,19 @@ def test_tile_images_passes_options_and_handles_empty():
     assert torch.equal(tiled[0].pixel_values, ref_pixel_values(photo(400, 300)))
     with pytest.raises(UnsupportedSourceError):
         tile_images(Image.new("RGB", (8, 8)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [((97, 1013), (448, 448)), ((1013, 97), (448, 448)), ((300, 900), (448, 448)), ((1920, 1080), (1792, 896)),
+     ((400, 1200), (448, 448)), ((100, 100), (200, 50)), ((238, 241), (79, 57)), ((500, 1400), (448, 448))],
+)  # fmt: skip
+def test_fast_resize_follows_the_installed_pillow_pass_order(src, dst):
+    # PIL's two passes clip to uint8 in between, so the pass order matters by many levels on noise. Our fast
+    # resize must pick the same order as the installed Pillow; noise makes any mismatch obvious.
+    from internvl_tools.tiling import _resize_like_pil
+
+    arr = np.asarray(noise(*src, seed=11))
+    pil = np.asarray(Image.fromarray(arr).resize(dst)).astype(int)
+    ours = _resize_like_pil(torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0), *dst)
+    assert np.abs(ours[0].permute(1, 2, 0).numpy().astype(int) - pil).max() <= MAX_LEVELS

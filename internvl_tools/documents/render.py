@@ -1,0 +1,512 @@
+"""Render document pages to images lazily, at a resolution chosen for InternVL's tiling, in bounded memory.
+
+PDFium (through pypdfium2) is not thread-safe, even across documents. Rendering therefore runs either in a
+background **worker process** (the default for longer PDFs: PDFium's caches and any crash stay out of the
+caller's process) or in one background **thread** holding :data:`~.sources.PDFIUM_LOCK` (the default for short
+documents and images, where starting a process costs more than it saves). Either way pages travel through a
+queue of ``prefetch`` slots, so at most ``prefetch + 1`` rendered pages exist at a time, whatever the document's
+length, and the next pages render while the caller works on the current one.
+
+>>> from PIL import Image
+>>> [(p.number, p.size_px) for p in render_pages(Image.new("RGB", (40, 30)))]
+[(1, (40, 30))]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import queue as queue_mod
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from internvl_tools.errors import ConfigError, DocumentError, PageRenderError
+from internvl_tools.documents.sources import (
+    PDFIUM_LOCK,
+    DocumentSource,
+    PageSpec,
+    open_pdf,
+    open_source,
+    page_count,
+    parse_pages,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+__all__ = [
+    "DEFAULT_LONGEST_SIDE",
+    "PROCESS_MIN_PAGES",
+    "RenderedPage",
+    "RenderStream",
+    "default_longest_side",
+    "render_pages",
+]
+
+Backend = Literal["auto", "process", "thread"]
+
+
+def default_longest_side(image_size: int = 448, max_tiles: int = 12) -> int:
+    """The longest side (pixels) to render pages at so that InternVL's tiler never has to upsample a page.
+
+    The tiler resizes a page to a grid of ``cols x rows`` tiles of ``image_size`` pixels (``cols * rows <=
+    max_tiles``), picked by aspect ratio. For page shapes (aspect ratio between 1:2 and 2:1, which covers A-series,
+    Letter, Legal and their landscape forms) the largest grid side among the candidates is the longest side the
+    model can ever see. Rendering larger is resized away by the tiler; rendering smaller makes the tiler upsample
+    (blurrier glyphs). With the defaults (448-pixel tiles, 12 tiles) that is 4 x 448 = **1792 px**: the 3x4 grid
+    Letter pages get. A4 gets a 2x3 grid (896x1344), so it is rendered at about 152 DPI and downsampled once by the
+    tiler, which antialiases small print. For reference: docling renders VLM pages at 144 DPI, olmOCR at 1288 px
+    longest side, MinerU at 200 DPI.
+
+    >>> default_longest_side()
+    1792
+    >>> default_longest_side(448, 6)
+    1344
+    """
+    if image_size < 1 or max_tiles < 1:
+        raise ConfigError(f"image_size and max_tiles must be >= 1, got {image_size} and {max_tiles}.")
+    longest = 1
+    for cols in range(1, max_tiles + 1):
+        for rows in range(1, max_tiles // cols + 1):
+            if 0.5 <= cols / rows <= 2.0:
+                longest = max(longest, cols, rows)
+    return longest * image_size
+
+
+#: Default longest rendered side for 448-pixel tiles and a 12-tile budget (see :func:`default_longest_side`).
+DEFAULT_LONGEST_SIDE = default_longest_side()
+
+#: ``backend="auto"`` renders PDFs with at least this many selected pages in a worker process, shorter ones in a
+#: thread. Measured here (``benchmarks/documents.py``): starting a spawn worker costs about 0.3 s, a born-digital page
+#: at the default size about 10 ms and a scanned one about 90 ms, so below a handful of pages the process does not
+#: pay for itself.
+PROCESS_MIN_PAGES = 8
+
+#: Refuse to allocate a bitmap above this many pixels (a 1-metre poster at 600 DPI); lower ``dpi`` instead.
+MAX_PAGE_PIXELS = 120_000_000
+
+_POLL_S = 0.2
+
+
+@dataclass(frozen=True)
+class RenderedPage:
+    """One rendered page. ``number`` is 1-based; sizes are as displayed, i.e. after the page's ``/Rotate``.
+
+    ``scale`` is pixels per point (``dpi / 72``) for PDFs and pixels per source pixel for images. When the page
+    failed, ``image`` is ``None`` and ``error`` says why (``error_type`` names the exception class).
+    """
+
+    number: int
+    label: str
+    width_pt: float
+    height_pt: float
+    scale: float
+    rotation: int = 0
+    image: Image.Image | None = field(default=None, repr=False, compare=False)
+    text: str | None = field(default=None, repr=False)
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def dpi(self) -> float:
+        return self.scale * 72.0
+
+    @property
+    def size_pt(self) -> tuple[float, float]:
+        return (self.width_pt, self.height_pt)
+
+    @property
+    def size_px(self) -> tuple[int, int] | None:
+        return None if self.image is None else self.image.size
+
+
+# ---------------------------------------------------------------------------------------------------- producing
+
+
+def _choose_scale(width: float, height: float, dpi: float | None, longest_side: int | None) -> float:
+    """Pixels per unit: ``dpi / 72``, capped so the longest side stays within ``longest_side`` when both are set."""
+    longest = max(width, height)
+    if longest <= 0:
+        raise PageRenderError(f"The page has a zero size ({width} x {height}); it cannot be rendered.")
+    if dpi is None and longest_side is None:
+        longest_side = DEFAULT_LONGEST_SIDE
+    scale = dpi / 72.0 if dpi is not None else math.inf
+    if longest_side is not None:
+        # The tiny shrink keeps ceil(longest * scale) == longest_side despite float rounding.
+        scale = min(scale, longest_side / longest * (1 - 1e-9))
+    if math.ceil(width * scale) * math.ceil(height * scale) > MAX_PAGE_PIXELS:
+        raise PageRenderError(
+            f"The page ({width:.0f} x {height:.0f} pt) would be larger than {MAX_PAGE_PIXELS} pixels at scale "
+            f"{scale:.2f}; pass a lower dpi or a longest_side."
+        )
+    return scale
+
+
+def _label(doc: Any, index: int) -> str:
+    try:
+        return doc.get_page_label(index) or str(index + 1)
+    except Exception:  # damaged /PageLabels: fall back to the number
+        return str(index + 1)
+
+
+def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], opts: dict, lock: Any,
+               stopped: Callable[[], bool]) -> Iterator[dict]:
+    with lock:
+        doc = open_pdf(src, password)
+        with contextlib.suppress(Exception):
+            doc.init_forms()  # so form fields are drawn (must precede loading pages)
+    try:
+        for index in indices:
+            if stopped():
+                return
+            meta: dict[str, Any] = {"number": index + 1, "label": str(index + 1), "width_pt": 0.0,
+                                    "height_pt": 0.0, "scale": 0.0, "rotation": 0}
+            try:
+                with lock:
+                    meta["label"] = _label(doc, index)
+                    page = doc[index]
+                    try:
+                        width, height = page.get_size()
+                        meta.update(width_pt=float(width), height_pt=float(height), rotation=page.get_rotation())
+                        scale = _choose_scale(width, height, opts["dpi"], opts["longest_side"])
+                        meta["scale"] = scale
+                        image = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True,
+                                            draw_annots=True).to_pil()
+                        if image.mode != "RGB":
+                            image = image.convert("RGB")
+                        if opts["with_text"]:
+                            textpage = page.get_textpage()
+                            meta["text"] = textpage.get_text_bounded()
+                            textpage.close()
+                    finally:
+                        page.close()
+                yield {**meta, "image": image}
+            except Exception as exc:
+                yield {**meta, "error": _describe(exc, index), "error_type": _error_type(exc)}
+    finally:
+        with lock:
+            doc.close()
+
+
+def _image_pages(src: DocumentSource, indices: list[int], opts: dict, stopped: Callable[[], bool]) -> Iterator[dict]:
+    from PIL import Image, ImageOps
+
+    handle = src.image if src.image is not None else Image.open(src.open_binary())
+    try:
+        for index in indices:
+            if stopped():
+                return
+            meta: dict[str, Any] = {"number": index + 1, "label": str(index + 1), "width_pt": 0.0,
+                                    "height_pt": 0.0, "scale": 1.0, "rotation": 0}
+            try:
+                if index:
+                    handle.seek(index)
+                frame = ImageOps.exif_transpose(handle.copy() if src.image is not None else handle)
+                frame = frame.convert("RGB")
+                source_dpi = _image_dpi(handle)
+                width, height = frame.size
+                meta.update(width_pt=width * 72.0 / source_dpi, height_pt=height * 72.0 / source_dpi)
+                if opts["dpi"] is not None or opts["longest_side"] is not None:
+                    dpi = opts["dpi"] / source_dpi * 72.0 if opts["dpi"] is not None else None
+                    scale = _choose_scale(width, height, dpi, opts["longest_side"])
+                    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+                    if size != frame.size:
+                        frame = frame.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+                    meta["scale"] = frame.size[0] / width
+                yield {**meta, "image": frame}
+            except Exception as exc:
+                yield {**meta, "error": _describe(exc, index), "error_type": _error_type(exc)}
+    finally:
+        if src.image is None:
+            handle.close()
+
+
+def _image_dpi(im: Any) -> float:
+    """The image's own DPI (TIFF/PNG/JPEG metadata); 72 when absent, so points equal pixels."""
+    dpi = im.info.get("dpi")
+    try:
+        value = float(dpi[0]) if dpi else 72.0
+    except (TypeError, ValueError, IndexError):
+        value = 72.0
+    return value if value > 1 else 72.0
+
+
+def _describe(exc: BaseException, index: int) -> str:
+    return f"page {index + 1}: {type(exc).__name__}: {exc}"
+
+
+def _error_type(exc: BaseException) -> str:
+    return "PageRenderError" if type(exc).__name__ == "PdfiumError" else type(exc).__name__
+
+
+def _produce(src: DocumentSource, password: str | None, indices: list[int], opts: dict, lock: Any,
+             stopped: Callable[[], bool]) -> Iterator[dict]:
+    if src.kind == "pdf":
+        return _pdf_pages(src, password, indices, opts, lock, stopped)
+    return _image_pages(src, indices, opts, stopped)
+
+
+# ---------------------------------------------------------------------------------------------------- transports
+
+_DONE = "done"
+
+
+def _put(q: Any, item: Any, stopped: Callable[[], bool]) -> bool:
+    """Block until the bounded queue has room (that is the memory bound); give up when the consumer stopped."""
+    while not stopped():
+        try:
+            q.put(item, timeout=_POLL_S)
+            return True
+        except queue_mod.Full:
+            continue
+    return False
+
+
+def _worker_main(src: DocumentSource, password: str | None, indices: list[int], opts: dict, q: Any, stop: Any) -> None:
+    """Entry point of the render process: pages go out as raw RGB bytes (no PNG encode/decode on either side)."""
+    try:
+        for item in _produce(src, password, indices, opts, contextlib.nullcontext(), stop.is_set):
+            image = item.pop("image", None)
+            if image is not None:
+                item["raw"] = (image.size, image.tobytes())
+            if not _put(q, item, stop.is_set):
+                return
+    except BaseException as exc:  # opening failed after all: report, do not die silently
+        _put(q, {"fatal": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}, stop.is_set)
+        return
+    _put(q, _DONE, stop.is_set)
+
+
+class RenderStream(Iterator["RenderedPage"]):
+    """Iterator over rendered pages (what :func:`render_pages` returns). Close it (or use ``with``) to stop early.
+
+    ``len(stream)`` is the number of selected pages; ``page_count`` the document's; ``page_numbers`` the
+    selected 1-based numbers in order; ``backend`` the transport actually used (``"process"`` or ``"thread"``).
+    """
+
+    def __init__(self, src: DocumentSource, password: str | None, indices: list[int], n_pages: int, opts: dict,
+                 backend: str, prefetch: int, on_error: str) -> None:
+        self.source = src
+        self.page_count = n_pages
+        self.page_numbers = [i + 1 for i in indices]
+        self.backend = backend
+        self._password = password
+        self._indices = indices
+        self._opts = opts
+        self._prefetch = prefetch
+        self._on_error = on_error
+        self._gen: Iterator[RenderedPage] | None = None
+        self._closed = False
+        self.process: Any = None  # the current worker process (process backend), for inspection and tests
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __iter__(self) -> RenderStream:
+        return self
+
+    def __next__(self) -> RenderedPage:
+        if self._closed:
+            raise StopIteration
+        if self._gen is None:
+            self._gen = self._run_process() if self.backend == "process" else self._run_thread()
+        page = next(self._gen)
+        if page.error is not None and self._on_error == "raise":
+            self.close()
+            raise PageRenderError(page.error)
+        return page
+
+    def close(self) -> None:
+        """Stop rendering and release the worker (process or thread); safe to call twice."""
+        self._closed = True
+        if self._gen is not None:
+            self._gen.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> RenderStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # -- thread ------------------------------------------------------------------------------------------------
+
+    def _run_thread(self) -> Iterator[RenderedPage]:
+        q: queue_mod.Queue = queue_mod.Queue(maxsize=self._prefetch)
+        stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for item in _produce(self.source, self._password, self._indices, self._opts, PDFIUM_LOCK, stop.is_set):
+                    if not _put(q, item, stop.is_set):
+                        return
+            except BaseException as exc:
+                _put(q, {"fatal": f"{type(exc).__name__}: {exc}"}, stop.is_set)
+                return
+            _put(q, _DONE, stop.is_set)
+
+        thread = threading.Thread(target=work, name="internvl-render", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item == _DONE:
+                    return
+                if "fatal" in item:
+                    raise DocumentError(f"Rendering {self.source.name} failed: {item['fatal']}")
+                yield _to_page(item)
+        finally:
+            stop.set()
+            with contextlib.suppress(queue_mod.Empty):
+                while True:
+                    q.get_nowait()
+            thread.join(timeout=5)
+
+    # -- process -----------------------------------------------------------------------------------------------
+
+    def _start(self, ctx: Any, indices: list[int]) -> tuple[Any, Any, Any]:
+        q = ctx.Queue(maxsize=self._prefetch)
+        stop = ctx.Event()
+        proc = ctx.Process(target=_worker_main, args=(self.source, self._password, indices, self._opts, q, stop),
+                           name="internvl-render", daemon=True)
+        proc.start()
+        self.process = proc
+        return proc, q, stop
+
+    def _run_process(self) -> Iterator[RenderedPage]:
+        ctx = mp.get_context("spawn")  # never fork: the parent may hold torch/OpenMP threads and PDFium state
+        remaining = list(self._indices)
+        proc, q, stop = self._start(ctx, remaining)
+        try:
+            while remaining:
+                try:
+                    item = q.get(timeout=_POLL_S)
+                except queue_mod.Empty:
+                    if proc.is_alive():
+                        continue
+                    with contextlib.suppress(queue_mod.Empty):  # it may have finished just before dying
+                        item = q.get(timeout=_POLL_S)
+                        if item != _DONE:
+                            remaining.remove(item["number"] - 1)
+                            yield _to_page(item)
+                        continue
+                    # The worker died (a PDFium crash): that page fails, a fresh worker resumes after it.
+                    failed = remaining.pop(0)
+                    yield RenderedPage(
+                        number=failed + 1, label=str(failed + 1), width_pt=0.0, height_pt=0.0, scale=0.0,
+                        error=f"page {failed + 1}: the renderer process died (exit code {proc.exitcode}) on this page",
+                        error_type="PageRenderError",
+                    )
+                    _shutdown(proc, q, stop)
+                    if remaining:
+                        proc, q, stop = self._start(ctx, remaining)
+                    continue
+                if item == _DONE:
+                    return
+                if "fatal" in item:
+                    raise DocumentError(f"Rendering {self.source.name} failed: {item['fatal']}")
+                remaining.remove(item["number"] - 1)
+                yield _to_page(item)
+        finally:
+            _shutdown(proc, q, stop)
+
+
+def _shutdown(proc: Any, q: Any, stop: Any) -> None:
+    """Stop the worker and reap it, so no zombie or orphan is left, even after an early exit."""
+    stop.set()
+    # Drain so the worker's queue feeder thread can flush and exit instead of blocking on a full pipe.
+    for _ in range(64):
+        try:
+            q.get(timeout=0.05 if proc.is_alive() else 0)
+        except (queue_mod.Empty, OSError, EOFError, ValueError):
+            if not proc.is_alive():
+                break
+    proc.join(timeout=2)
+    if proc.is_alive():
+        proc.terminate()
+        proc.join(timeout=2)
+    if proc.is_alive():  # pragma: no cover - terminate ignored
+        proc.kill()
+        proc.join()
+    q.close()
+    q.join_thread()
+
+
+def _to_page(item: dict) -> RenderedPage:
+    image = item.pop("image", None)
+    raw = item.pop("raw", None)
+    if raw is not None:
+        from PIL import Image
+
+        size, data = raw
+        image = Image.frombytes("RGB", size, data)
+    return RenderedPage(image=image, **item)
+
+
+def render_pages(
+    source: Any,
+    dpi: float | None = None,
+    longest_side: int | None = None,
+    pages: PageSpec = None,
+    password: str | None = None,
+    *,
+    backend: Backend = "auto",
+    prefetch: int = 2,
+    with_text: bool = False,
+    on_error: Literal["yield", "raise"] = "yield",
+) -> RenderStream:
+    """Render the selected pages of a PDF, multi-page TIFF or image lazily, one :class:`RenderedPage` at a time.
+
+    Args:
+        source: a path, ``bytes``, a binary file object or a PIL image.
+        dpi: render at this resolution (PDF points are 1/72 inch; images use their own DPI metadata, else 72).
+        longest_side: render so the longest side has this many pixels; with ``dpi`` it is a cap.
+            With neither, PDF pages are rendered so the longest side is :data:`DEFAULT_LONGEST_SIDE` (1792 px,
+            the largest grid side InternVL's 12-tile tiler gives a page; see :func:`default_longest_side`), and
+            images keep their pixels (resampling before the tiler's own resize would only lose detail).
+        pages: 1-based selection, e.g. ``"1-3,7"``; validated against the page count.
+        password: for encrypted PDFs (:class:`~internvl_tools.errors.PasswordError` when missing or wrong).
+        backend: ``"process"`` (a spawn worker process), ``"thread"`` (one thread under the PDFium lock) or
+            ``"auto"``: process for PDFs with at least :data:`PROCESS_MIN_PAGES` selected pages.
+        prefetch: queue slots; at most ``prefetch + 1`` rendered pages exist at once.
+        with_text: also extract each PDF page's text layer into ``RenderedPage.text`` (``""`` for scans).
+        on_error: ``"yield"`` a page with ``error`` set and carry on (default), or ``"raise"`` PageRenderError.
+
+    Opening problems (missing file, not a PDF, encrypted, bad page selection) raise here, at call time; per-page
+    problems surface per page. The page rotation (``/Rotate``), form fields and annotations are drawn.
+
+    >>> from PIL import Image
+    >>> page = next(iter(render_pages(Image.new("RGB", (300, 200)), longest_side=150)))
+    >>> page.size_px, round(page.scale, 2)
+    ((150, 100), 0.5)
+    """
+    if dpi is not None and not (isinstance(dpi, (int, float)) and 1 <= dpi <= 2400):
+        raise ConfigError(f"dpi must be a number between 1 and 2400, got {dpi!r}.")
+    if longest_side is not None and not (isinstance(longest_side, int) and 16 <= longest_side <= 20000):
+        raise ConfigError(f"longest_side must be an int between 16 and 20000 pixels, got {longest_side!r}.")
+    if backend not in ("auto", "process", "thread"):
+        raise ConfigError(f"backend must be 'auto', 'process' or 'thread', got {backend!r}.")
+    if not isinstance(prefetch, int) or prefetch < 1:
+        raise ConfigError(f"prefetch must be an int >= 1, got {prefetch!r}.")
+    if on_error not in ("yield", "raise"):
+        raise ConfigError(f"on_error must be 'yield' or 'raise', got {on_error!r}.")
+    src = open_source(source)
+    n_pages = page_count(src, password)
+    indices = parse_pages(pages, n_pages) if n_pages or pages is not None else []
+    if backend == "auto":
+        backend = "process" if src.kind == "pdf" and len(indices) >= PROCESS_MIN_PAGES else "thread"
+    if backend == "process" and src.image is not None:
+        backend = "thread"  # an in-memory PIL image: nothing for a worker to open
+    opts = {"dpi": dpi, "longest_side": longest_side, "with_text": with_text}
+    return RenderStream(src, password, indices, n_pages, opts, backend, prefetch, on_error)
