@@ -63,7 +63,7 @@ def find_closest_aspect_ratio(aspect_ratio, target_ratios, width, height, image_
         if ratio_diff < best_ratio_diff:
             best_ratio_diff = ratio_diff
             best_ratio = ratio
-        elif ratio_diff == best_ratio_diff:
+        elif ratio_diff == best_ratio_diff:  # noqa: SIM102 - the model card's structure, kept verbatim
             if area > 0.5 * image_size * image_size * ratio[0] * ratio[1]:
                 best_ratio = ratio
     return best_ratio
@@ -118,7 +118,21 @@ def make_a4_page(seed: int = 0) -> Image.Image:
         font = ImageFont.load_default(size=38)
     except TypeError:  # very old Pillow
         font = ImageFont.load_default()
-    words = ["invoice", "total", "amount", "due", "tax", "net", "gross", "item", "quantity", "price", "date", "reference", "account"]
+    words = [
+        "invoice",
+        "total",
+        "amount",
+        "due",
+        "tax",
+        "net",
+        "gross",
+        "item",
+        "quantity",
+        "price",
+        "date",
+        "reference",
+        "account",
+    ]
     y = 200
     while y < h - 250:
         x = 180
@@ -177,7 +191,9 @@ def main() -> None:
     inputs = {"A4 page 2480x3508": make_a4_page(), "photo 1920x1080": make_photo()}
 
     print(f"torch {torch.__version__}, Pillow {Image.__version__}, threads {torch.get_num_threads()}, runs {args.runs}")
-    header = f"{'input':<20} {'pipeline':<10} {'tiles':>5} {'median ms':>10} {'min ms':>8} {'speed-up':>9} {'max|Δ|':>9}"
+    header = (
+        f"{'input':<20} {'pipeline':<10} {'tiles':>5} {'median ms':>10} {'min ms':>8} {'speed-up':>9} {'max|Δ|':>9}"
+    )
     print(header)
     print("-" * len(header))
     for label, image in inputs.items():

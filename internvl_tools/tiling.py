@@ -77,9 +77,7 @@ def _check_size(width: Any, height: Any) -> tuple[int, int]:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"image {name} must be an int, got {value!r}.")
         if value < 1:
-            raise ImageTooSmallError(
-                f"image is {width}x{height}; both sides must be at least 1 pixel to be tiled."
-            )
+            raise ImageTooSmallError(f"image is {width}x{height}; both sides must be at least 1 pixel to be tiled.")
     return width, height
 
 
@@ -257,9 +255,7 @@ def _as_rgb(image: Any) -> tuple[Image.Image | None, np.ndarray | None]:
             if image.shape[0] < 1 or image.shape[1] < 1:
                 raise ImageTooSmallError(f"image array has shape {image.shape}; both sides must be at least 1.")
             return None, np.ascontiguousarray(image)
-        raise UnsupportedSourceError(
-            f"numpy image must be H×W, H×W×1, H×W×3 or H×W×4 uint8, got shape {image.shape}."
-        )
+        raise UnsupportedSourceError(f"numpy image must be H×W, H×W×1, H×W×3 or H×W×4 uint8, got shape {image.shape}.")
     raise UnsupportedSourceError(
         f"cannot tile a {type(image).__name__}; pass a PIL.Image.Image or a uint8 H×W×3 numpy array "
         "(use internvl_tools.load_image for paths, bytes and URLs)."
@@ -437,7 +433,7 @@ def _fast_pixels(
     grid, thumbnail = _fast_uint8(pil, arr, cols, rows, size, thumb)
     n = cols * rows
     scale = [1.0 / (255.0 * s) for s in std]
-    bias = [-m / s for m, s in zip(mean, std)]
+    bias = [-m / s for m, s in zip(mean, std, strict=True)]
     if device.type != "cpu":
         # Ship uint8 (4x fewer bytes than float32); split into tiles and normalise on the device.
         grid = grid.to(device, non_blocking=True)
@@ -559,10 +555,7 @@ def tile_images(
     per_image = split_tile_budget(max_tiles, len(images))
     _check_int("min_tiles", min_tiles)
     lo = min(min_tiles, per_image)
-    return [
-        tile_image(im, per_image, lo, image_size, use_thumbnail, mode, **kwargs)
-        for im in images
-    ]
+    return [tile_image(im, per_image, lo, image_size, use_thumbnail, mode, **kwargs) for im in images]
 
 
 def concat_tiles(tiled: Sequence[TiledImage]) -> tuple[torch.Tensor, list[int]]:

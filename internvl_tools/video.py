@@ -198,7 +198,9 @@ def _decode_pyav(source: VideoSource, num_segments: int, bound: Sequence[float] 
     try:
         import av
     except ImportError as exc:  # pragma: no cover - av is a core dependency of the video extra
-        raise DependencyMissingError("neither decord nor PyAV is installed; pip install 'internvl-tools[video]'.") from exc
+        raise DependencyMissingError(
+            "neither decord nor PyAV is installed; pip install 'internvl-tools[video]'."
+        ) from exc
     arg = _open_arg(source)
     try:
         container = av.open(arg, mode="r")

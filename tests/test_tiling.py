@@ -6,6 +6,7 @@ The grid rule and the pixel pipeline are restated here from the InternVL model c
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -64,7 +65,7 @@ def ref_select_grid(width: int, height: int, max_num: int = 12, min_num: int = 1
         if ratio_diff < best_ratio_diff:
             best_ratio_diff = ratio_diff
             best_ratio = ratio
-        elif ratio_diff == best_ratio_diff:
+        elif ratio_diff == best_ratio_diff:  # noqa: SIM102 - the model card's structure, kept verbatim
             if area > 0.5 * image_size * image_size * ratio[0] * ratio[1]:
                 best_ratio = ratio
     return best_ratio
@@ -75,7 +76,7 @@ def ref_select_grid_many(w: np.ndarray, h: np.ndarray, max_num: int, min_num: in
     aspect = w / h
     area = w * h
     best_diff = np.full(w.shape, np.inf)
-    best = np.ones(w.shape + (2,), dtype=np.int64)
+    best = np.ones((*w.shape, 2), dtype=np.int64)
     for i, j in ref_candidates(min_num, max_num):
         diff = np.abs(aspect - i / j)
         closer = diff < best_diff
@@ -225,12 +226,12 @@ def _sweep_sizes(max_tiles: int, n_random: int = 1200) -> tuple[np.ndarray, np.n
     edges = [(1, 1), (1, 10000), (10000, 1), (1, 2), (2, 1), (448, 448), (224, 224), (20000, 20000), (3, 7)]
     sizes = list(edges)
     # Log-uniform sizes: tiny to huge, all aspect ratios.
-    sizes += list(zip(np.exp(rng.uniform(0, math.log(20000), n_random)).astype(int) + 1,
-                      np.exp(rng.uniform(0, math.log(20000), n_random)).astype(int) + 1))  # fmt: skip
+    log_sides = np.exp(rng.uniform(0, math.log(20000), (n_random, 2))).astype(int) + 1
+    sizes += [(int(a), int(b)) for a, b in log_sides]
     # Exact tie geometry: images whose ratio equals a candidate's ratio or the midpoint of two candidates' ratios,
     # at areas on both sides of the 0.5·S²·i·j thresholds.
     ratios = sorted({(i, j) for i, j in candidate_grids(1, max_tiles)}, key=lambda g: g[0] / g[1])
-    for (i1, j1), (i2, j2) in zip(ratios, ratios[1:]):
+    for (i1, j1), (i2, j2) in itertools.pairwise(ratios):
         num, den = i1 * j2 + i2 * j1, 2 * j1 * j2  # midpoint ratio num/den
         g = math.gcd(num, den)
         for k in rng.integers(1, 600, 3):
@@ -248,7 +249,7 @@ def test_vectorised_reference_matches_scalar_reference():
     # Guards the sweep below: the array version of the reference must be the reference.
     for max_tiles in (1, 6, 12, 40):
         w, h = _sweep_sizes(max_tiles, n_random=150)
-        expected = [ref_select_grid(int(a), int(b), max_tiles) for a, b in zip(w, h)]
+        expected = [ref_select_grid(int(a), int(b), max_tiles) for a, b in zip(w, h, strict=True)]
         assert [tuple(x) for x in ref_select_grid_many(w, h, max_tiles).tolist()] == expected
 
 
@@ -256,7 +257,7 @@ def test_vectorised_reference_matches_scalar_reference():
 def test_select_grid_matches_reference_sweep(max_tiles):
     w, h = _sweep_sizes(max_tiles)
     expected = ref_select_grid_many(w, h, max_tiles)
-    got = np.array([select_grid(int(a), int(b), max_tiles) for a, b in zip(w, h)])
+    got = np.array([select_grid(int(a), int(b), max_tiles) for a, b in zip(w, h, strict=True)])
     bad = np.nonzero((got != expected).any(axis=1))[0]
     assert bad.size == 0, [(int(w[k]), int(h[k]), got[k].tolist(), expected[k].tolist()) for k in bad[:5]]
 
@@ -268,7 +269,7 @@ def test_select_grid_matches_reference_with_min_tiles(min_tiles, max_tiles):
     grid_w, grid_h = np.meshgrid(np.arange(1, 60), np.arange(1, 60))
     w, h = np.concatenate([w, grid_w.ravel()]), np.concatenate([h, grid_h.ravel()])
     expected = ref_select_grid_many(w, h, max_tiles, min_tiles)
-    got = np.array([select_grid(int(a), int(b), max_tiles, min_tiles) for a, b in zip(w, h)])
+    got = np.array([select_grid(int(a), int(b), max_tiles, min_tiles) for a, b in zip(w, h, strict=True)])
     assert (got == expected).all()
 
 
@@ -423,13 +424,22 @@ def test_tiles_are_row_major_and_thumbnail_last():
             assert torch.allclose(centre, torch.tensor(c, dtype=torch.float32).view(3, 1, 1).expand_as(centre), atol=1)
         # The thumbnail is the whole image squeezed: its top-left quarter region is tile 0's colour.
         thumb = (out.pixel_values[6] * std + mean) * 255
-        assert torch.allclose(thumb[:, 20:60, 20:60].mean((1, 2)), torch.tensor(colours[0], dtype=torch.float32), atol=1)
-        assert torch.allclose(thumb[:, -60:-20, -60:-20].mean((1, 2)), torch.tensor(colours[5], dtype=torch.float32), atol=1)
+        assert torch.allclose(
+            thumb[:, 20:60, 20:60].mean((1, 2)), torch.tensor(colours[0], dtype=torch.float32), atol=1
+        )
+        assert torch.allclose(
+            thumb[:, -60:-20, -60:-20].mean((1, 2)), torch.tensor(colours[5], dtype=torch.float32), atol=1
+        )
 
 
 @pytest.mark.parametrize(
     ("size", "use_thumbnail", "grid", "n"),
-    [((448, 448), True, (1, 1), 1), ((900, 900), True, (2, 2), 5), ((900, 900), False, (2, 2), 4), ((64, 64), True, (1, 1), 1)],
+    [
+        ((448, 448), True, (1, 1), 1),
+        ((900, 900), True, (2, 2), 5),
+        ((900, 900), False, (2, 2), 4),
+        ((64, 64), True, (1, 1), 1),
+    ],
 )
 def test_thumbnail_only_with_more_than_one_tile(size, use_thumbnail, grid, n):
     out = tile_image(Image.new("RGB", size, "gray"), use_thumbnail=use_thumbnail)

@@ -95,7 +95,9 @@ def frame_colour(i: int) -> tuple[int, int, int]:
 
 def frame_number(img) -> int:
     r, g, b = np.asarray(img.convert("RGB"), dtype=np.float64)[8:-8, 8:-8].mean((0, 1))
-    return min(range(N_FRAMES), key=lambda i: sum((x - y) ** 2 for x, y in zip((r, g, b), frame_colour(i))))
+    return min(
+        range(N_FRAMES), key=lambda i: sum((x - y) ** 2 for x, y in zip((r, g, b), frame_colour(i), strict=True))
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +141,20 @@ def test_pixel_values_are_one_tile_per_frame(video_path):
 
     vf = load_video(video_path, num_segments=3, mode="exact", image_size=56)
     for k, frame in enumerate(vf.frames):
-        assert torch.equal(vf.pixel_values[k], tile_image(frame, max_tiles=1, image_size=56, mode="exact").pixel_values[0])
-    assert load_video(video_path, num_segments=2, image_size=56, dtype=torch.bfloat16).pixel_values.dtype == torch.bfloat16
+        assert torch.equal(
+            vf.pixel_values[k], tile_image(frame, max_tiles=1, image_size=56, mode="exact").pixel_values[0]
+        )
+    assert (
+        load_video(video_path, num_segments=2, image_size=56, dtype=torch.bfloat16).pixel_values.dtype == torch.bfloat16
+    )
 
 
 def test_bytes_and_file_objects(video_path):
     data = video_path.read_bytes()
-    assert load_video(data, num_segments=4, image_size=28).indices == load_video(video_path, num_segments=4, image_size=28).indices
+    assert (
+        load_video(data, num_segments=4, image_size=28).indices
+        == load_video(video_path, num_segments=4, image_size=28).indices
+    )
     vf = load_video(io.BytesIO(data), num_segments=4, image_size=28)
     assert [frame_number(f) for f in vf.frames] == vf.indices
 

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from internvl_tools.errors import ConfigError, DocumentError, PageRenderError
 from internvl_tools.documents.sources import (
     PDFIUM_LOCK,
     DocumentSource,
@@ -34,6 +33,7 @@ from internvl_tools.documents.sources import (
     page_count,
     parse_pages,
 )
+from internvl_tools.errors import ConfigError, DocumentError, PageRenderError
 
 if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
@@ -41,8 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DEFAULT_LONGEST_SIDE",
     "PROCESS_MIN_PAGES",
-    "RenderedPage",
     "RenderStream",
+    "RenderedPage",
     "default_longest_side",
     "render_pages",
 ]

@@ -60,7 +60,7 @@ class DocumentSource:
         return self.path if self.path is not None else self.data  # type: ignore[return-value]
 
     def open_binary(self) -> io.BufferedIOBase:
-        return open(self.path, "rb") if self.path is not None else io.BytesIO(self.data or b"")  # noqa: SIM115
+        return open(self.path, "rb") if self.path is not None else io.BytesIO(self.data or b"")
 
 
 def _sniff(head: bytes) -> DocumentKind:
@@ -135,7 +135,9 @@ def parse_pages(spec: PageSpec, page_count: int) -> list[int]:
                 continue
             last = int(match.group(3)) if match.group(3) is not None else page_count
             if match.group(3) is not None and last < first:
-                raise PageSelectionError(f"The range {part.strip()!r} in pages={spec!r} runs backwards; write it low-high.")
+                raise PageSelectionError(
+                    f"The range {part.strip()!r} in pages={spec!r} runs backwards; write it low-high."
+                )
             if first < 1:
                 raise PageSelectionError(f"Page numbers start at 1; {part.strip()!r} in pages={spec!r} starts at 0.")
             numbers.update(range(first, last + 1))

@@ -1,0 +1,362 @@
+"""``read_pdf``: run a task over every selected page, batching generation while the next pages render.
+
+>>> from internvl_tools import InternVL
+>>> stream = read_pdf(InternVL("tiny"), "scan.pdf", task="ocr", progress=False)  # doctest: +SKIP
+>>> for page in stream: print(page.page, page.ok)                                  # doctest: +SKIP
+>>> print(stream.summary)                                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from internvl_tools.documents.models import DocumentSummary, PageResult
+from internvl_tools.documents.output import completed_pages
+from internvl_tools.documents.render import RenderedPage, default_longest_side, render_pages
+from internvl_tools.documents.sources import PageSpec, open_source, page_count, parse_pages
+from internvl_tools.documents.tasks import (
+    CHART_PROMPT,
+    DEFAULT_MAX_NEW_TOKENS,
+    OCR_PROMPT,
+    RELEVANCE_PROMPT,
+    SCHEMA_PROMPT,
+    TEXT_TASKS,
+    parse_chart_answer,
+)
+from internvl_tools.errors import ConfigError
+
+__all__ = ["PageStream", "read_pdf"]
+
+log = logging.getLogger("internvl_tools.documents")
+
+_WORD = re.compile(r"\w{3,}", re.UNICODE)
+
+
+class PageStream(Iterator[PageResult]):
+    """The iterator :func:`read_pdf` returns: yields :class:`PageResult` in page order; ``summary`` counts them.
+
+    ``summary`` is live while iterating and final (``summary.finished``) once the stream is exhausted. ``close()``
+    (or leaving a ``with`` block) stops rendering and reaps the worker at once.
+    """
+
+    def __init__(self, gen: Iterator[PageResult], summary: DocumentSummary) -> None:
+        self._gen = gen
+        self.summary = summary
+
+    def __iter__(self) -> PageStream:
+        return self
+
+    def __next__(self) -> PageResult:
+        return next(self._gen)
+
+    def close(self) -> None:
+        self._gen.close()  # type: ignore[attr-defined]
+
+    def __enter__(self) -> PageStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _interactive() -> bool:
+    """Progress bars default on in terminals and Jupyter kernels, off in pipes, logs and CI."""
+    if os.environ.get("INTERNVL_TOOLS_PROGRESS", "").lower() in {"0", "false", "off", "no"}:
+        return False
+    if "ipykernel" in sys.modules:
+        return True
+    stream = sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def _task_name(task: Any) -> str:
+    if isinstance(task, str):
+        return task
+    if isinstance(task, dict):
+        return str(task.get("title") or "schema")
+    return getattr(task, "__name__", "schema")
+
+
+def _user(image: Any, text: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+
+
+def _base(page: RenderedPage, task: str, question: str | None, model: str | None) -> dict[str, Any]:
+    return {
+        "page": page.number,
+        "label": page.label,
+        "task": task,
+        "image_size": page.size_px,
+        "page_size_pt": (round(page.width_pt, 3), round(page.height_pt, 3)) if page.width_pt else None,
+        "dpi": round(page.dpi, 3) if page.scale else None,
+        "question": question,
+        "model": model,
+    }
+
+
+def _score(question: str, text: str) -> float:
+    """Share of the question's words (3+ letters) found in the page's text layer."""
+    wanted = {w.lower() for w in _WORD.findall(question)}
+    if not wanted:
+        return 0.0
+    have = {w.lower() for w in _WORD.findall(text)}
+    return len(wanted & have) / len(wanted)
+
+
+def read_pdf(
+    engine: Any,
+    source: Any,
+    *,
+    task: Any = "ocr",
+    question: str | None = None,
+    pages: PageSpec = None,
+    dpi: float | None = None,
+    longest_side: int | None = None,
+    password: str | None = None,
+    batch_size: int = 4,
+    progress: bool | None = None,
+    resume_from: str | os.PathLike | None = None,
+    max_new_tokens: int | None = None,
+    top_pages: int | None = None,
+    backend: str = "auto",
+    **generation: Any,
+) -> PageStream:
+    """Run a task over the pages of a PDF (or multi-page TIFF / image) and yield one :class:`PageResult` per page.
+
+    Args:
+        engine: an :class:`~internvl_tools.engine.InternVL` (``InternVL.read_pdf`` delegates here).
+        task: ``"ocr"`` (Markdown transcription, tables as Markdown tables), ``"chart"`` (description plus the data
+            as a table in ``data["table"]``), ``"grounded_ocr"`` (text with boxes in ``grounding``), or a pydantic
+            model / JSON-schema dict for constrained extraction per page (``data``). Prompts: :mod:`.tasks`.
+        question: answer this question on each page (task ``"qa"``); with ``top_pages=k`` only on the ``k`` most
+            relevant pages (ranked by the text layer's overlap with the question, and for pages without a text
+            layer by a short yes/no screening answer from the model). Those results carry ``relevance``.
+        pages: 1-based selection such as ``"1-3,7"``.
+        dpi / longest_side: render resolution; default: the longest side that fills the engine's tile grid
+            (:func:`~internvl_tools.documents.render.default_longest_side`; 1792 px for 448-px tiles, 12 tiles).
+        batch_size: pages per batched generate (``engine.batch``); the next pages render meanwhile.
+        progress: a tqdm bar (pages, pages/s); default on in terminals and notebooks, off otherwise.
+        resume_from: a JSONL file of an earlier run (see :mod:`.output`); pages that succeeded there for the same
+            task are skipped (a missing file skips nothing).
+        max_new_tokens: default per task (:data:`~.tasks.DEFAULT_MAX_NEW_TOKENS`); other generation options pass
+            through (greedy decoding unless you ask for sampling).
+
+    A page that fails to render or generate yields a result with ``error`` set and the run continues. Opening errors
+    (missing file, encrypted without the right password, bad ``pages``) raise here, before any page is processed.
+    """
+    if question is not None:
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("question must be a non-empty string.")
+        if task not in ("ocr", "qa"):
+            raise ConfigError(f"Pass either question=... or task={task!r}, not both.")
+        task = "qa"
+    if top_pages is not None and (question is None or not isinstance(top_pages, int) or top_pages < 1):
+        raise ConfigError("top_pages needs a question and must be an int >= 1.")
+    if isinstance(task, str) and task not in TEXT_TASKS:
+        raise ConfigError(f"Unknown task {task!r}; use one of {TEXT_TASKS[:3]}, question=..., or a pydantic schema.")
+    if task == "qa" and question is None:
+        raise ConfigError("task='qa' needs question='...'.")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    name = _task_name(task)
+    src = open_source(source)
+    count = page_count(src, password)
+    selected = [i + 1 for i in parse_pages(pages, count)] if count or pages is not None else []
+    done = completed_pages(resume_from, name) & set(selected)
+    todo = [n for n in selected if n not in done]
+    if dpi is None and longest_side is None and src.kind == "pdf":
+        info = engine.info
+        budget = 1 if not getattr(info, "dynamic_image_size", True) else (
+            getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", None) or 12)
+        longest_side = default_longest_side(int(info.image_size), int(budget))
+    generation.setdefault("do_sample", False)
+    key = "schema" if not isinstance(task, str) else task
+    generation["max_new_tokens"] = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]
+    summary = DocumentSummary(source=src.name, task=name, total=len(selected), skipped=len(done))
+    show = _interactive() if progress is None else bool(progress)
+    run = _Run(engine, src, task, name, question, password, dpi, longest_side, batch_size, generation, summary,
+               backend)
+    gen = run.iterate(todo, top_pages, show)
+    return PageStream(gen, summary)
+
+
+class _Run:
+    def __init__(self, engine: Any, src: Any, task: Any, name: str, question: str | None, password: str | None,
+                 dpi: float | None, longest_side: int | None, batch_size: int, generation: dict,
+                 summary: DocumentSummary, backend: str) -> None:
+        self.engine, self.src, self.task, self.name, self.question = engine, src, task, name, question
+        self.password, self.dpi, self.longest_side, self.batch_size = password, dpi, longest_side, batch_size
+        self.generation, self.summary, self.backend = generation, summary, backend
+        self.model = getattr(engine, "model_name", None)
+
+    def _render(self, numbers: list[int], with_text: bool = False) -> Any:
+        return render_pages(self.src, self.dpi, self.longest_side, pages=numbers, password=self.password,
+                            backend=self.backend, prefetch=max(2, self.batch_size), with_text=with_text)  # type: ignore[arg-type]
+
+    def iterate(self, todo: list[int], top_pages: int | None, show: bool) -> Iterator[PageResult]:
+        start = time.perf_counter()
+        bar = None
+        relevance: dict[int, float] = {}
+        try:
+            if top_pages is not None and todo:
+                relevance = self._rank(todo)
+                keep = sorted(sorted(relevance, key=lambda n: (-relevance[n], n))[:top_pages])
+                self.summary.skipped += len(todo) - len(keep)
+                todo = keep
+            if show and todo:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(todo), unit="page", desc=f"{self.name} {os.path.basename(self.src.name)}")
+            if not todo:
+                return
+            stream = self._render(todo)
+            try:
+                batch: list[tuple[RenderedPage, float]] = []
+                waited = time.perf_counter()
+                for page in stream:
+                    render_s = time.perf_counter() - waited
+                    if page.error is not None:
+                        yield self._record(PageResult(**_base(page, self.name, self.question, self.model),
+                                                      error=page.error, error_type=page.error_type,
+                                                      elapsed=render_s), bar)
+                    else:
+                        batch.append((page, render_s))
+                        if len(batch) >= self.batch_size or not isinstance(self.task, str):
+                            for result in self._infer(batch):
+                                if relevance:
+                                    result = result.model_copy(update={"relevance": relevance.get(result.page)})
+                                yield self._record(result, bar)
+                            batch = []
+                    waited = time.perf_counter()
+                for result in self._infer(batch):
+                    if relevance:
+                        result = result.model_copy(update={"relevance": relevance.get(result.page)})
+                    yield self._record(result, bar)
+            finally:
+                stream.close()
+            self.summary.finished = True
+        finally:
+            self.summary.elapsed = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+            if self.summary.finished:
+                log.info("%s", self.summary)
+
+    def _record(self, result: PageResult, bar: Any) -> PageResult:
+        if result.ok:
+            self.summary.succeeded += 1
+        else:
+            self.summary.failed += 1
+            self.summary.failed_pages.append(result.page)
+        if bar is not None:
+            bar.update(1)
+            if self.summary.failed:
+                bar.set_postfix(failed=self.summary.failed)
+        return result
+
+    # -- inference ---------------------------------------------------------------------------------------------
+
+    def _prompt(self) -> str:
+        if self.task == "ocr":
+            return OCR_PROMPT
+        if self.task == "chart":
+            return CHART_PROMPT
+        if self.task == "grounded_ocr":
+            from internvl_tools.grounding import grounded_ocr_prompt
+
+            return grounded_ocr_prompt()
+        return self.question or ""
+
+    def _infer(self, batch: list[tuple[RenderedPage, float]]) -> list[PageResult]:
+        if not batch:
+            return []
+        if not isinstance(self.task, str):
+            return [self._extract(page, render_s) for page, render_s in batch]
+        prompt = self._prompt()
+        started = time.perf_counter()
+        try:
+            answers: list[Any] = self.engine.batch([_user(p.image, prompt) for p, _ in batch],
+                                                   batch_size=len(batch), **self.generation)
+        except Exception:
+            # One bad page (e.g. too long for the context) must not sink its batch-mates: retry one by one.
+            answers = []
+            for page, _ in batch:
+                try:
+                    answers.append(self.engine.chat(_user(page.image, prompt), **self.generation))
+                except Exception as exc:
+                    answers.append(exc)
+        share = (time.perf_counter() - started) / len(batch)
+        return [self._result(page, answer, render_s + share) for (page, render_s), answer in zip(batch, answers)]
+
+    def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
+        base = _base(page, self.name, self.question, self.model)
+        if isinstance(answer, Exception):
+            return PageResult(**base, error=f"page {page.number}: {type(answer).__name__}: {answer}",
+                              error_type=type(answer).__name__, elapsed=elapsed)
+        data = grounding = None
+        try:
+            if self.task == "chart":
+                data = parse_chart_answer(answer.text)
+            elif self.task == "grounded_ocr":
+                from internvl_tools.grounding import parse_grounding
+
+                grounding = parse_grounding(answer.text, page.size_px)
+        except Exception as exc:  # a parser must never cost the page its text
+            log.warning("page %d: could not parse the %s answer: %s", page.number, self.task, exc)
+        return PageResult(**base, text=answer.text, data=data, grounding=grounding, usage=answer.usage,
+                          finish_reason=answer.finish_reason, model=answer.model or self.model, elapsed=elapsed)
+
+    def _extract(self, page: RenderedPage, render_s: float) -> PageResult:
+        from internvl_tools.structured import json_schema_of, validate_output
+
+        started = time.perf_counter()
+        base = _base(page, self.name, self.question, self.model)
+        try:
+            schema = json_schema_of(self.task)
+            prompt = f"{SCHEMA_PROMPT}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
+            answer = self.engine.generate_structured(_user(page.image, prompt), schema, **self.generation)
+            if answer.finish_reason != "stop":
+                raise ValueError(f"the JSON answer did not finish within max_new_tokens; partial: {answer.text[:80]!r}")
+            value = validate_output(answer.text, self.task)
+            data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        except Exception as exc:
+            return PageResult(**base, error=f"page {page.number}: {type(exc).__name__}: {exc}",
+                              error_type=type(exc).__name__, elapsed=render_s + time.perf_counter() - started)
+        return PageResult(**base, text=answer.text, data=data, usage=answer.usage, finish_reason=answer.finish_reason,
+                          model=answer.model or self.model, elapsed=render_s + time.perf_counter() - started)
+
+    def _rank(self, todo: list[int]) -> dict[int, float]:
+        """Relevance in [0, 1] per page: text-layer word overlap; a yes/no screen for pages with no text layer."""
+        scores: dict[int, float] = {}
+        unscored: list[RenderedPage] = []
+        with self._render(todo, with_text=True) as stream:
+            for page in stream:
+                if page.error is not None:
+                    scores[page.number] = 0.0
+                elif page.text and page.text.strip():
+                    scores[page.number] = _score(self.question or "", page.text)
+                else:
+                    unscored.append(page.__class__(**{**page.__dict__, "image": page.image.reduce(2)}))
+                if len(unscored) >= self.batch_size:
+                    scores.update(self._screen(unscored))
+                    unscored = []
+        scores.update(self._screen(unscored))
+        return scores
+
+    def _screen(self, pages: list[RenderedPage]) -> dict[int, float]:
+        if not pages:
+            return {}
+        prompt = RELEVANCE_PROMPT.format(question=self.question)
+        try:
+            answers = self.engine.batch([_user(p.image, prompt) for p in pages], batch_size=len(pages),
+                                        max_new_tokens=3, do_sample=False)
+        except Exception:
+            return {p.number: 0.0 for p in pages}
+        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in zip(pages, answers)}
