@@ -293,7 +293,7 @@ class _Run:
                 except Exception as exc:
                     answers.append(exc)
         share = (time.perf_counter() - started) / len(batch)
-        return [self._result(page, answer, render_s + share) for (page, render_s), answer in zip(batch, answers)]
+        return [self._result(page, answer, render_s + share) for (page, render_s), answer in zip(batch, answers, strict=True)]
 
     def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
         base = _base(page, self.name, self.question, self.model)
@@ -311,7 +311,7 @@ class _Run:
         except Exception as exc:  # a parser must never cost the page its text
             log.warning("page %d: could not parse the %s answer: %s", page.number, self.task, exc)
         return PageResult(**base, text=answer.text, data=data, grounding=grounding, usage=answer.usage,
-                          finish_reason=answer.finish_reason, model=answer.model or self.model, elapsed=elapsed)
+                          finish_reason=answer.finish_reason, elapsed=elapsed)
 
     def _extract(self, page: RenderedPage, render_s: float) -> PageResult:
         from internvl_tools.structured import json_schema_of, validate_output
@@ -330,7 +330,7 @@ class _Run:
             return PageResult(**base, error=f"page {page.number}: {type(exc).__name__}: {exc}",
                               error_type=type(exc).__name__, elapsed=render_s + time.perf_counter() - started)
         return PageResult(**base, text=answer.text, data=data, usage=answer.usage, finish_reason=answer.finish_reason,
-                          model=answer.model or self.model, elapsed=render_s + time.perf_counter() - started)
+                          elapsed=render_s + time.perf_counter() - started)
 
     def _rank(self, todo: list[int]) -> dict[int, float]:
         """Relevance in [0, 1] per page: text-layer word overlap; a yes/no screen for pages with no text layer."""
@@ -359,4 +359,4 @@ class _Run:
                                         max_new_tokens=3, do_sample=False)
         except Exception:
             return {p.number: 0.0 for p in pages}
-        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in zip(pages, answers)}
+        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in zip(pages, answers, strict=True)}

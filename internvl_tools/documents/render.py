@@ -314,7 +314,7 @@ class RenderStream(Iterator["RenderedPage"]):
         return self
 
     def __next__(self) -> RenderedPage:
-        if self._closed:
+        if self._closed or not self._indices:
             raise StopIteration
         if self._gen is None:
             self._gen = self._run_process() if self.backend == "process" else self._run_thread()

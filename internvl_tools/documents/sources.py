@@ -187,6 +187,13 @@ def open_pdf(source: DocumentSource, password: str | None = None) -> Any:
         ) from None
 
 
+def _looks_empty(source: DocumentSource) -> bool:
+    """PDFium refuses a PDF whose page tree is empty (even one it wrote itself), so spot that case by hand."""
+    with source.open_binary() as fh:
+        data = fh.read(4_000_000)
+    return bool(re.search(rb"/Count\s*0(?![0-9])", data)) and not re.search(rb"/Type\s*/Page(?![a-zA-Z])", data)
+
+
 def _image_frames(source: DocumentSource) -> int:
     from PIL import Image, UnidentifiedImageError
 
@@ -212,7 +219,12 @@ def page_count(source: Any, password: str | None = None) -> int:
     if src.kind == "image":
         return _image_frames(src)
     with PDFIUM_LOCK:
-        doc = open_pdf(src, password)
+        try:
+            doc = open_pdf(src, password)
+        except DocumentError:
+            if _looks_empty(src):
+                return 0
+            raise
         try:
             return len(doc)
         finally:
