@@ -31,14 +31,7 @@ INTERNVL_SPECIAL_TOKENS: tuple[str, ...] = (
     BOX_END_TOKEN,
 )
 #: Grounding tokens that we keep in decoded text (the official ``chat()`` strips them).
-GROUNDING_TOKENS: tuple[str, ...] = (
-    QUAD_START_TOKEN,
-    QUAD_END_TOKEN,
-    REF_START_TOKEN,
-    REF_END_TOKEN,
-    BOX_START_TOKEN,
-    BOX_END_TOKEN,
-)
+GROUNDING_TOKENS: tuple[str, ...] = INTERNVL_SPECIAL_TOKENS[3:]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)

@@ -34,6 +34,7 @@ from internvl_tools.documents import (
 from internvl_tools.errors import (
     ConfigError,
     DocumentError,
+    GenerationError,
     InternVLError,
     MediaNotFoundError,
     PageSelectionError,
@@ -327,10 +328,36 @@ def test_failed_pages_are_isolated_and_counted(docs, tiny_engine) -> None:
     assert "1 failed" in str(summary)
 
 
-def test_generation_failure_yields_an_error_result(docs, tiny_engine) -> None:
-    results, summary = _run(tiny_engine, docs["scan"], pages="1", max_new_tokens=10_000)
-    assert not results[0].ok and results[0].error_type == "ContextLengthError"
-    assert summary.failed == 1
+class FlakyEngine:
+    """The tiny engine, except that generation fails for images of one width (as a too-long page would)."""
+
+    def __init__(self, engine, bad_width: int) -> None:
+        self.engine, self.bad_width, self.model_name, self.info = engine, bad_width, engine.model_name, engine.info
+        self.calls: list[str] = []
+
+    def _check(self, conversation) -> None:
+        if conversation[0]["content"][0]["image"].width == self.bad_width:
+            raise GenerationError("out of memory on this page")
+
+    def batch(self, conversations, **kw):
+        self.calls.append(f"batch{len(conversations)}")
+        for conversation in conversations:
+            self._check(conversation)
+        return self.engine.batch(conversations, **kw)
+
+    def chat(self, conversation, **kw):
+        self.calls.append("chat")
+        self._check(conversation)
+        return self.engine.chat(conversation, **kw)
+
+
+def test_generation_failure_spares_the_rest_of_its_batch(docs, tiny_engine) -> None:
+    flaky = FlakyEngine(tiny_engine, bad_width=298)  # page 2 of the text PDF at 36 DPI
+    results, summary = _run(flaky, docs["text"], batch_size=3)
+    assert [(r.page, r.ok) for r in results] == [(1, True), (2, False), (3, True)]
+    assert results[1].error_type == "GenerationError" and "out of memory" in results[1].error
+    assert flaky.calls == ["batch3", "chat", "chat", "chat"]
+    assert (summary.succeeded, summary.failed, summary.failed_pages) == (2, 1, [2])
 
 
 def test_chart_task_returns_description_and_table_fields(docs, tiny_engine) -> None:

@@ -215,30 +215,23 @@ class _Run:
 
                 bar = tqdm(total=len(todo), unit="page", desc=f"{self.name} {os.path.basename(self.src.name)}")
             if not todo:
+                self.summary.finished = True
                 return
             stream = self._render(todo)
             try:
+                # Failed renders wait in the batch too, so results come out in page order.
                 batch: list[tuple[RenderedPage, float]] = []
                 waited = time.perf_counter()
                 for page in stream:
-                    render_s = time.perf_counter() - waited
-                    if page.error is not None:
-                        yield self._record(PageResult(**_base(page, self.name, self.question, self.model),
-                                                      error=page.error, error_type=page.error_type,
-                                                      elapsed=render_s), bar)
-                    else:
-                        batch.append((page, render_s))
-                        if len(batch) >= self.batch_size or not isinstance(self.task, str):
-                            for result in self._infer(batch):
-                                if relevance:
-                                    result = result.model_copy(update={"relevance": relevance.get(result.page)})
-                                yield self._record(result, bar)
-                            batch = []
+                    batch.append((page, time.perf_counter() - waited))
+                    ready = sum(p.error is None for p, _ in batch)
+                    if ready >= self.batch_size or (ready and not isinstance(self.task, str)):
+                        for result in self._infer(batch):
+                            yield self._record(result, relevance, bar)
+                        batch = []
                     waited = time.perf_counter()
                 for result in self._infer(batch):
-                    if relevance:
-                        result = result.model_copy(update={"relevance": relevance.get(result.page)})
-                    yield self._record(result, bar)
+                    yield self._record(result, relevance, bar)
             finally:
                 stream.close()
             self.summary.finished = True
@@ -249,7 +242,9 @@ class _Run:
             if self.summary.finished:
                 log.info("%s", self.summary)
 
-    def _record(self, result: PageResult, bar: Any) -> PageResult:
+    def _record(self, result: PageResult, relevance: dict[int, float], bar: Any) -> PageResult:
+        if relevance:
+            result = result.model_copy(update={"relevance": relevance.get(result.page)})
         if result.ok:
             self.summary.succeeded += 1
         else:
@@ -274,7 +269,17 @@ class _Run:
             return grounded_ocr_prompt()
         return self.question or ""
 
-    def _infer(self, batch: list[tuple[RenderedPage, float]]) -> list[PageResult]:
+    def _infer(self, pages: list[tuple[RenderedPage, float]]) -> list[PageResult]:
+        batch = [(page, render_s) for page, render_s in pages if page.error is None]
+        done = {page.number: self._failed(page, render_s) for page, render_s in pages if page.error is not None}
+        done.update((r.page, r) for r in self._generate(batch))
+        return [done[page.number] for page, _ in pages]
+
+    def _failed(self, page: RenderedPage, render_s: float) -> PageResult:
+        return PageResult(**_base(page, self.name, self.question, self.model), error=page.error,
+                          error_type=page.error_type, elapsed=render_s)
+
+    def _generate(self, batch: list[tuple[RenderedPage, float]]) -> list[PageResult]:
         if not batch:
             return []
         if not isinstance(self.task, str):
