@@ -16,6 +16,7 @@ from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
     DependencyMissingError,
+    DocumentError,
     FetchError,
     GenerationError,
     ImageDecodeError,
@@ -26,6 +27,9 @@ from internvl_tools.errors import (
     MediaNotFoundError,
     MediaPolicyError,
     ModelLoadError,
+    PageRenderError,
+    PageSelectionError,
+    PasswordError,
     PathNotAllowedError,
     RemoteFetchDisabledError,
     StructuredOutputError,
@@ -93,7 +97,16 @@ _LAZY: dict[str, str] = {
     "detection_prompt": "internvl_tools.grounding",
     "region_prompt": "internvl_tools.grounding",
     "grounded_ocr_prompt": "internvl_tools.grounding",
-    "write_jsonl": "internvl_tools.grounding",
+    # documents
+    "read_pdf": "internvl_tools.documents",
+    "render_pages": "internvl_tools.documents",
+    "PageResult": "internvl_tools.documents",
+    "PageStream": "internvl_tools.documents",
+    "DocumentSummary": "internvl_tools.documents",
+    "RenderedPage": "internvl_tools.documents",
+    "load_results": "internvl_tools.documents",
+    "write_markdown": "internvl_tools.documents",
+    "parse_pages": "internvl_tools.documents",
     # checkpoints
     "CheckpointInfo": "internvl_tools.checkpoints",
     "read_checkpoint_info": "internvl_tools.checkpoints",
@@ -108,6 +121,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "DependencyMissingError",
+    "DocumentError",
     "FetchError",
     "GenerationError",
     "ImageDecodeError",
@@ -118,6 +132,9 @@ __all__ = [
     "MediaNotFoundError",
     "MediaPolicyError",
     "ModelLoadError",
+    "PageRenderError",
+    "PageSelectionError",
+    "PasswordError",
     "PathNotAllowedError",
     "RemoteFetchDisabledError",
     "StructuredOutputError",
@@ -145,6 +162,17 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
     from internvl_tools.device import balanced_device_map
+    from internvl_tools.documents import (
+        DocumentSummary,
+        PageResult,
+        PageStream,
+        RenderedPage,
+        load_results,
+        parse_pages,
+        read_pdf,
+        render_pages,
+        write_markdown,
+    )
     from internvl_tools.engine import GenerationOptions, InternVL
     from internvl_tools.grounding import (
         detection_prompt,
@@ -153,7 +181,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         grounding_prompt,
         parse_grounding,
         region_prompt,
-        write_jsonl,
     )
     from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
     from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages

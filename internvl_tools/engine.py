@@ -856,6 +856,17 @@ class InternVL:
         result = self.chat([user_message(prompt, pil)], **generation)
         return RegionDescription(box=bbox, text=result.text, image_size=pil.size, prompt=prompt)
 
+    # ------------------------------------------------------------------------------------------------ documents
+
+    def read_pdf(self, source: Any, **kwargs: Any) -> Any:
+        """Run a task over the pages of a PDF (or TIFF / image): OCR by default; see
+        :func:`internvl_tools.documents.read_pdf` for ``task``, ``question``, ``pages``, ``dpi``, ``batch_size``,
+        ``resume_from`` and the rest. Returns a lazy ``PageStream`` of ``PageResult`` (``.summary`` at the end).
+        """
+        from internvl_tools.documents import read_pdf
+
+        return read_pdf(self, source, **kwargs)
+
     def count_tokens(self, messages: Any) -> int:
         """The prompt length in tokens (text plus image tokens) that ``chat(messages)`` would send."""
         state = self._state()

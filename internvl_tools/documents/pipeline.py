@@ -298,7 +298,8 @@ class _Run:
                 except Exception as exc:
                     answers.append(exc)
         share = (time.perf_counter() - started) / len(batch)
-        return [self._result(page, answer, render_s + share) for (page, render_s), answer in zip(batch, answers, strict=True)]
+        pairs = zip(batch, answers, strict=True)
+        return [self._result(page, answer, render_s + share) for (page, render_s), answer in pairs]
 
     def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
         base = _base(page, self.name, self.question, self.model)
@@ -364,4 +365,5 @@ class _Run:
                                         max_new_tokens=3, do_sample=False)
         except Exception:
             return {p.number: 0.0 for p in pages}
-        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in zip(pages, answers, strict=True)}
+        pairs = zip(pages, answers, strict=True)
+        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in pairs}

@@ -80,14 +80,18 @@ def default_longest_side(image_size: int = 448, max_tiles: int = 12) -> int:
 #: Default longest rendered side for 448-pixel tiles and a 12-tile budget (see :func:`default_longest_side`).
 DEFAULT_LONGEST_SIDE = default_longest_side()
 
-#: ``backend="auto"`` renders PDFs with at least this many selected pages in a worker process, shorter ones in a
-#: thread. Measured here (``benchmarks/documents.py``): starting a spawn worker costs about 0.3 s, a born-digital page
-#: at the default size about 10 ms and a scanned one about 90 ms, so below a handful of pages the process does not
-#: pay for itself.
-PROCESS_MIN_PAGES = 8
+#: ``backend="auto"`` renders PDFs with at least this many selected pages in a worker process (crash isolation,
+#: PDFium memory kept out of the caller), shorter ones in a thread (faster for everyday documents). On the 2-core dev box the thread path renders and
+#: tiles about 2x more pages/s (no raw-bitmap IPC), see ``benchmarks/documents.py``; pass ``backend="thread"``
+#: when speed matters more than isolation.
+PROCESS_MIN_PAGES = 64
 
 #: Refuse to allocate a bitmap above this many pixels (a 1-metre poster at 600 DPI); lower ``dpi`` instead.
 MAX_PAGE_PIXELS = 120_000_000
+
+#: PDFium keeps every object it has parsed (image streams included) until the document closes, so memory grows
+#: with the pages read; reopening the document every this many pages keeps the peak flat on 500-page scans.
+REOPEN_EVERY = 16
 
 _POLL_S = 0.2
 
@@ -159,14 +163,22 @@ def _label(doc: Any, index: int) -> str:
 
 def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], opts: dict, lock: Any,
                stopped: Callable[[], bool]) -> Iterator[dict]:
-    with lock:
-        doc = open_pdf(src, password)
-        with contextlib.suppress(Exception):
-            doc.init_forms()  # so form fields are drawn (must precede loading pages)
+    def reopen(old: Any) -> Any:
+        with lock:
+            if old is not None:
+                old.close()
+            new = open_pdf(src, password)
+            with contextlib.suppress(Exception):
+                new.init_forms()  # so form fields are drawn (must precede loading pages)
+        return new
+
+    doc = reopen(None)
     try:
-        for index in indices:
+        for done, index in enumerate(indices):
             if stopped():
                 return
+            if done and done % REOPEN_EVERY == 0:
+                doc = reopen(doc)
             meta: dict[str, Any] = {"number": index + 1, "label": str(index + 1), "width_pt": 0.0,
                                     "height_pt": 0.0, "scale": 0.0, "rotation": 0}
             try:
@@ -179,7 +191,7 @@ def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], op
                         scale = _choose_scale(width, height, opts["dpi"], opts["longest_side"])
                         meta["scale"] = scale
                         image = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True,
-                                            draw_annots=True).to_pil()
+                                            draw_annots=True, limit_image_cache=True).to_pil()
                         if image.mode != "RGB":
                             image = image.convert("RGB")
                         if opts["with_text"]:
