@@ -30,6 +30,8 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/preprocess.py
+	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/documents.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
