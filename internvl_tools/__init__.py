@@ -76,7 +76,7 @@ _LAZY: dict[str, str] = {
     "VideoSlot": "internvl_tools.prompts",
     # engine and results
     "InternVL": "internvl_tools.engine",
-    "GenerationOptions": "internvl_tools.engine",
+    "GenerationOptions": "internvl_tools.generation",
     "ChatResult": "internvl_tools.results",
     "Usage": "internvl_tools.results",
     "Message": "internvl_tools.messages",
@@ -173,7 +173,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         render_pages,
         write_markdown,
     )
-    from internvl_tools.engine import GenerationOptions, InternVL
+    from internvl_tools.engine import InternVL
+    from internvl_tools.generation import GenerationOptions
     from internvl_tools.grounding import (
         detection_prompt,
         draw_grounding,

@@ -202,7 +202,7 @@ def test_extract_with_a_dict_schema_returns_a_dict(tiny_engine: InternVL) -> Non
 
 
 def test_grounding_tokens_are_kept_in_decoded_text(tiny_engine: InternVL) -> None:
-    from internvl_tools.engine import _decode
+    from internvl_tools.generation import _decode
 
     state = tiny_engine._state()
     tok = state.tokenizer
