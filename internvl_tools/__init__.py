@@ -76,6 +76,7 @@ _LAZY: dict[str, str] = {
     "VideoSlot": "internvl_tools.prompts",
     # engine and results
     "InternVL": "internvl_tools.engine",
+    "VisionLanguageModel": "internvl_tools.base",
     "GenerationOptions": "internvl_tools.generation",
     "ChatResult": "internvl_tools.results",
     "Usage": "internvl_tools.results",
@@ -173,6 +174,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         render_pages,
         write_markdown,
     )
+    from internvl_tools.base import VisionLanguageModel
     from internvl_tools.engine import InternVL
     from internvl_tools.generation import GenerationOptions
     from internvl_tools.grounding import (
