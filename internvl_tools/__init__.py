@@ -86,6 +86,8 @@ _LAZY: dict[str, str] = {
     "VideoPart": "internvl_tools.messages",
     "normalize_messages": "internvl_tools.messages",
     "balanced_device_map": "internvl_tools.device",
+    "json_schema_of": "internvl_tools.structured",
+    "validate_output": "internvl_tools.structured",
     # grounding
     "BoundingBox": "internvl_tools.schemas",
     "GroundedObject": "internvl_tools.schemas",
