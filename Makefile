@@ -23,7 +23,7 @@ demo: install
 	$(BIN)/python -m internvl_tools.demo --model '$(MODEL)'
 
 test: install
-	$(BIN)/python -m pytest tests -n 2 --timeout 900
+	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900
 
 lint: install
 	$(BIN)/ruff check internvl_tools tests benchmarks
