@@ -74,8 +74,16 @@ class _Prepared:
     text: str
 
 
+#: Names that load the demonstration model shipped inside the package (see ``internvl_tools/demo/model``).
+DEMO_MODEL_NAMES = ("demo", "internvl-tools/demo")
+
+
 def resolve_model_source(model: str | Path) -> str:
-    """``"tiny"`` (and ``"tiny-<family>"``) → a tiny random checkpoint built offline; otherwise the name as given."""
+    """Map the package's own names to local directories; anything else is returned as given.
+
+    ``"tiny"`` (and ``"tiny-<family>[-original]"``) → a tiny random checkpoint built offline (meaningless answers);
+    ``"demo"`` / ``"internvl-tools/demo"`` → the small demonstration model trained by us on synthetic documents.
+    """
     name = str(model)
     if name == "tiny" or name.startswith("tiny-"):
         from internvl_tools.testing import tiny_checkpoint
@@ -85,6 +93,14 @@ def resolve_model_source(model: str | Path) -> str:
         if family.endswith("-original"):
             family, fmt = family.removesuffix("-original"), "original"
         return str(tiny_checkpoint(family=family, format=fmt))
+    if name in DEMO_MODEL_NAMES:
+        directory = Path(__file__).resolve().parent / "demo" / "model"
+        if not (directory / "config.json").is_file():
+            raise ModelLoadError(
+                f"The demo model is not in this installation ({directory} has no config.json); reinstall "
+                "internvl-tools, or use MODEL=tiny."
+            )
+        return str(directory)
     return name
 
 
