@@ -9,14 +9,17 @@ export OMP_NUM_THREADS ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
+# Partner packages with their own pyproject and tests; `make test` runs each one's suites.
+INTEGRATIONS := integrations/langchain-internvl
+
 .PHONY: install demo test lint bench clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt $(foreach pkg,$(INTEGRATIONS),$(pkg)/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch torchvision
-	$(PIP) install -c constraints.txt -e '.[all,dev]'
+	$(PIP) install -c constraints.txt -e '.[all,dev]' $(foreach pkg,$(INTEGRATIONS),-e '$(pkg)[test]')
 	touch $@
 
 demo: install
@@ -24,14 +27,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900
+	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/unit_tests --disable-socket --allow-unix-socket
+	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900
 
 lint: install
-	$(BIN)/ruff check internvl_tools tests benchmarks
+	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)
 
 bench: install
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/documents.py
+	$(BIN)/python integrations/langchain-internvl/benchmarks/overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -33,7 +33,11 @@ class VisionLanguageModel(ABC):
 
     @abstractmethod
     def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
-        """Yield text deltas whose concatenation equals ``chat(...).text``."""
+        """Yield text deltas whose concatenation equals ``chat(...).text``.
+
+        Backends return a :class:`~internvl_tools.generation.TextStream`, whose ``result`` (a ``ChatResult`` with
+        usage and finish reason) is set once the stream is exhausted.
+        """
 
     @abstractmethod
     def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:

@@ -28,6 +28,7 @@ from internvl_tools.errors import (
 )
 from internvl_tools.generation import (
     GenerationOptions,
+    TextStream,
     _Cancelled,
     _chat_special_ids,
     _cut_at_stop,
@@ -669,8 +670,11 @@ class InternVL(VisionLanguageModel):
                 results[index] = self._finish(new, plen, p, options, state, max_new)
         return [r for r in results if r is not None]
 
-    def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
+    def stream(self, messages: Any, **generation: Any) -> TextStream:
         """Yield text deltas as they are generated; their concatenation equals ``chat(...).text``.
+
+        The returned :class:`~internvl_tools.generation.TextStream` holds the full ``ChatResult`` (usage, finish
+        reason) in ``.result`` once it is exhausted.
 
         Incomplete UTF-8 sequences, trailing whitespace and text that may begin a stop sequence are held back until
         they are resolved, so no character is lost or doubled (CJK and emoji included).
@@ -678,9 +682,13 @@ class InternVL(VisionLanguageModel):
         options = GenerationOptions.from_kwargs(generation)
         state = self._state()
         prepared = self._prepare(messages, state)
-        return self._stream_prepared(prepared, options, state)
+        stream = TextStream(None)
+        stream._deltas = self._stream_prepared(prepared, options, state, stream)
+        return stream
 
-    def _stream_prepared(self, prepared: _Prepared, options: GenerationOptions, state: _Loaded) -> Iterator[str]:
+    def _stream_prepared(
+        self, prepared: _Prepared, options: GenerationOptions, state: _Loaded, sink: TextStream
+    ) -> Iterator[str]:
         import queue
 
         tokens: queue.Queue = queue.Queue()
@@ -722,6 +730,8 @@ class InternVL(VisionLanguageModel):
             final = _visible_text(state, ids, options.stop, final=True)
             if final.startswith(emitted) and len(final) > len(emitted):
                 yield final[len(emitted) :]
+            max_new = self._check_context(prepared, options, state)
+            sink.result = self._finish(ids, len(prepared.input_ids), prepared, options, state, max_new)
         finally:
             cancel.set()
 

@@ -15,9 +15,34 @@ from typing import Any
 from internvl_tools.errors import ConfigError, InternVLError
 from internvl_tools.results import ChatResult, Usage
 
-__all__ = ["DEFAULT_MAX_NEW_TOKENS", "GenerationOptions"]
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "GenerationOptions", "TextStream"]
 
 DEFAULT_MAX_NEW_TOKENS = 512
+
+
+class TextStream:
+    """An iterator of text deltas; once exhausted, ``result`` holds the :class:`ChatResult` (usage, finish reason).
+
+    >>> s = TextStream(iter(["a", "b"]))
+    >>> "".join(s), s.result is None
+    ('ab', True)
+    """
+
+    def __init__(self, deltas: Any) -> None:
+        self._deltas = deltas
+        self.result: ChatResult | None = None
+
+    def __iter__(self) -> TextStream:
+        return self
+
+    def __next__(self) -> str:
+        return next(self._deltas)
+
+    def close(self) -> None:
+        """Stop generating (the model stops at its next token)."""
+        close = getattr(self._deltas, "close", None)
+        if close is not None:
+            close()
 
 
 @dataclass(frozen=True)

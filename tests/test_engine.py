@@ -365,3 +365,13 @@ def test_detect_and_grounded_ocr_and_region(tiny_engine: InternVL, monkeypatch) 
     assert isinstance(region, RegionDescription)
     assert "<box>[[100, 100, 500, 500]]</box>" in seen[-1]
     assert region.image_size == (300, 200)
+
+
+def test_stream_result_matches_chat(tiny_engine: InternVL) -> None:
+    stream = tiny_engine.stream(CONVERSATIONS[0], **GREEDY)
+    text = "".join(stream)
+    chat = tiny_engine.chat(CONVERSATIONS[0], **GREEDY)
+    assert stream.result is not None
+    assert stream.result.text == text == chat.text
+    assert stream.result.usage == chat.usage
+    assert stream.result.finish_reason == chat.finish_reason

@@ -1,0 +1,132 @@
+"""ChatInternVL behaviour beyond the standard suite: streaming metadata, async, sharing, media, structured output."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import TypedDict
+
+import pytest
+from internvl_tools import RemoteFetchDisabledError
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
+from pydantic import BaseModel
+from pydantic.v1 import BaseModel as BaseModelV1
+
+from langchain_internvl import ChatInternVL, InternVLOCRTool
+from tests.conftest import make_png, make_scanned_pdf
+
+B64 = base64.b64encode(make_png((96, 64))).decode()
+
+
+def llm(tiny: str, **kw: object) -> ChatInternVL:
+    settings: dict[str, object] = {"device": "cpu", "max_tokens": 12, "temperature": 0, **kw}
+    return ChatInternVL(model=tiny, **settings)
+
+
+def test_stream_equals_invoke_and_carries_usage_and_metadata_on_one_chunk(tiny: str) -> None:
+    model = llm(tiny)
+    question = [HumanMessage([{"type": "image", "base64": B64, "mime_type": "image/png"}, "Describe."])]
+    chunks = list(model.stream(question))
+    full = chunks[0]
+    for c in chunks[1:]:
+        full += c
+    assert sum(1 for c in chunks if c.usage_metadata) == 1
+    assert sum(1 for c in chunks if c.response_metadata.get("model_name")) == 1
+    invoked = model.invoke(question)
+    assert full.content == invoked.content  # greedy: same text either way
+    assert full.usage_metadata["input_tokens"] == invoked.usage_metadata["input_tokens"] > 0
+    assert invoked.response_metadata["model_provider"] == "internvl"
+    assert invoked.response_metadata["finish_reason"] in {"stop", "length"}
+    assert invoked.response_metadata["num_tiles"] >= 1
+
+
+async def test_astream_keeps_the_event_loop_running(tiny: str) -> None:
+    model = llm(tiny, max_tokens=48)
+    model.invoke("warm up")
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    task = asyncio.create_task(ticker())
+    pieces = [c.content async for c in model.astream("Tell me a long story.")]
+    done.set()
+    await task
+    assert "".join(pieces)
+    assert ticks > len(pieces)  # the loop kept ticking while tokens were generated off-thread
+
+
+def test_weights_are_shared_between_wrappers_on_the_same_checkpoint(tiny: str, media_dir) -> None:
+    a, b = llm(tiny), llm(tiny, max_tokens=3)
+    tool = InternVLOCRTool(model=tiny, device="cpu", allowed_dirs=[str(media_dir)])
+    a.invoke("hi")
+    b.invoke("hi")
+    tool.invoke({"image": "street.png"})
+    assert a.get_engine().model is b.get_engine().model is tool.get_engine().model
+
+
+def test_image_urls_refused_by_default_and_served_from_an_allowed_private_host(tiny: str, image_server: str) -> None:
+    message = [HumanMessage([{"type": "image", "url": f"{image_server}/image.png"}, "What is this?"])]
+    with pytest.raises(RemoteFetchDisabledError):
+        llm(tiny).invoke(message)
+    allowed = llm(tiny, allow_remote_urls=True, allow_private_hosts=["127.0.0.1"])
+    result = allowed.invoke(message)
+    assert result.response_metadata["num_tiles"] >= 1
+    openai_style = [HumanMessage([{"type": "image_url", "image_url": f"{image_server}/image.png"}, "And this?"])]
+    assert allowed.invoke(openai_style).response_metadata["num_tiles"] >= 1
+
+
+def test_images_in_tool_messages_and_pdfs_reach_the_model(tiny: str) -> None:
+    pdf = base64.b64encode(make_scanned_pdf(2)).decode()
+    messages = [
+        SystemMessage("You read documents."),
+        HumanMessage([{"type": "file", "base64": pdf, "mime_type": "application/pdf"}, "Summarize."]),
+        AIMessage("", tool_calls=[{"name": "snap", "args": {}, "id": "1", "type": "tool_call"}]),
+        ToolMessage([{"type": "image", "base64": B64, "mime_type": "image/png"}], tool_call_id="1", name="snap"),
+    ]
+    result = llm(tiny).invoke(messages)
+    assert result.response_metadata["num_tiles"] >= 3  # two pages and the tool's image, one tile or more each
+
+
+class Person(BaseModel):
+    name: str
+    age: int
+
+
+class PersonV1(BaseModelV1):
+    name: str
+    age: int
+
+
+class PersonDict(TypedDict):
+    name: str
+    age: int
+
+
+@pytest.mark.parametrize("schema", [Person, PersonV1, PersonDict, Person.model_json_schema()],
+                         ids=["pydantic2", "pydantic1", "typeddict", "json-schema"])  # fmt: skip
+def test_structured_output_is_valid_for_every_schema_style(tiny: str, schema: object) -> None:
+    result = llm(tiny, max_tokens=40).with_structured_output(schema).invoke("Who is on the photo?")
+    if isinstance(result, dict):
+        data = result
+    else:
+        data = result.model_dump() if hasattr(result, "model_dump") else result.dict()
+    assert set(data) == {"name", "age"} and isinstance(data["age"], int)
+
+
+def test_include_raw_and_json_mode(tiny: str) -> None:
+    out = llm(tiny, max_tokens=40).with_structured_output(Person, include_raw=True).invoke("Who?")
+    assert isinstance(out["raw"], AIMessage) and isinstance(out["parsed"], Person) and out["parsing_error"] is None
+    anything = llm(tiny, max_tokens=24).with_structured_output(None, method="json_mode").invoke("JSON please")
+    assert isinstance(anything, dict)
+
+
+def test_stop_sequences_and_streaming_flag(tiny: str) -> None:
+    streamed = llm(tiny, streaming=True).invoke("hi")
+    assert isinstance(streamed, AIMessage) and streamed.usage_metadata["output_tokens"] >= 1
+    chunks = list(llm(tiny).stream("hi", stop=["zzz-never"]))
+    assert isinstance(chunks[-1], AIMessageChunk) and chunks[-1].chunk_position == "last"
