@@ -10,7 +10,7 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
 # Partner packages with their own pyproject and tests; `make test` runs each one's suites.
-INTEGRATIONS := integrations/langchain-internvl
+INTEGRATIONS := integrations/langchain-internvl integrations/llama-index-llms-internvl integrations/llama-index-readers-internvl
 
 .PHONY: install demo test lint bench clean
 
@@ -29,6 +29,8 @@ test: install
 	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/unit_tests --disable-socket --allow-unix-socket
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900
+	cd integrations/llama-index-llms-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
+	cd integrations/llama-index-readers-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
 
 lint: install
 	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)

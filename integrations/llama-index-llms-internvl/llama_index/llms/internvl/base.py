@@ -1,0 +1,458 @@
+"""``InternVL``: InternVL vision-language models as a LlamaIndex ``LLM`` that reads images from ``ChatMessage.blocks``.
+
+>>> from llama_index.llms.internvl import InternVL
+>>> llm = InternVL(model="tiny", max_new_tokens=4)          # cheap: nothing loads until the first call
+>>> isinstance(llm.complete("Hello").text, str)
+True
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncGenerator, Generator, Sequence
+from typing import Any, TypeVar
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+)
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.llm import (
+    LLMStructuredPredictEndEvent,
+    LLMStructuredPredictInProgressEvent,
+    LLMStructuredPredictStartEvent,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.llm import LLM
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import PydanticProgramMode
+from llama_index.llms.internvl.blocks import image_documents_to_blocks, to_core_messages
+
+import internvl_tools
+
+__all__ = ["DEFAULT_MODEL", "InternVL"]
+
+DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
+
+dispatcher = get_dispatcher(__name__)
+
+Model = TypeVar("Model", bound=BaseModel)
+
+_SCHEMA_INSTRUCTION = "Answer with a JSON object that follows this JSON schema:\n{schema}"
+
+
+def _generation_keys() -> frozenset[str]:
+    fields = getattr(internvl_tools.GenerationOptions, "__dataclass_fields__", {})
+    return frozenset(fields) | {"max_tokens"}
+
+
+class InternVL(LLM):
+    """An InternVL model (local weights, or any OpenAI-compatible server) as a multimodal LlamaIndex LLM.
+
+    Messages may carry ``TextBlock``, ``ImageBlock`` (bytes, path, data URI, or http(s) URL when the media policy
+    allows it), ``DocumentBlock`` (PDF/TIFF/image files rendered to page images; text files as text) and
+    ``VideoBlock``. Construction is cheap; weights load on first use and are shared process-wide by every engine
+    with the same checkpoint and settings.
+
+    Args:
+        model: hub id, local checkpoint directory, or ``"tiny"`` (a tiny random test checkpoint).
+        engine: an existing engine to use instead: an ``internvl_tools.InternVL``, a server backend, or anything with
+            the ``VisionLanguageModel`` API (``chat``, ``stream``, ``generate_structured``).
+        base_url: an OpenAI-compatible server (vLLM, LMDeploy, ``internvl-tools serve``); uses
+            ``internvl_tools.InternVL.from_server`` on first use.
+        max_new_tokens / temperature / top_p / top_k / repetition_penalty / stop / seed: generation defaults
+            (greedy when ``temperature`` is 0); per-call keyword arguments override them.
+        allow_remote_images / allowed_dirs: the media policy for the engine this LLM builds (URLs off by default;
+            ``allowed_dirs`` confines image, document and video paths). ``media_policy`` passes a ready
+            ``internvl_tools.MediaPolicy`` instead.
+        engine_kwargs: extra ``internvl_tools.InternVL.from_pretrained`` options (``attn_implementation``,
+            ``quantization``, ``template``, ``system_message``, ...).
+
+    >>> InternVL(model="tiny").metadata.is_chat_model
+    True
+    """
+
+    model: str = Field(default=DEFAULT_MODEL, description="Hub id, local checkpoint directory, or 'tiny'.")
+    base_url: str | None = Field(default=None, description="OpenAI-compatible server URL (optional).")
+    api_key: str | None = Field(default=None, exclude=True, repr=False, description="Server API key.")
+    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda:0', ...")
+    dtype: str = Field(default="auto", description="'auto', 'bfloat16', 'float16', 'float32'.")
+    max_tiles: int | None = Field(default=None, ge=1, le=40, description="Tile budget per request.")
+    trust_remote_code: bool = Field(default=False, description="Run the checkpoint's own code (opt-in only).")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra engine options.")
+
+    max_new_tokens: int = Field(default=512, ge=1, description="Tokens to generate per answer (num_output).")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy decoding.")
+    top_p: float | None = Field(default=None, description="Nucleus sampling.")
+    top_k: int | None = Field(default=None, description="Top-k sampling.")
+    repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
+    stop: list[str] | None = Field(default=None, description="Stop sequences.")
+    seed: int | None = Field(default=None, description="Sampling seed.")
+    context_window: int | None = Field(
+        default=None, description="Override; by default read from the model's config."
+    )
+
+    allow_remote_images: bool = Field(default=False, description="Fetch http(s) image URLs (SSRF-guarded).")
+    allowed_dirs: list[str] | None = Field(default=None, description="Confine local paths to these dirs.")
+    media_policy: Any | None = Field(default=None, exclude=True, description="A ready MediaPolicy.")
+    max_document_pages: int = Field(default=8, ge=1, description="Pages of a DocumentBlock shown to the model.")
+    document_dpi: float = Field(default=100.0, gt=0, description="Render resolution for DocumentBlock pages.")
+    schema_in_prompt: bool = Field(
+        default=True, description="Also state the JSON schema in the prompt for structured output."
+    )
+
+    _engine: Any = PrivateAttr(default=None)
+    _owns_engine: bool = PrivateAttr(default=True)
+    _context_window: int | None = PrivateAttr(default=None)
+
+    def __init__(self, engine: Any = None, **kwargs: Any) -> None:
+        if engine is not None and "model" not in kwargs:
+            kwargs["model"] = str(getattr(engine, "model_name", None) or DEFAULT_MODEL)
+        super().__init__(**kwargs)
+        if engine is not None:
+            for name in ("chat", "stream", "generate_structured"):
+                if not callable(getattr(engine, name, None)):
+                    raise internvl_tools.ConfigError(
+                        f"engine must offer the VisionLanguageModel API; {type(engine).__name__} has no {name}()."
+                    )
+            self._engine = engine
+            self._owns_engine = False
+
+    @classmethod
+    def from_server(cls, base_url: str, model: str | None = None, api_key: str | None = None,
+                    **kwargs: Any) -> InternVL:
+        """An LLM over an OpenAI-compatible InternVL server; the connection is made on first use."""
+        return cls(base_url=base_url, model=model or DEFAULT_MODEL, api_key=api_key, **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "InternVL_llm"
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # A pickled LLM carries settings, not weights: an engine we built is rebuilt (and shared) on first use.
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        if private.get("_owns_engine", True):
+            private["_engine"] = None
+        state["__pydantic_private__"] = private
+        return state
+
+    # ------------------------------------------------------------------------------------------------ engine
+
+    def _policy(self) -> Any:
+        if self.media_policy is not None:
+            return self.media_policy
+        kwargs: dict[str, Any] = {"allow_remote": self.allow_remote_images}
+        if self.allowed_dirs:
+            kwargs["allowed_dirs"] = tuple(self.allowed_dirs)
+        return internvl_tools.MediaPolicy(**kwargs)
+
+    @property
+    def engine(self) -> Any:
+        """The engine (built on first access; weights load on first generation and are shared)."""
+        if self._engine is None:
+            if self.base_url:
+                self._engine = internvl_tools.InternVL.from_server(
+                    self.base_url, model=None if self.model == DEFAULT_MODEL else self.model,
+                    api_key=self.api_key, **self.engine_kwargs,
+                )
+            else:
+                options = {"device": self.device, "dtype": self.dtype, "max_tiles": self.max_tiles,
+                           "trust_remote_code": self.trust_remote_code, "media_policy": self._policy(),
+                           **self.engine_kwargs}
+                self._engine = internvl_tools.InternVL.from_pretrained(self.model, **options)
+            self._owns_engine = True
+        return self._engine
+
+    def _engine_policy(self) -> Any:
+        return getattr(self.engine, "media_policy", None) or self._policy()
+
+    def _resolve_context_window(self) -> int:
+        if self.context_window:
+            return int(self.context_window)
+        if self._context_window is None:
+            self._context_window = self._probe_context_window()
+        return self._context_window
+
+    def _probe_context_window(self) -> int:
+        engine = self._engine
+        if engine is not None and getattr(engine, "is_loaded", True):
+            value = _safe(lambda: getattr(engine, "context_length", None))
+            if value:
+                return int(value)
+        if engine is None or not self._owns_engine or not self.base_url:
+            # The config alone answers for local checkpoint directories, without loading any weights.
+            info = _safe(lambda: internvl_tools.read_checkpoint_info(self.model))
+            if info is not None and getattr(info, "context_length", None):
+                return int(info.context_length)
+        value = _safe(lambda: self.engine.context_length)
+        return int(value) if value else DEFAULT_CONTEXT_WINDOW
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self._resolve_context_window(),
+            num_output=self.max_new_tokens,
+            is_chat_model=True,
+            is_function_calling_model=False,
+            model_name=self.model,
+        )
+
+    # ------------------------------------------------------------------------------------------------ helpers
+
+    def _generation(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "repetition_penalty": self.repetition_penalty,
+            "stop": self.stop,
+            "seed": self.seed,
+        }
+        known = _generation_keys()
+        # LlamaIndex passes its own keywords (formatted, tools, ...) through; only generation options go on.
+        options.update({k: v for k, v in kwargs.items() if k in known})
+        if "max_tokens" in options:
+            options["max_new_tokens"] = options.pop("max_tokens")
+        return {k: v for k, v in options.items() if v is not None}
+
+    def _core(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
+        return to_core_messages(messages, media_policy=self._engine_policy(),
+                                max_document_pages=self.max_document_pages, document_dpi=self.document_dpi)
+
+    @staticmethod
+    def _raw(result: Any) -> dict[str, Any]:
+        usage = result.usage.model_dump() if getattr(result, "usage", None) is not None else {}
+        return {
+            "text": result.text,
+            "finish_reason": result.finish_reason,
+            "model": result.model,
+            "usage": usage,
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "total_tokens": usage.get("total_tokens"),
+        }
+
+    def _stream_usage(self, core: list[dict[str, Any]], text: str) -> dict[str, Any]:
+        """Token counts for a stream: the prompt counted exactly, the answer re-tokenized (local engines only)."""
+        engine = self.engine
+        prompt = _safe(lambda: engine.count_tokens(core)) if hasattr(engine, "count_tokens") else None
+        tokenizer = _safe(lambda: engine.tokenizer) if hasattr(engine, "tokenizer") else None
+        completion = _safe(lambda: len(tokenizer(text, add_special_tokens=False)["input_ids"])) if tokenizer else None
+        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
+        if prompt is not None and completion is not None:
+            usage["total_tokens"] = prompt + completion
+        return {"usage": usage, **usage, "model": self.model}
+
+    def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = self.engine.chat(self._core(messages), **self._generation(kwargs))
+        raw = self._raw(result)
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=result.text),
+            raw=raw,
+            additional_kwargs={k: raw[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        )
+
+    def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        core = self._core(messages)
+        deltas = self.engine.stream(core, **self._generation(kwargs))
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            pending: str | None = None
+            for delta in deltas:
+                # Hold one delta back so the last chunk can carry the token counts.
+                if pending is not None:
+                    text += pending
+                    yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=pending)
+                pending = delta
+            text += pending or ""
+            raw = self._stream_usage(core, text)
+            yield ChatResponse(
+                message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
+                delta=pending or "",
+                raw=raw,
+                additional_kwargs=dict(raw["usage"]),
+            )
+
+        return gen()
+
+    @staticmethod
+    def _prompt_messages(prompt: str, image_documents: Sequence[Any] | None) -> list[ChatMessage]:
+        blocks: list[Any] = [*image_documents_to_blocks(image_documents), TextBlock(text=prompt)]
+        return [ChatMessage(role=MessageRole.USER, blocks=blocks)]
+
+    @staticmethod
+    def _to_completion(response: ChatResponse) -> CompletionResponse:
+        return CompletionResponse(text=response.message.content or "", raw=response.raw, delta=response.delta,
+                                  additional_kwargs=response.additional_kwargs)
+
+    # ------------------------------------------------------------------------------------------------ sync
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._chat(messages, **kwargs)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        return self._stream_chat(messages, **kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None,
+                 **kwargs: Any) -> CompletionResponse:
+        """Complete ``prompt``; ``image_documents`` (ImageDocument/ImageNode/ImageBlock/path/bytes) serves callers of
+        the legacy ``MultiModalLLM.complete(prompt, image_documents)`` interface."""
+        return self._to_completion(self._chat(self._prompt_messages(prompt, image_documents), **kwargs))
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False,
+                        image_documents: Sequence[Any] | None = None, **kwargs: Any) -> CompletionResponseGen:
+        chunks = self._stream_chat(self._prompt_messages(prompt, image_documents), **kwargs)
+
+        def gen() -> CompletionResponseGen:
+            for chunk in chunks:
+                yield self._to_completion(chunk)
+
+        return gen()
+
+    # ------------------------------------------------------------------------------------------------ async
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await asyncio.to_thread(self._chat, messages, **kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        chunks = await asyncio.to_thread(self._stream_chat, messages, **kwargs)
+        return _aiter_in_thread(chunks)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False,
+                        image_documents: Sequence[Any] | None = None, **kwargs: Any) -> CompletionResponse:
+        response = await asyncio.to_thread(self._chat, self._prompt_messages(prompt, image_documents), **kwargs)
+        return self._to_completion(response)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False,
+                               image_documents: Sequence[Any] | None = None,
+                               **kwargs: Any) -> CompletionResponseAsyncGen:
+        messages = self._prompt_messages(prompt, image_documents)
+        chunks = await asyncio.to_thread(self._stream_chat, messages, **kwargs)
+
+        async def gen() -> CompletionResponseAsyncGen:
+            async for chunk in _aiter_in_thread(chunks):
+                yield self._to_completion(chunk)
+
+        return gen()
+
+    # ------------------------------------------------------------------------------------------------ structured
+
+    def _structured(self, output_cls: type[Model], messages: list[ChatMessage], llm_kwargs: dict[str, Any]) -> Model:
+        """Constrained decoding (xgrammar) against ``output_cls``'s JSON schema; images in the messages are kept."""
+        schema = internvl_tools.json_schema_of(output_cls)
+        core = self._core(messages)
+        if self.schema_in_prompt:
+            instruction = _SCHEMA_INSTRUCTION.format(schema=json.dumps(schema))
+            last_user = max((i for i, m in enumerate(core) if m["role"] == "user"), default=None)
+            if last_user is None:
+                core.append({"role": "user", "content": [{"type": "text", "text": instruction}]})
+            else:
+                core[last_user]["content"].append({"type": "text", "text": "\n" + instruction})
+        generation = self._generation(llm_kwargs)
+        generation.pop("stop", None)  # the grammar decides where the answer ends
+        result = self.engine.generate_structured(core, schema, **generation)
+        if result.finish_reason != "stop":
+            raise internvl_tools.StructuredOutputError(
+                f"The JSON answer did not complete within max_new_tokens={generation.get('max_new_tokens')}; raise "
+                f"max_new_tokens. Partial answer: {result.text[:200]!r}"
+            )
+        return internvl_tools.validate_output(result.text, output_cls)
+
+    def _uses_grammar(self) -> bool:
+        return self.pydantic_program_mode == PydanticProgramMode.DEFAULT
+
+    @dispatcher.span
+    def structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
+                           llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any) -> Model:
+        """Fill ``output_cls`` from the formatted prompt with JSON-schema-constrained decoding (always valid JSON)."""
+        if not self._uses_grammar():
+            return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
+                                                        template_args=prompt_args))
+        result = self._structured(output_cls, self._get_messages(prompt, **prompt_args), llm_kwargs or {})
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    async def astructured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
+                                  llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any) -> Model:
+        if not self._uses_grammar():
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
+                                                        template_args=prompt_args))
+        messages = self._get_messages(prompt, **prompt_args)
+        result = await asyncio.to_thread(self._structured, output_cls, messages, llm_kwargs or {})
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    def stream_structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
+                                  llm_kwargs: dict[str, Any] | None = None,
+                                  **prompt_args: Any) -> Generator[Model, None, None]:
+        """Yields the validated object once: constrained JSON is only valid as a whole, so there are no partials."""
+        if not self._uses_grammar():
+            yield from super().stream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+            return
+        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
+                                                        template_args=prompt_args))
+        result = self._structured(output_cls, self._get_messages(prompt, **prompt_args), llm_kwargs or {})
+        dispatcher.event(LLMStructuredPredictInProgressEvent(output=result))
+        yield result
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+
+    @dispatcher.span
+    async def astream_structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
+                                         llm_kwargs: dict[str, Any] | None = None,
+                                         **prompt_args: Any) -> AsyncGenerator[Model, None]:
+        if not self._uses_grammar():
+            return await super().astream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+        result = await self.astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
+
+        async def gen() -> AsyncGenerator[Model, None]:
+            yield result
+
+        return gen()
+
+
+def _safe(fn: Any) -> Any:
+    try:
+        return fn()
+    except Exception:
+        return None
+
+
+async def _aiter_in_thread(chunks: Any) -> Any:
+    """Drive a blocking generator from a worker thread, so the event loop never waits on generation."""
+    done = object()
+    try:
+        while True:
+            item = await asyncio.to_thread(next, chunks, done)
+            if item is done:
+                return
+            yield item
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()

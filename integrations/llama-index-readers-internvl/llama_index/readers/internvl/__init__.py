@@ -1,0 +1,11 @@
+"""LlamaIndex reader for scanned PDFs and images read by InternVL: ``from llama_index.readers.internvl import
+InternVLPDFReader``."""
+
+from llama_index.readers.internvl.base import (
+    DEFAULT_MODEL,
+    EXTRA_METADATA_KEYS,
+    SUPPORTED_EXTENSIONS,
+    InternVLPDFReader,
+)
+
+__all__ = ["DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]
