@@ -39,6 +39,7 @@ bench: install
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/documents.py
+	$(BIN)/python benchmarks/server.py
 	$(BIN)/python integrations/langchain-internvl/benchmarks/overhead.py
 
 clean:

@@ -32,6 +32,11 @@ from internvl_tools.errors import (
     PasswordError,
     PathNotAllowedError,
     RemoteFetchDisabledError,
+    ServerAuthError,
+    ServerConnectionError,
+    ServerError,
+    ServerRequestError,
+    ServerTimeoutError,
     StructuredOutputError,
     TemplateError,
     UnsupportedSourceError,
@@ -110,6 +115,11 @@ _LAZY: dict[str, str] = {
     "load_results": "internvl_tools.documents",
     "write_markdown": "internvl_tools.documents",
     "parse_pages": "internvl_tools.documents",
+    # servers
+    "RemoteInternVL": "internvl_tools.remote",
+    "OpenAIBackend": "internvl_tools.remote",
+    "RemoteInfo": "internvl_tools.remote",
+    "TextStream": "internvl_tools.generation",
     # checkpoints
     "CheckpointInfo": "internvl_tools.checkpoints",
     "read_checkpoint_info": "internvl_tools.checkpoints",
@@ -140,6 +150,11 @@ __all__ = [
     "PasswordError",
     "PathNotAllowedError",
     "RemoteFetchDisabledError",
+    "ServerAuthError",
+    "ServerConnectionError",
+    "ServerError",
+    "ServerRequestError",
+    "ServerTimeoutError",
     "StructuredOutputError",
     "TemplateError",
     "UnsupportedSourceError",
@@ -163,6 +178,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from internvl_tools.base import VisionLanguageModel
     from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
     from internvl_tools.device import balanced_device_map
     from internvl_tools.documents import (
@@ -176,9 +192,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         render_pages,
         write_markdown,
     )
-    from internvl_tools.base import VisionLanguageModel
     from internvl_tools.engine import InternVL
-    from internvl_tools.generation import GenerationOptions
+    from internvl_tools.generation import GenerationOptions, TextStream
     from internvl_tools.grounding import (
         detection_prompt,
         draw_grounding,
@@ -204,6 +219,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         expand_image_placeholders,
         get_template,
     )
+    from internvl_tools.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
     from internvl_tools.results import ChatResult, Usage
     from internvl_tools.schemas import (
         BoundingBox,

@@ -142,3 +142,33 @@ class PageRenderError(DocumentError):
 
 
 __all__ += ["DocumentError", "PageRenderError", "PageSelectionError", "PasswordError"]
+
+
+# --- OpenAI-compatible servers (internvl_tools.remote) ------------------------------------------------------------
+
+
+class ServerError(InternVLError):
+    """An OpenAI-compatible server answered with an error (``status_code`` set) or broke the protocol."""
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ServerRequestError(ServerError, ValueError):
+    """The server refused the request (HTTP 4xx): fix the request; retrying will not help."""
+
+
+class ServerAuthError(ServerRequestError, PermissionError):
+    """HTTP 401/403: the API key is missing or wrong."""
+
+
+class ServerTimeoutError(ServerError, TimeoutError):
+    """The server did not answer (or stopped sending) within the timeout."""
+
+
+class ServerConnectionError(ServerError, ConnectionError):
+    """The server could not be reached, or closed the connection mid-answer."""
+
+
+__all__ += ["ServerAuthError", "ServerConnectionError", "ServerError", "ServerRequestError", "ServerTimeoutError"]

@@ -1,0 +1,543 @@
+"""The same API over an OpenAI-compatible server: vLLM, LMDeploy ``api_server`` or ``internvl-tools serve``.
+
+The server does the tiling, so images travel as lossless PNG data URIs of the original image (EXIF orientation
+applied, size-capped before anything is sent). ``ask``, ``extract``, ``ground``, ``detect``, ``describe_region``
+and ``read_pdf`` come from :class:`~internvl_tools.base.VisionLanguageModel` and use the same prompts and parsers
+as the local engine.
+
+>>> vlm = RemoteInternVL("http://127.0.0.1:23333", model="OpenGVLab/InternVL3-1B")   # cheap: nothing is sent yet
+>>> vlm.base_url
+'http://127.0.0.1:23333/v1'
+>>> RemoteInfo().image_size, RemoteInfo().max_dynamic_patch     # what info reports when the server does not say
+(448, 12)
+
+Requests are retried with exponential backoff on HTTP 429 and 5xx and on connection failures; other 4xx answers
+raise :class:`~internvl_tools.errors.ServerRequestError` (401/403: :class:`~internvl_tools.errors.ServerAuthError`).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import random
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from internvl_tools.base import VisionLanguageModel
+from internvl_tools.errors import (
+    ConfigError,
+    ContextLengthError,
+    ImageTooLargeError,
+    InternVLError,
+    ServerAuthError,
+    ServerConnectionError,
+    ServerError,
+    ServerRequestError,
+    ServerTimeoutError,
+)
+from internvl_tools.generation import GenerationOptions
+from internvl_tools.messages import ImagePart, TextPart, VideoPart, normalize_messages
+from internvl_tools.results import ChatResult, Usage
+
+__all__ = ["API_KEY_ENV", "OpenAIBackend", "RemoteInfo", "RemoteInternVL"]
+
+API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
+_RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_CONTEXT_RE = re.compile(r"context length|maximum context|context window|too long|max_model_len", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class RemoteInfo:
+    """What the pipelines need to know about a served checkpoint (read from ``/v1/models`` where the server says).
+
+    ``read_pdf`` sizes pages from ``image_size`` × the tile budget; ``context_length`` is ``None`` when unknown.
+    """
+
+    image_size: int = 448
+    max_dynamic_patch: int = 12
+    dynamic_image_size: bool = True
+    use_thumbnail: bool = True
+    template: str | None = None
+    context_length: int | None = None
+    tokens_per_tile: int | None = None
+
+
+def _normalize_base_url(base_url: str) -> str:
+    if not isinstance(base_url, str) or not base_url.strip():
+        raise ConfigError("base_url must be the server's URL, e.g. 'http://127.0.0.1:23333/v1'.")
+    url = base_url.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"base_url {base_url!r} must be an http(s) URL such as 'http://127.0.0.1:23333/v1'.")
+    # Servers mount the OpenAI API under /v1; a bare host:port means that.
+    if parts.path in ("", "/"):
+        url += "/v1"
+    return url
+
+
+def _finish_reason(value: Any) -> str:
+    return "length" if value == "length" else "stop"
+
+
+def _error_message(response: httpx.Response) -> tuple[str, str | None]:
+    """The server's own error message (OpenAI, vLLM, LMDeploy and FastAPI shapes) and its code, if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase, None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
+            return str(message), err.get("code") if isinstance(err.get("code"), str) else err.get("type")
+        if isinstance(err, str):
+            return err, None
+        if "detail" in body:
+            return str(body["detail"])[:500], None
+    return str(body)[:500], None
+
+
+class RemoteInternVL(VisionLanguageModel):
+    """An InternVL model behind an OpenAI-compatible server, with the API of :class:`~internvl_tools.InternVL`.
+
+    Args:
+        base_url: the server, e.g. ``"http://127.0.0.1:23333/v1"`` (``/v1`` is added to a bare host:port).
+        model: the served model name; discovered from ``/v1/models`` on first use when ``None``.
+        api_key: sent as ``Authorization: Bearer``; defaults to the ``INTERNVL_TOOLS_API_KEY`` environment variable.
+        timeout: seconds to wait for the server's next bytes (whole answer, or each streamed chunk).
+        connect_timeout: seconds to open a connection.
+        max_retries: retries after 429/5xx answers and connection failures (read timeouts are not retried:
+            the server may still be generating).
+        backoff: first retry delay in seconds, doubled each retry (jittered, capped by ``max_backoff``);
+            a ``Retry-After`` header wins when it is shorter than ``max_backoff``.
+        max_concurrency: most requests ``batch`` keeps in flight at once.
+        max_image_bytes: largest encoded image (PNG bytes) that will be sent; larger ones raise
+            :class:`~internvl_tools.errors.ImageTooLargeError` before any request.
+        image_size, max_dynamic_patch, dynamic_image_size, template, context_length: override what ``info``
+            reports (otherwise read from ``/v1/models`` where the server reports it, else InternVL defaults).
+        max_tiles: tile budget per image sent as an extension field (honoured by ``internvl-tools serve``).
+        media_policy: how local images are loaded (:class:`~internvl_tools.MediaPolicy`).
+        headers: extra HTTP headers.
+        transport: an ``httpx`` transport (tests, proxies).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 300.0,
+        connect_timeout: float = 10.0,
+        max_retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_concurrency: int = 8,
+        max_image_bytes: int = 16 * 1024 * 1024,
+        image_size: int | None = None,
+        max_dynamic_patch: int | None = None,
+        dynamic_image_size: bool | None = None,
+        template: str | None = None,
+        context_length: int | None = None,
+        max_tiles: int | None = None,
+        media_policy: Any = None,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not timeout > 0 or not connect_timeout > 0:
+            raise ConfigError(f"timeout and connect_timeout must be positive, got {timeout} and {connect_timeout}.")
+        if max_retries < 0:
+            raise ConfigError(f"max_retries must be >= 0, got {max_retries}.")
+        if max_concurrency < 1:
+            raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+        if max_image_bytes < 1:
+            raise ConfigError(f"max_image_bytes must be positive, got {max_image_bytes}.")
+        if max_tiles is not None and not 1 <= int(max_tiles) <= 40:
+            raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
+        self.base_url = _normalize_base_url(base_url)
+        self._model = model
+        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_retries = int(max_retries)
+        self.backoff = float(backoff)
+        self.max_backoff = float(max_backoff)
+        self.max_concurrency = int(max_concurrency)
+        self.max_image_bytes = int(max_image_bytes)
+        self.max_tiles = max_tiles
+        self.media_policy = media_policy
+        self._overrides = {
+            k: v
+            for k, v in {
+                "image_size": image_size,
+                "max_dynamic_patch": max_dynamic_patch,
+                "dynamic_image_size": dynamic_image_size,
+                "template": template,
+                "context_length": context_length,
+            }.items()
+            if v is not None
+        }
+        self._model_entry: dict[str, Any] | None = None
+        self._info: RemoteInfo | None = None
+        self._lock = threading.Lock()
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if self.api_key:
+            all_headers["Authorization"] = f"Bearer {self.api_key}"
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            headers=all_headers,
+            limits=httpx.Limits(max_connections=max(self.max_concurrency, 10)),
+            transport=transport,
+            trust_env=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"RemoteInternVL({self.base_url!r}, model={self._model!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> RemoteInternVL:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------------ discovery
+
+    def list_models(self) -> list[dict[str, Any]]:
+        """The server's ``/v1/models`` entries."""
+        body = self._request("GET", "/models").json()
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, list):
+            raise ServerError(f"{self.base_url}/models did not return an OpenAI model list: {str(body)[:200]}")
+        return [d for d in data if isinstance(d, dict)]
+
+    def _entry(self) -> dict[str, Any]:
+        with self._lock:
+            if self._model_entry is None:
+                models = self.list_models()
+                if self._model is None:
+                    if not models:
+                        raise ServerError(f"{self.base_url}/models lists no model; pass model=... explicitly.")
+                    self._model = str(models[0].get("id"))
+                self._model_entry = next((m for m in models if m.get("id") == self._model), {})
+            return self._model_entry
+
+    @property
+    def model_name(self) -> str:  # type: ignore[override]
+        """The served model name (asks ``/v1/models`` once when it was not given)."""
+        if self._model is None:
+            self._entry()
+        return str(self._model)
+
+    @property
+    def info(self) -> RemoteInfo:
+        """Facts for the pipelines: constructor overrides, then the server's report (``internvl-tools serve``
+        reports all; vLLM reports ``max_model_len``), then InternVL defaults (448 px tiles, 12 tiles)."""
+        if self._info is not None:
+            return self._info
+        try:
+            entry = self._entry()
+        except ServerError:
+            if self._model is None:
+                raise
+            return RemoteInfo(**self._overrides)  # not cached: asked again once the server answers
+        reported: dict[str, Any] = {}
+        extra = entry.get("internvl") if isinstance(entry.get("internvl"), dict) else {}
+        for key in RemoteInfo.__dataclass_fields__:
+            if extra.get(key) is not None:
+                reported[key] = extra[key]
+        if "context_length" not in reported and isinstance(entry.get("max_model_len"), int):
+            reported["context_length"] = entry["max_model_len"]
+        self._info = RemoteInfo(**{**reported, **self._overrides})
+        return self._info
+
+    @property
+    def context_length(self) -> int | None:
+        return self.info.context_length
+
+    # ------------------------------------------------------------------------------------------------ HTTP
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        delay = min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)
+        if response is not None:
+            retry_after = response.headers.get("retry-after")
+            try:
+                if retry_after is not None and 0 <= float(retry_after) <= self.max_backoff:
+                    delay = float(retry_after)
+            except ValueError:
+                pass
+        return delay
+
+    def _raise_for_status(self, response: httpx.Response, path: str) -> None:
+        if response.status_code < 400:
+            return
+        with contextlib.suppress(httpx.HTTPError):
+            response.read()  # streamed responses: load the error body
+        message, code = _error_message(response)
+        status = response.status_code
+        where = f"{response.request.method} {self.base_url}{path}"
+        if status in (401, 403):
+            hint = "pass api_key=... (or set INTERNVL_TOOLS_API_KEY)" if not self.api_key else "check api_key"
+            raise ServerAuthError(f"{where} was refused with HTTP {status} ({message}); {hint}.", status)
+        if status == 400 and (code == "context_length_exceeded" or _CONTEXT_RE.search(message)):
+            raise ContextLengthError(f"{where}: HTTP 400: {message}")
+        if status == 404 and path == "/chat/completions":
+            raise ServerRequestError(
+                f"{where} answered HTTP 404 ({message}); check the model name ({self._model!r}) and that base_url "
+                "ends with the server's API prefix (usually /v1).",
+                status,
+            )
+        if 400 <= status < 500:
+            raise ServerRequestError(f"{where} refused the request with HTTP {status}: {message}", status)
+        raise ServerError(f"{where} failed with HTTP {status} after {self.max_retries} retries: {message}", status)
+
+    def _send(self, method: str, path: str, payload: Any, *, stream: bool) -> httpx.Response:
+        """Send with retries on 429/5xx and connection failures; returns a successful (maybe unread) response."""
+        url = self.base_url + path
+        attempt = 0
+        while True:
+            response: httpx.Response | None = None
+            try:
+                request = self._client.build_request(method, url, json=payload)
+                response = self._client.send(request, stream=stream)
+            except httpx.TimeoutException as exc:
+                # A read timeout means the server has the request; retrying would queue it twice.
+                if not isinstance(exc, httpx.ConnectTimeout) or attempt >= self.max_retries:
+                    raise ServerTimeoutError(
+                        f"{method} {url} timed out ({type(exc).__name__}, timeout={self.timeout:g}s, "
+                        f"connect_timeout={self.connect_timeout:g}s); raise timeout=... for long answers."
+                    ) from exc
+            except httpx.TransportError as exc:
+                if attempt >= self.max_retries:
+                    raise ServerConnectionError(
+                        f"Could not reach {url} after {attempt + 1} attempt(s): {type(exc).__name__}: {exc}. "
+                        "Is the server running, and is base_url right?"
+                    ) from exc
+            else:
+                if response.status_code not in _RETRY_STATUS or attempt >= self.max_retries:
+                    if response.status_code >= 400:
+                        try:
+                            self._raise_for_status(response, path)
+                        finally:
+                            response.close()
+                    return response
+                response.close()
+            time.sleep(self._delay(attempt, response))
+            attempt += 1
+
+    def _request(self, method: str, path: str, payload: Any = None) -> httpx.Response:
+        return self._send(method, path, payload, stream=False)
+
+    # ------------------------------------------------------------------------------------------------ payloads
+
+    def _image_url(self, part: ImagePart) -> dict[str, Any]:
+        from internvl_tools.media import describe_source, encode_image, load_image
+
+        # The server tiles; send the original pixels losslessly (EXIF orientation applied, metadata dropped).
+        pil = load_image(part.image, policy=self.media_policy)
+        data = encode_image(pil, "PNG")
+        if len(data) > self.max_image_bytes:
+            raise ImageTooLargeError(
+                f"{describe_source(part.image)} ({pil.width}x{pil.height}) encodes to {len(data):,} bytes of PNG, "
+                f"over max_image_bytes={self.max_image_bytes:,}; downscale it or raise max_image_bytes (and the "
+                "server's request limit)."
+            )
+        url = {"url": "data:image/png;base64," + base64.b64encode(data).decode("ascii")}
+        out: dict[str, Any] = {"type": "image_url", "image_url": url}
+        tiles = part.max_tiles if part.max_tiles is not None else self.max_tiles
+        if tiles is not None:
+            out["max_tiles"] = int(tiles)  # extension: internvl-tools serve honours it, others ignore it
+        return out
+
+    def _openai_messages(self, messages: Any) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for index, msg in enumerate(normalize_messages(messages)):
+            if all(isinstance(p, TextPart) for p in msg.content):
+                out.append({"role": msg.role, "content": msg.text})
+                continue
+            parts: list[dict[str, Any]] = []
+            for part in msg.content:
+                if isinstance(part, TextPart):
+                    parts.append({"type": "text", "text": part.text})
+                elif isinstance(part, ImagePart):
+                    parts.append(self._image_url(part))
+                elif isinstance(part, VideoPart):
+                    raise ConfigError(
+                        f"message {index}: videos cannot be sent to an OpenAI-compatible server; sample frames "
+                        "with internvl_tools.load_video locally, or send them as images."
+                    )
+            out.append({"role": msg.role, "content": parts})
+        return out
+
+    def _payload(self, messages: Any, generation: dict[str, Any], *, stream: bool = False) -> dict[str, Any]:
+        options = GenerationOptions.from_kwargs(dict(generation))
+        if options.num_beams != 1:
+            raise ConfigError("num_beams > 1 is not part of the OpenAI API; use the local engine for beam search.")
+        payload: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": self._openai_messages(messages),
+            "max_tokens": options.max_new_tokens,
+            # The local engine decodes greedily unless sampling is asked for; so does the server then.
+            "temperature": (options.temperature if options.temperature else 1.0) if options.sampling else 0.0,
+        }
+        if options.sampling and options.top_p is not None:
+            payload["top_p"] = options.top_p
+        if options.sampling and options.top_k is not None:
+            payload["top_k"] = options.top_k  # vLLM / LMDeploy / our server extension
+        if options.repetition_penalty is not None:
+            payload["repetition_penalty"] = options.repetition_penalty
+        if options.stop:
+            payload["stop"] = list(options.stop)
+        if options.seed is not None:
+            payload["seed"] = options.seed
+        if stream:
+            payload["stream"] = True
+        return payload
+
+    def _result(self, body: Any) -> ChatResult:
+        try:
+            choice = body["choices"][0]
+            text = choice["message"].get("content") or ""
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ServerError(f"The server's answer is not an OpenAI chat completion: {str(body)[:300]}") from exc
+        return ChatResult(
+            text=text, usage=_usage(body.get("usage")), finish_reason=_finish_reason(choice.get("finish_reason")),
+            model=body.get("model") or self._model,
+        )  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------------------------------------------ primitives
+
+    def chat(self, messages: Any, **generation: Any) -> ChatResult:
+        """Answer a conversation (``POST /chat/completions``); same messages and options as the local engine."""
+        payload = self._payload(messages, generation)
+        return self._result(self._request("POST", "/chat/completions", payload).json())
+
+    def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
+        """Yield text deltas from server-sent events; a connection lost mid-answer raises
+        :class:`~internvl_tools.errors.ServerConnectionError` (a stalled one :class:`ServerTimeoutError`)."""
+        payload = self._payload(messages, generation, stream=True)
+        return self._stream(payload)
+
+    def _stream(self, payload: dict[str, Any]) -> Iterator[str]:
+        response = self._send("POST", "/chat/completions", payload, stream=True)
+        received = 0
+        finished = False
+        try:
+            for line in response.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    finished = True
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError as exc:
+                    raise ServerError(f"The server sent a malformed stream event: {data[:200]!r}") from exc
+                if isinstance(chunk, dict) and chunk.get("error"):
+                    message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
+                    raise ServerError(f"The server failed mid-stream after {received} characters: {message}")
+                for choice in chunk.get("choices") or []:
+                    delta = (choice.get("delta") or {}).get("content")
+                    if delta:
+                        received += len(delta)
+                        yield delta
+                    if choice.get("finish_reason") is not None:
+                        finished = True
+        except httpx.TimeoutException as exc:
+            raise ServerTimeoutError(
+                f"The server sent nothing for {self.timeout:g}s mid-stream (after {received} characters)."
+            ) from exc
+        except httpx.TransportError as exc:
+            raise ServerConnectionError(
+                f"The server closed the connection mid-stream after {received} characters "
+                f"({type(exc).__name__}: {exc}); the answer is incomplete."
+            ) from exc
+        finally:
+            response.close()
+        if not finished:
+            raise ServerConnectionError(
+                f"The stream ended after {received} characters without a finish reason or [DONE]; the server "
+                "stopped mid-answer."
+            )
+
+    def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
+        """Answer several conversations with up to ``min(batch_size, max_concurrency)`` requests in flight.
+
+        A conversation the server refuses (bad image, too long, HTTP 4xx or 5xx after retries) comes back with
+        ``finish_reason="error"``; an unreachable server, a timeout or a bad API key raise, as they concern all.
+        """
+        from internvl_tools.generation import _error_result
+
+        if isinstance(conversations, (str, dict)):
+            raise ConfigError("batch() takes a list of conversations; for one conversation use chat().")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
+        GenerationOptions.from_kwargs(dict(generation))  # bad options fail once, not per item
+        fatal = (ServerAuthError, ServerConnectionError, ServerTimeoutError)
+
+        def one(conversation: Any) -> ChatResult:
+            try:
+                return self.chat(conversation, **generation)
+            except fatal:
+                raise
+            except InternVLError as exc:
+                return _error_result(exc, self._model or "")
+
+        if not conversations:
+            return []
+        workers = min(batch_size, self.max_concurrency, len(conversations))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="internvl-remote") as pool:
+            futures = [pool.submit(one, c) for c in conversations]
+            try:
+                return [f.result() for f in futures]
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+
+    def generate_structured(self, messages: Any, json_schema: dict, **generation: Any) -> ChatResult:
+        """Like :meth:`chat` with ``response_format`` set to ``json_schema`` (strict), which vLLM, LMDeploy and
+        ``internvl-tools serve`` enforce while decoding; :meth:`extract` validates the answer again here."""
+        if not isinstance(json_schema, dict):
+            raise ConfigError(f"json_schema must be a dict, got {type(json_schema).__name__}.")
+        if generation.get("stop"):
+            raise ConfigError("stop sequences cannot be combined with structured output; the grammar decides the end.")
+        payload = self._payload(messages, generation)
+        name = re.sub(r"[^A-Za-z0-9_-]", "_", str(json_schema.get("title") or "answer"))[:64] or "answer"
+        payload["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": name, "schema": json_schema, "strict": True},
+        }
+        return self._result(self._request("POST", "/chat/completions", payload).json())
+
+
+def _usage(raw: Any) -> Usage:
+    raw = raw if isinstance(raw, dict) else {}
+
+    def count(key: str) -> int:
+        value = raw.get(key)
+        return int(value) if isinstance(value, (int, float)) and value >= 0 else 0
+
+    return Usage(
+        prompt_tokens=count("prompt_tokens"),
+        completion_tokens=count("completion_tokens"),
+        image_tokens=count("image_tokens"),
+        num_tiles=count("num_tiles"),
+    )
+
+
+OpenAIBackend = RemoteInternVL

@@ -1,0 +1,765 @@
+"""``internvl-tools serve``: one local engine behind the OpenAI-compatible API subset that clients need.
+
+Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (text and ``image_url`` parts, ``stream``, ``stop``,
+``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``response_format`` ``json_schema`` /
+``json_object``) and an unauthenticated ``GET /health``. Concurrent non-streaming requests that arrive within a
+few milliseconds of each other are answered by one ``engine.batch`` call (the micro-batcher); streaming and
+structured requests run one by one. Images come as data URIs; remote image URLs are refused unless
+``--allow-remote-images`` (then fetched under the :class:`~internvl_tools.MediaPolicy` SSRF guard); server paths
+are never read. The server binds to loopback unless told otherwise and takes an optional API key.
+
+    $ internvl-tools serve OpenGVLab/InternVL3-1B-hf --port 23333          # or: python -m internvl_tools.server
+    >>> from internvl_tools import InternVL
+    >>> vlm = InternVL.from_server("http://127.0.0.1:23333/v1")           # doctest: +SKIP
+
+>>> build_parser().parse_args(["tiny"]).port
+23333
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (fastapi.Request), which
+# live in create_app's scope, at definition time.
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from internvl_tools.errors import (
+    ConfigError,
+    ContextLengthError,
+    DependencyMissingError,
+    InternVLError,
+    MediaError,
+    MediaPolicyError,
+    StructuredOutputError,
+    TemplateError,
+)
+
+__all__ = ["API_KEY_ENV", "MicroBatcher", "ServerSettings", "build_parser", "create_app", "main"]
+
+API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
+DEFAULT_PORT = 23333
+log = logging.getLogger("internvl_tools.server")
+
+
+@dataclass
+class ServerSettings:
+    """How the server behaves; ``main`` fills it from the command line.
+
+    ``max_tiles`` caps the tiles of one image (a request's per-image ``max_tiles`` may only lower it).
+    """
+
+    model_name: str
+    aliases: tuple[str, ...] = ()
+    api_key: str | None = None
+    batching: bool = True
+    max_batch_size: int = 8
+    batch_window_ms: float = 5.0
+    allow_remote_images: bool = False
+    allow_private_hosts: tuple[str, ...] = ()
+    max_request_bytes: int = 32 * 1024 * 1024
+    max_images: int = 8
+    max_tiles: int | None = None
+    media_timeout: float = 10.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RequestError(Exception):
+    """A request the server refuses: becomes an OpenAI-style error body with ``status``."""
+
+    def __init__(self, message: str, status: int = 400, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.param = status, code, param
+
+
+def _error_body(message: str, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    kind = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
+            429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def _from_engine_error(exc: BaseException) -> RequestError:
+    """Map an engine error to the HTTP answer: the caller's fault (400) or ours (500)."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, ContextLengthError):
+        return RequestError(text, 400, "context_length_exceeded")
+    if isinstance(exc, MediaPolicyError):
+        return RequestError(text, 400, "image_refused")
+    if isinstance(exc, MediaError):
+        return RequestError(text, 400, "invalid_image")
+    if isinstance(exc, (ConfigError, TemplateError, StructuredOutputError, ValueError)):
+        return RequestError(text, 400, "invalid_request")
+    return RequestError(text, 500, "generation_failed")
+
+
+def _error_result_to_request_error(error: str | None) -> RequestError:
+    error = error or "the request could not be answered"
+    if error.startswith("ContextLengthError"):
+        return RequestError(error, 400, "context_length_exceeded")
+    if error.startswith(("RemoteFetchDisabledError", "URLBlockedError", "PathNotAllowedError")):
+        return RequestError(error, 400, "image_refused")
+    return RequestError(error, 400, "invalid_request")
+
+
+# ---------------------------------------------------------------------------------------------------- requests
+
+
+@dataclass
+class _ChatRequest:
+    messages: list[Any]
+    options: dict[str, Any]
+    stream: bool
+    schema: dict[str, Any] | None
+    include_usage: bool
+
+
+def _media_policy(settings: ServerSettings) -> Any:
+    from internvl_tools.media import MediaPolicy
+
+    # Never read the server's own files on a client's behalf.
+    return MediaPolicy(
+        allow_remote=settings.allow_remote_images,
+        allow_local_files=False,
+        max_bytes=settings.max_request_bytes,
+        timeout=settings.media_timeout,
+        allow_private_hosts=frozenset(settings.allow_private_hosts),
+    )
+
+
+def _image_part(raw: dict[str, Any], where: str, settings: ServerSettings, policy: Any, cap: int) -> Any:
+    from internvl_tools.media import load_image
+    from internvl_tools.messages import ImagePart
+
+    value = raw.get("image_url")
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str) or not url:
+        raise RequestError(f"{where}: an image_url part needs {{'url': 'data:image/...;base64,...'}}.",
+                           param="messages")
+    scheme = url.split(":", 1)[0].lower() if ":" in url[:10] else ""
+    if scheme in ("http", "https"):
+        if not settings.allow_remote_images:
+            raise RequestError(
+                f"{where}: remote image URLs are refused by this server; send the image as a data: URI (base64), "
+                "or start the server with --allow-remote-images.", code="image_refused", param="messages")
+    elif scheme != "data":
+        raise RequestError(f"{where}: image_url must be a data: URI (or an http(s) URL where enabled), got "
+                           f"{url[:40]!r}.", code="invalid_image", param="messages")
+    tiles = raw.get("max_tiles") if raw.get("max_tiles") is not None else (
+        value.get("max_tiles") if isinstance(value, dict) else None)
+    if tiles is not None and (not isinstance(tiles, int) or isinstance(tiles, bool) or not 1 <= tiles <= cap):
+        raise RequestError(f"{where}: max_tiles must be an integer from 1 to this server's limit {cap}, got {tiles!r}.",
+                           param="messages")
+    try:
+        image = load_image(url, policy=policy)
+    except InternVLError as exc:
+        raise _from_engine_error(exc) from exc
+    return ImagePart(image=image, max_tiles=tiles)
+
+
+def _parse_messages(raw: Any, settings: ServerSettings, policy: Any, cap: int) -> list[Any]:
+    from internvl_tools.messages import Message, TextPart
+
+    if not isinstance(raw, list) or not raw:
+        raise RequestError("'messages' must be a non-empty list.", param="messages")
+    messages, n_images = [], 0
+    for i, msg in enumerate(raw):
+        where = f"messages[{i}]"
+        if not isinstance(msg, dict):
+            raise RequestError(f"{where} must be an object with 'role' and 'content'.", param="messages")
+        role = {"developer": "system"}.get(msg.get("role"), msg.get("role"))
+        if role not in ("system", "user", "assistant"):
+            raise RequestError(f"{where}: role must be system, user or assistant, got {msg.get('role')!r}.",
+                               param="messages")
+        content = msg.get("content")
+        parts: list[Any] = []
+        if isinstance(content, str):
+            parts.append(TextPart(text=content))
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                kind = part.get("type") if isinstance(part, dict) else None
+                if kind == "text" and isinstance(part.get("text"), str):
+                    parts.append(TextPart(text=part["text"]))
+                elif kind == "image_url":
+                    n_images += 1
+                    if n_images > settings.max_images:
+                        raise RequestError(f"The request has more than {settings.max_images} images, this server's "
+                                           "limit (--max-images).", param="messages")
+                    parts.append(_image_part(part, f"{where}.content[{j}]", settings, policy, cap))
+                else:
+                    raise RequestError(f"{where}.content[{j}]: unsupported part {kind!r}; use 'text' or 'image_url'.",
+                                       param="messages")
+        elif content is not None:
+            raise RequestError(f"{where}: content must be a string or a list of parts.", param="messages")
+        messages.append(Message(role=role, content=parts))
+    if messages[-1].role == "assistant":
+        raise RequestError("The last message must be a user (or system) turn.", param="messages")
+    return messages
+
+
+def _number(body: dict[str, Any], key: str, kind: type, low: float | None = None) -> Any:
+    value = body.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and kind is int:
+        ok = float(value).is_integer()
+    if not ok or (low is not None and value < low):
+        raise RequestError(f"'{key}' must be a {'integer' if kind is int else 'number'}"
+                           f"{f' >= {low:g}' if low is not None else ''}, got {value!r}.", param=key)
+    return kind(value)
+
+
+def _parse_options(body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("n") not in (None, 1):
+        raise RequestError("Only n=1 is supported.", param="n")
+    for unsupported in ("tools", "functions", "logprobs", "top_logprobs"):
+        if body.get(unsupported):
+            raise RequestError(f"'{unsupported}' is not supported by this server.", param=unsupported)
+    options: dict[str, Any] = {}
+    max_tokens = _number(body, "max_completion_tokens", int, 1)
+    if max_tokens is None:
+        max_tokens = _number(body, "max_tokens", int, 1)
+    if max_tokens is not None:
+        options["max_new_tokens"] = max_tokens
+    temperature = _number(body, "temperature", float, 0)
+    # Unlike OpenAI (default 1.0), an omitted temperature means greedy decoding, as the local engine does.
+    options["temperature"] = temperature or 0.0
+    options["do_sample"] = bool(temperature and temperature > 0)
+    if options["do_sample"]:
+        for key, kind in (("top_p", float), ("top_k", int)):
+            value = _number(body, key, kind, 0)
+            if value is not None and not (key == "top_k" and value <= 0):
+                options[key] = value
+    penalty = _number(body, "repetition_penalty", float, 0)
+    if penalty is not None:
+        options["repetition_penalty"] = penalty
+    seed = _number(body, "seed", int)
+    if seed is not None:
+        options["seed"] = seed
+    stop = body.get("stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if stop is not None:
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 8:
+            raise RequestError("'stop' must be a string or a list of up to 8 strings.", param="stop")
+        if stop:
+            options["stop"] = stop
+    return options
+
+
+def _parse_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    fmt = body.get("response_format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = fmt.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict) or not schema:
+            raise RequestError("response_format.json_schema.schema must be a non-empty JSON schema object.",
+                               param="response_format")
+        return schema
+    raise RequestError("response_format.type must be 'text', 'json_object' or 'json_schema'.", param="response_format")
+
+
+# ---------------------------------------------------------------------------------------------------- batching
+
+
+class MicroBatcher:
+    """Collect requests that arrive within ``window_s`` of each other into one ``engine.batch`` call.
+
+    Requests are grouped by their generation options (one ``batch`` call decodes with one set); while a batch
+    runs, new requests queue and form the next one. The window is only waited for after a batch of several
+    requests, so a single client pays no latency. Generation runs on ``executor`` (one thread).
+    """
+
+    def __init__(self, engine: Any, executor: ThreadPoolExecutor, *, max_batch_size: int = 8,
+                 window_s: float = 0.005) -> None:
+        if max_batch_size < 1:
+            raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}.")
+        self.engine, self.executor = engine, executor
+        self.max_batch_size, self.window_s = max_batch_size, window_s
+        self._queue: asyncio.Queue | None = None
+        self._task: asyncio.Task | None = None
+        self.batches: list[int] = []  # sizes of the engine.batch calls made (for tests and /health)
+
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, messages: list[Any], options: dict[str, Any]) -> Any:
+        assert self._queue is not None, "MicroBatcher.start() was not called"
+        future = asyncio.get_running_loop().create_future()
+        key = json.dumps(options, sort_keys=True)
+        await self._queue.put((key, messages, options, future))
+        return await future
+
+    async def _loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            pending = [await self._queue.get()]
+            # A lone client should not pay the window: wait for company only when requests have been coming
+            # together (the last batch had several); what queued meanwhile is taken either way.
+            window = self.window_s if self.batches and self.batches[-1] > 1 else 0.0
+            deadline = loop.time() + window
+            while len(pending) < self.max_batch_size:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    while len(pending) < self.max_batch_size and not self._queue.empty():
+                        pending.append(self._queue.get_nowait())
+                    break
+                try:
+                    pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except asyncio.TimeoutError:
+                    break
+            groups: dict[str, list[Any]] = {}
+            for item in pending:
+                if not item[3].done():  # the client may have gone away while waiting
+                    groups.setdefault(item[0], []).append(item)
+            for items in groups.values():
+                await self._run(loop, items)
+
+    async def _run(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
+        conversations = [item[1] for item in items]
+        options = items[0][2]
+        self.batches.append(len(items))
+
+        def call() -> list[Any]:
+            return self.engine.batch(conversations, batch_size=len(conversations), **options)
+
+        try:
+            results = await loop.run_in_executor(self.executor, call)
+        except Exception as exc:
+            for item in items:
+                if not item[3].done():
+                    item[3].set_exception(exc)
+            return
+        for item, result in zip(items, results, strict=True):
+            if not item[3].done():
+                item[3].set_result(result)
+
+
+# ---------------------------------------------------------------------------------------------------- the app
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with 413, before they are buffered whole."""
+
+    class _TooLarge(Exception):
+        pass
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise self._TooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except self._TooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Any) -> None:
+        body = json.dumps(_error_body(
+            f"The request body is over this server's limit of {self.limit:,} bytes (--max-request-mb); send "
+            "smaller images.", 413, "request_too_large")).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _require_fastapi() -> Any:
+    try:
+        import fastapi
+    except ImportError as exc:
+        raise DependencyMissingError(
+            "The server needs FastAPI and uvicorn: pip install 'internvl-tools[server]'."
+        ) from exc
+    return fastapi
+
+
+def _tile_cap(engine: Any, settings: ServerSettings) -> int:
+    info = engine.info
+    if not getattr(info, "dynamic_image_size", True):
+        return 1
+    return int(settings.max_tiles or getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", 12) or 12)
+
+
+def _model_card(engine: Any, settings: ServerSettings, created: int) -> dict[str, Any]:
+    info = engine.info
+    context = getattr(info, "context_length", None)
+    return {
+        "id": settings.model_name,
+        "object": "model",
+        "created": created,
+        "owned_by": "internvl-tools",
+        "max_model_len": context,
+        # Read by internvl_tools.remote so read_pdf sizes pages for this server's tiling.
+        "internvl": {
+            "template": getattr(info, "template", None),
+            "image_size": getattr(info, "image_size", None),
+            "max_dynamic_patch": _tile_cap(engine, settings),
+            "dynamic_image_size": getattr(info, "dynamic_image_size", True),
+            "use_thumbnail": getattr(info, "use_thumbnail", True),
+            "tokens_per_tile": getattr(info, "tokens_per_tile", None),
+            "context_length": context,
+        },
+    }
+
+
+def _usage(result: Any) -> dict[str, int]:
+    u = result.usage
+    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+            "total_tokens": u.prompt_tokens + u.completion_tokens, "image_tokens": u.image_tokens,
+            "num_tiles": u.num_tiles}
+
+
+def create_app(engine: Any, settings: ServerSettings) -> Any:
+    """The FastAPI app serving ``engine`` (an :class:`~internvl_tools.InternVL`, loaded or not) with ``settings``.
+
+    >>> from internvl_tools import InternVL
+    >>> app = create_app(InternVL("tiny"), ServerSettings(model_name="tiny"))   # doctest: +SKIP
+    """
+    fastapi = _require_fastapi()
+    from contextlib import asynccontextmanager
+
+    from fastapi.responses import JSONResponse, StreamingResponse
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="internvl-serve")
+    stream_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="internvl-stream")
+    batcher = MicroBatcher(engine, executor, max_batch_size=settings.max_batch_size,
+                           window_s=settings.batch_window_ms / 1000.0)
+    policy = _media_policy(settings)
+    created = int(time.time())
+    accepted = {settings.model_name, *settings.aliases}
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+            executor.shutdown(wait=False, cancel_futures=True)
+            stream_pool.shutdown(wait=False, cancel_futures=True)
+
+    app = fastapi.FastAPI(title="internvl-tools", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = batcher
+    app.state.settings = settings
+    app.add_middleware(_BodyLimit, limit=settings.max_request_bytes)
+
+    def fail(err: RequestError) -> Any:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return JSONResponse(_error_body(str(err), err.status, err.code, err.param), err.status, headers=headers)
+
+    def check_key(request: Any) -> None:
+        if not settings.api_key:
+            return
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+        if not secrets.compare_digest(token.encode(), settings.api_key.encode()):
+            reason = "No API key was sent" if not token else "The API key is wrong"
+            raise RequestError(f"{reason}; send 'Authorization: Bearer <key>' with this server's --api-key.",
+                               401, "invalid_api_key")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": settings.model_name, "batching": settings.batching,
+                "batches": len(batcher.batches), "batched_requests": sum(batcher.batches)}
+
+    @app.get("/v1/models")
+    async def models(request: fastapi.Request) -> Any:
+        try:
+            check_key(request)
+        except RequestError as err:
+            return fail(err)
+        return {"object": "list", "data": [_model_card(engine, settings, created)]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: fastapi.Request) -> Any:
+        try:
+            check_key(request)
+            try:
+                body = json.loads(await request.body())
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise RequestError(f"The request body is not valid JSON: {exc}.") from exc
+            if not isinstance(body, dict):
+                raise RequestError("The request body must be a JSON object.")
+            model = body.get("model")
+            if model not in (None, "") and model not in accepted:
+                raise RequestError(f"The model {model!r} is not served here; this server serves "
+                                   f"{settings.model_name!r} (see GET /v1/models).", 404, "model_not_found", "model")
+            chat = _ChatRequest(
+                messages=[], options=_parse_options(body), stream=bool(body.get("stream")),
+                schema=_parse_schema(body),
+                include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
+            )
+            cap = _tile_cap(engine, settings)
+            # Decoding and (where enabled) fetching images blocks: keep it off the event loop.
+            chat.messages = await asyncio.to_thread(_parse_messages, body.get("messages"), settings, policy, cap)
+            if chat.stream:
+                return await _stream_response(chat)
+            result = await _answer(chat)
+            if result.finish_reason == "error":
+                raise _error_result_to_request_error(result.error)
+        except RequestError as err:
+            return fail(err)
+        except InternVLError as exc:
+            return fail(_from_engine_error(exc))
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": settings.model_name,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                         "finish_reason": result.finish_reason, "logprobs": None}],
+            "usage": _usage(result),
+        }
+
+    async def _answer(chat: _ChatRequest) -> Any:
+        loop = asyncio.get_running_loop()
+        if chat.schema is not None:
+            return await loop.run_in_executor(
+                executor, lambda: engine.generate_structured(chat.messages, chat.schema, **chat.options))
+        if settings.batching:
+            return await batcher.submit(chat.messages, chat.options)
+        return await loop.run_in_executor(executor, lambda: engine.chat(chat.messages, **chat.options))
+
+    async def _stream_response(chat: _ChatRequest) -> Any:
+        chunk_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if chat.schema is not None:
+            result = await _answer(chat)
+            deltas: Any = iter([result.text])
+        else:
+            # stream() prepares the prompt eagerly: bad input is still answered with a 4xx here.
+            deltas = await asyncio.to_thread(lambda: engine.stream(chat.messages, **chat.options))
+
+        def event(delta: dict[str, Any], finish: str | None = None, usage: Any = None) -> str:
+            chunk: dict[str, Any] = {"id": chunk_id, "object": "chat.completion.chunk", "created": now,
+                                     "model": settings.model_name,
+                                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+            if usage is not None:
+                chunk = {**chunk, "choices": [], "usage": usage}
+            return f"data: {json.dumps(chunk, ensure_ascii=False)}\n\n"
+
+        end = object()
+        in_flight: list[Any] = []
+
+        def next_delta() -> Any:
+            return next(deltas, end)
+
+        def close_deltas(_: Any = None) -> None:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()  # tells the engine to stop generating for a client that went away
+
+        async def events() -> Any:
+            text: list[str] = []
+            try:
+                yield event({"role": "assistant", "content": ""})
+                while True:
+                    in_flight[:] = [stream_pool.submit(next_delta)]
+                    delta = await asyncio.wrap_future(in_flight[0])
+                    if delta is end:
+                        break
+                    text.append(delta)
+                    yield event({"content": delta})
+                answer = "".join(text)
+                final = getattr(deltas, "result", None)  # the engine's TextStream: exact usage and finish reason
+                finish = final.finish_reason if final is not None else _stream_finish(engine, answer, chat.options)
+                yield event({}, finish)
+                if chat.include_usage:
+                    if final is not None:
+                        usage = {"prompt_tokens": final.usage.prompt_tokens,
+                                 "completion_tokens": final.usage.completion_tokens,
+                                 "total_tokens": final.usage.total_tokens}
+                    else:
+                        usage = await asyncio.to_thread(_stream_usage, engine, chat, answer)
+                    yield event({}, usage=usage)
+                yield "data: [DONE]\n\n"
+            except Exception as exc:  # the status line is sent: report the failure in the stream
+                log.exception("stream failed")
+                err = _from_engine_error(exc) if isinstance(exc, InternVLError) else RequestError(
+                    f"{type(exc).__name__}: {exc}", 500, "generation_failed")
+                yield f"data: {json.dumps(_error_body(str(err), err.status, err.code))}\n\n"
+            finally:
+                # A cancelled await leaves next() running in its thread: close the generator once it returns.
+                if in_flight and not in_flight[0].done():
+                    in_flight[0].add_done_callback(close_deltas)
+                else:
+                    close_deltas()
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+def _completion_tokens(engine: Any, text: str) -> int:
+    tokenizer = getattr(engine, "tokenizer", None)
+    if tokenizer is None or not text:
+        return 0
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _stream_finish(engine: Any, text: str, options: dict[str, Any]) -> str:
+    """The engine's stream has no finish reason: "length" when the answer used up ``max_new_tokens``."""
+    from internvl_tools.generation import DEFAULT_MAX_NEW_TOKENS
+
+    limit = options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+    try:
+        return "length" if _completion_tokens(engine, text) >= limit else "stop"
+    except Exception:
+        return "stop"
+
+
+def _stream_usage(engine: Any, chat: _ChatRequest, text: str) -> dict[str, int]:
+    prompt = engine.count_tokens(chat.messages)
+    completion = _completion_tokens(engine, text)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+
+def build_parser(prog: str = "internvl-tools serve") -> argparse.ArgumentParser:
+    """The argument parser of ``internvl-tools serve`` / ``python -m internvl_tools.server``."""
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description="Serve an InternVL checkpoint over an OpenAI-compatible API (/v1/models, /v1/chat/completions).",
+    )
+    parser.add_argument("model", metavar="MODEL", help="hub id, local checkpoint directory, or 'tiny'")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} if set)")
+    parser.add_argument("--served-model-name", default=None, help="model id reported by /v1/models (default MODEL)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda:0, ...")
+    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
+    parser.add_argument("--max-tiles", type=int, default=None,
+                        help="tile budget per request (default: the checkpoint's max_dynamic_patch)")
+    parser.add_argument("--template", default=None, help="override the conversation template")
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own modeling code")
+    parser.add_argument("--no-batching", dest="batching", action="store_false",
+                        help="answer requests one at a time instead of batching concurrent ones")
+    parser.add_argument("--max-batch-size", type=int, default=8, help="most requests in one batch (default 8)")
+    parser.add_argument("--batch-window-ms", type=float, default=5.0,
+                        help="how long to wait for more requests to batch with the first one (default 5)")
+    parser.add_argument("--max-images", type=int, default=8, help="most images in one request (default 8)")
+    parser.add_argument("--max-request-mb", type=float, default=32.0, help="largest request body (default 32 MB)")
+    parser.add_argument("--allow-remote-images", action="store_true",
+                        help="fetch http(s) image URLs (public addresses only, with timeouts and size caps)")
+    parser.add_argument("--allow-private-host", action="append", default=[], metavar="HOST",
+                        help="with --allow-remote-images: also fetch from this private host or network")
+    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    return parser
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server (blocks until interrupted); returns the process exit status.
+
+    >>> main(["--help"])  # doctest: +SKIP
+    """
+    args = build_parser().parse_args(argv)
+    if args.max_tiles is not None and not 1 <= args.max_tiles <= 40:
+        print(f"error: --max-tiles must be between 1 and 40, got {args.max_tiles}", file=sys.stderr)
+        return 2
+    if args.max_batch_size < 1 or args.max_images < 0 or args.max_request_mb <= 0 or args.batch_window_ms < 0:
+        print("error: --max-batch-size must be >= 1; --max-images, --max-request-mb, --batch-window-ms >= 0",
+              file=sys.stderr)
+        return 2
+    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _require_fastapi()
+        import uvicorn
+    except (DependencyMissingError, ImportError) as exc:
+        print(f"error: {exc} (pip install 'internvl-tools[server]')", file=sys.stderr)
+        return 1
+    if not _is_loopback(args.host) and not api_key:
+        log.warning("Serving on %s without an API key: anyone who can reach this address can use the model. "
+                    "Pass --api-key or set %s.", args.host, API_KEY_ENV)
+    from internvl_tools.engine import InternVL
+
+    engine = InternVL.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles, template=args.template,
+        trust_remote_code=args.trust_remote_code,
+    )
+    try:
+        engine.load()  # load before binding: once the port answers, the model is ready
+    except InternVLError as exc:
+        print(f"error: could not load {args.model!r}: {exc}", file=sys.stderr)
+        return 1
+    name = args.served_model_name or args.model
+    settings = ServerSettings(
+        model_name=name,
+        aliases=tuple({args.model, os.path.basename(os.path.normpath(args.model))} - {name}),
+        api_key=api_key,
+        batching=args.batching,
+        max_batch_size=args.max_batch_size,
+        batch_window_ms=args.batch_window_ms,
+        allow_remote_images=args.allow_remote_images,
+        allow_private_hosts=tuple(args.allow_private_host),
+        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
+        max_images=args.max_images,
+        max_tiles=args.max_tiles,
+    )
+    app = create_app(engine, settings)
+    log.info("Serving %r on http://%s:%d/v1 (batching %s)", name, args.host, args.port,
+             "on" if args.batching else "off")
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
