@@ -737,7 +737,12 @@ class InternVL(VisionLanguageModel):
 
     def generate_structured(self, messages: Any, json_schema: dict, **generation: Any) -> ChatResult:
         """Like :meth:`chat`, with decoding constrained to ``json_schema`` (for the integrations)."""
-        from internvl_tools.structured import JSONSchemaLogitsProcessor, compile_json_schema, minimal_json_length
+        from internvl_tools.structured import (
+            JSONSchemaLogitsProcessor,
+            compile_json_schema,
+            escape_control_characters,
+            minimal_json_length,
+        )
 
         options = GenerationOptions.from_kwargs(generation)
         if options.stop:
@@ -761,7 +766,8 @@ class InternVL(VisionLanguageModel):
 
         reserve = minimal_json_length(json_schema)
         [(new, plen)] = self._generate([prepared], options, state, logits_processor_factory=factory)
-        return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+        result = self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+        return result.model_copy(update={"text": escape_control_characters(result.text)})
 
     def count_tokens(self, messages: Any) -> int:
         """The prompt length in tokens (text plus image tokens) that ``chat(messages)`` would send."""

@@ -27,6 +27,7 @@ __all__ = [
     "JSONSchemaLogitsProcessor",
     "compile_json_schema",
     "json_schema_of",
+    "escape_control_characters",
     "minimal_json_length",
     "validate_output",
 ]
@@ -87,7 +88,7 @@ def validate_output(text: str, schema: Any) -> Any:
             f"The model's answer is not complete JSON ({exc}); raise max_new_tokens. Answer: {text[:200]!r}"
         ) from exc
     if isinstance(schema, (Mapping, str)):
-        return data
+        return _validate_json_schema(data, json_schema_of(schema))
     if isinstance(schema, type) and hasattr(schema, "model_validate"):
         try:
             return schema.model_validate(data)
@@ -101,6 +102,47 @@ def validate_output(text: str, schema: Any) -> Any:
         return TypeAdapter(_compatible_typeddict(schema)).validate_python(data)
     except Exception as exc:
         raise StructuredOutputError(f"The answer does not validate against {schema!r}: {exc}") from exc
+
+
+def _validate_json_schema(data: Any, schema: dict[str, Any]) -> Any:
+    """Check ``data`` against a JSON-schema dict (the grammar enforces it; this is the second line of defence)."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(root)"
+        raise StructuredOutputError(f"The answer does not match the JSON schema at {where}: {exc.message}") from exc
+    except jsonschema.SchemaError as exc:
+        raise StructuredOutputError(f"The JSON schema itself is invalid: {exc.message}") from exc
+    return data
+
+
+def escape_control_characters(text: str) -> str:
+    """Escape raw control characters (U+0000-U+001F) inside JSON strings, which strict JSON parsers refuse.
+
+    Grammars for JSON strings may let a weak model write them; the escaped form means the same string.
+
+    >>> escape_control_characters('{"a": "x\x10y"}')
+    '{"a": "x\\u0010y"}'
+    """
+    out: list[str] = []
+    in_string = escape = False
+    for ch in text:
+        if in_string:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_string = False
+            elif ord(ch) < 0x20:
+                out.append(f"\\u{ord(ch):04x}")
+                continue
+        elif ch == '"':
+            in_string = True
+        out.append(ch)
+    return "".join(out)
 
 
 _COMPILERS: dict[int, Any] = {}

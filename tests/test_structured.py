@@ -83,3 +83,20 @@ def test_minimal_json_length_is_the_length_of_a_valid_shortest_object(kinds: lis
     shortest = {"string": "", "integer": 0, "boolean": True, "null": None, "number": 0}
     value = json.dumps({k: shortest[v["type"]] for k, v in props.items()})
     assert minimal_json_length(schema) == len(value)
+
+
+def test_dict_schemas_are_validated_on_our_side() -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "maximum": 5}}, "required": ["n"]}
+    assert validate_output('{"n": 3}', schema) == {"n": 3}
+    with pytest.raises(StructuredOutputError, match="at n"):
+        validate_output('{"n": 9}', schema)
+    with pytest.raises(StructuredOutputError, match="root"):
+        validate_output("{}", schema)
+
+
+@given(st.text())
+def test_escaping_control_characters_keeps_the_string(value: str) -> None:
+    from internvl_tools.structured import escape_control_characters
+
+    raw = '{"k": "' + value.replace("\\", "\\\\").replace('"', '\\"') + '"}'  # control characters left raw
+    assert json.loads(escape_control_characters(raw)) == {"k": value}

@@ -279,7 +279,8 @@ class InternVL(LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=pending)
                 pending = delta
             text += pending or ""
-            raw = self._stream_usage(core, text)
+            final = getattr(deltas, "result", None)  # the core's TextStream carries exact usage once exhausted
+            raw = self._raw(final) if final is not None else self._stream_usage(core, text)
             yield ChatResponse(
                 message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
                 delta=pending or "",
