@@ -348,3 +348,27 @@ def test_a_client_leaving_mid_stream_frees_the_engine(remote) -> None:
     started = time.perf_counter()
     assert remote.chat("Hello", max_new_tokens=2).usage.completion_tokens >= 1
     assert time.perf_counter() - started < full_s / 2
+
+
+# ------------------------------------------------------------------------------------------------ integrations
+
+
+def test_langchain_chat_model_pointed_at_the_server(server: str, local) -> None:
+    lc = pytest.importorskip("langchain_internvl")
+    from langchain_core.messages import HumanMessage
+
+    chat = lc.ChatInternVL(base_url=server + "/v1", api_key=API_KEY, max_tokens=12)
+    reply = chat.invoke([HumanMessage(content="Hello there")])
+    assert reply.content == local.chat("Hello there", max_new_tokens=12).text
+    assert reply.usage_metadata["input_tokens"] > 0
+    streamed = "".join(str(chunk.content) for chunk in chat.stream([HumanMessage(content="Hello there")]))
+    assert streamed == reply.content
+
+
+def test_llamaindex_llm_pointed_at_the_server(server: str, local) -> None:
+    llms = pytest.importorskip("llama_index.llms.internvl")
+    from llama_index.core.llms import ChatMessage
+
+    llm = llms.InternVL(base_url=server + "/v1", api_key=API_KEY, max_new_tokens=12)
+    response = llm.chat([ChatMessage(role="user", content="Hello there")])
+    assert response.message.content == local.chat("Hello there", max_new_tokens=12).text

@@ -82,7 +82,10 @@ class InternVLSettings(BaseModel):
 
         if self.base_url:
             key = self.api_key.get_secret_value() if self.api_key is not None else None
-            engine = InternVL.from_server(self.base_url, model=name, api_key=key)
+            # With no model named, ask the server which one it serves (GET /v1/models) instead of sending the
+            # local default's name.
+            served = name if (model or "model" in self.model_fields_set) else None
+            engine = InternVL.from_server(self.base_url, model=served, api_key=key)
         elif self.engine is not None:
             # A per-call model override next to a user-supplied engine: reuse that engine's policy.
             engine = InternVL.from_pretrained(name, media_policy=getattr(self.engine, "media_policy", None))

@@ -149,7 +149,8 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
     ) -> tuple[Any, str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
         """Resolve the engine, convert messages, and build the generation options of one call."""
         kwargs = dict(kwargs)
-        model = kwargs.pop("model", None) or self.model
+        override = kwargs.pop("model", None)
+        model = override or self.model
         response_format = kwargs.pop("response_format", None)
         gen: dict[str, Any] = {
             "max_new_tokens": self.max_tokens,
@@ -179,7 +180,10 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             if self.schema_in_prompt and schema != {"type": "object"}:
                 hint = f"\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
                 core[-1]["content"].append({"type": "text", "text": hint})
-        return self.get_engine(model), model, core, gen, schema
+        engine = self.get_engine(override)
+        if override is None and self.base_url and "model" not in self.model_fields_set:
+            model = getattr(engine, "model_name", model)  # the name the server reported
+        return engine, model, core, gen, schema
 
     def _message_metadata(self, result: Any, model: str) -> tuple[UsageMetadata, dict[str, Any]]:
         usage = result.usage
