@@ -119,7 +119,7 @@ def _validate_json_schema(data: Any, schema: dict[str, Any]) -> Any:
 
 
 def escape_control_characters(text: str) -> str:
-    """Escape raw control characters (U+0000-U+001F) inside JSON strings, which strict JSON parsers refuse.
+    r"""Escape raw control characters (U+0000-U+001F) inside JSON strings, which strict JSON parsers refuse.
 
     Grammars for JSON strings may let a weak model write them; the escaped form means the same string.
 
