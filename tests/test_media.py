@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
-from internvl_tools import media
+from internvl_tools import fetch, media
 from internvl_tools.errors import (
     ConfigError,
     FetchError,
@@ -619,7 +619,7 @@ def test_property_every_private_ipv4_is_blocked_in_any_spelling(net, offset, map
 
 
 def test_a_name_with_any_private_address_is_blocked(monkeypatch):
-    monkeypatch.setattr(media, "_resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
+    monkeypatch.setattr(fetch, "_resolve_host", lambda host, port: ["93.184.216.34", "10.0.0.7"])
     with pytest.raises(URLBlockedError, match=re.escape("10.0.0.7")):
         load_image("http://mixed.example/cat.png", policy=MediaPolicy(allow_remote=True))
 
@@ -781,7 +781,7 @@ def test_connects_to_the_checked_address_and_sends_the_original_host(server, mon
         calls.append(host)
         return ["127.0.0.1"]  # a real DNS lookup of this name would fail: only the pinned IP can work
 
-    monkeypatch.setattr(media, "_resolve_host", fake_resolver)
+    monkeypatch.setattr(fetch, "_resolve_host", fake_resolver)
     _Handler.seen_hosts.clear()
     out = load_image(f"http://images.invalid:{port}/img.png", policy=LOCAL)
     np.testing.assert_array_equal(pixels(out), PATTERN)
@@ -791,10 +791,10 @@ def test_connects_to_the_checked_address_and_sends_the_original_host(server, mon
 
 def test_a_host_name_can_be_exempted(server, monkeypatch):
     port = server.rsplit(":", 1)[1]
-    monkeypatch.setattr(media, "_resolve_host", lambda host, port: ["10.9.8.7"])
+    monkeypatch.setattr(fetch, "_resolve_host", lambda host, port: ["10.9.8.7"])
     with pytest.raises(URLBlockedError):
         load_image(f"http://intranet.invalid:{port}/img.png", policy=LOCAL)
-    monkeypatch.setattr(media, "_resolve_host", lambda host, port: ["127.0.0.1"])
+    monkeypatch.setattr(fetch, "_resolve_host", lambda host, port: ["127.0.0.1"])
     named = MediaPolicy(allow_remote=True, allow_private_hosts=frozenset({"intranet.invalid"}), timeout=5)
     np.testing.assert_array_equal(pixels(load_image(f"http://intranet.invalid:{port}/img.png", policy=named)), PATTERN)
 
