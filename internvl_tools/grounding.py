@@ -44,9 +44,12 @@ import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from internvl_tools.constants import DETECTION_PROMPT, GROUNDING_PROMPT, GROUNDING_SCALE, IMAGE_PLACEHOLDER
+
+# Drawing lives in its own module; re-exported here because the boxes' picture is part of the grounding API.
+from internvl_tools.drawing import DEFAULT_PALETTE, draw, draw_grounding
 from internvl_tools.errors import ConfigError
 from internvl_tools.schemas import (
     BoundingBox,
@@ -57,9 +60,6 @@ from internvl_tools.schemas import (
     WarningCode,
     _check_image_size,
 )
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    from PIL import Image
 
 __all__ = [
     "DEFAULT_PALETTE",
@@ -856,108 +856,3 @@ def write_jsonl(
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     return count
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Drawing
-# --------------------------------------------------------------------------------------------------------------
-
-#: Saturated colours that stay distinct from each other and from grey backgrounds.
-DEFAULT_PALETTE: tuple[tuple[int, int, int], ...] = (
-    (230, 25, 75),
-    (60, 180, 75),
-    (255, 225, 25),
-    (0, 130, 200),
-    (245, 130, 48),
-    (145, 30, 180),
-    (70, 240, 240),
-    (240, 50, 230),
-    (210, 245, 60),
-    (0, 128, 128),
-    (170, 110, 40),
-    (128, 0, 0),
-    (0, 0, 128),
-    (255, 105, 180),
-    (0, 255, 127),
-    (255, 69, 0),
-)
-
-
-def _pixel_rect(box: BoundingBox, width: int, height: int) -> tuple[int, int, int, int]:
-    """Inclusive pixel rectangle covered by a continuous box, inside the image."""
-    x1 = min(max(math.floor(box.x1), 0), width - 1)
-    y1 = min(max(math.floor(box.y1), 0), height - 1)
-    x2 = min(max(math.ceil(box.x2) - 1, x1), width - 1)
-    y2 = min(max(math.ceil(box.y2) - 1, y1), height - 1)
-    return x1, y1, x2, y2
-
-
-def draw(
-    image: Image.Image,
-    result: GroundingResult,
-    *,
-    width: int | None = None,
-    font_size: int | None = None,
-    palette: Sequence[tuple[int, int, int] | str] | None = None,
-    show_labels: bool = True,
-) -> Image.Image:
-    """Return a copy of ``image`` (RGB) with the boxes outlined and labelled; the input is not changed.
-
-    Outlines are drawn inside each box, ``width`` pixels thick (default scales with the image). Each label gets
-    one colour, in order of first appearance, from ``palette`` (RGB tuples or colour names). Label text sits on
-    a filled rectangle of the box's colour, black or white whichever contrasts, above the box (inside it when
-    there is no room). Boxes are scaled if ``image`` is not ``result.image_size``.
-
-    >>> from PIL import Image
-    >>> r = parse_grounding("<ref>cat</ref><box>[[100, 100, 600, 600]]</box>", (64, 48))
-    >>> draw(Image.new("RGB", (64, 48), "gray"), r).size
-    (64, 48)
-    """
-    from PIL import ImageColor, ImageDraw, ImageFont
-
-    canvas = image.convert("RGB")
-    if canvas is image:  # pragma: no cover - convert() always copies, but never draw on the caller's image
-        canvas = image.copy()
-    img_w, img_h = canvas.size
-    res_w, res_h = result.image_size
-    sx, sy = img_w / res_w, img_h / res_h
-    line = width if width is not None else max(2, round(min(img_w, img_h) / 250))
-    size = font_size if font_size is not None else max(10, round(min(img_w, img_h) / 40))
-    try:
-        font: Any = ImageFont.load_default(size=size)
-    except (TypeError, ImportError, OSError):  # pragma: no cover - Pillow without FreeType
-        font = ImageFont.load_default()
-    colours = [ImageColor.getrgb(c) if isinstance(c, str) else tuple(c) for c in (palette or DEFAULT_PALETTE)]
-    if not colours:
-        raise ConfigError("palette is empty; pass at least one colour or None for the default")
-    colour_of: dict[str | None, tuple[int, ...]] = {}
-    for obj in result.objects:
-        if obj.label not in colour_of:
-            colour_of[obj.label] = colours[len(colour_of) % len(colours)]
-
-    pen = ImageDraw.Draw(canvas)
-    placed: list[tuple[tuple[int, int, int, int], str | None, tuple[int, ...]]] = []
-    for obj in result.objects:
-        for box in obj.boxes:
-            rect = _pixel_rect(box.scaled(sx, sy), img_w, img_h)
-            pen.rectangle(rect, outline=colour_of[obj.label][:3], width=line)
-            placed.append((rect, obj.label, colour_of[obj.label]))
-    if not show_labels:
-        return canvas
-    pad = max(1, size // 6)
-    for (x1, y1, _, _), label, colour in placed:
-        if not label:
-            continue
-        left, top, right, bottom = pen.textbbox((0, 0), label, font=font)
-        box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
-        tx = max(0, min(x1, img_w - box_w))
-        ty = y1 - box_h if y1 - box_h >= 0 else y1
-        pen.rectangle((tx, ty, tx + box_w - 1, ty + box_h - 1), fill=colour[:3])
-        luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
-        ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
-        pen.text((tx + pad - left, ty + pad - top), label, fill=ink, font=font)
-    return canvas
-
-
-#: The name :func:`draw` goes by at the package top level (``internvl_tools.draw_grounding``).
-draw_grounding = draw
