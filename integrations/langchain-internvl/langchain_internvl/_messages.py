@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Sequence
 from itertools import islice
 from typing import Any
@@ -29,6 +28,8 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+
+from langchain_internvl._tools import render_tool_call
 
 __all__ = ["UnsupportedContentError", "to_core_messages"]
 
@@ -163,10 +164,10 @@ def _user_parts(blocks: Sequence[dict[str, Any]], policy: Any, max_pages: int, w
 def _assistant_text(message: AIMessage) -> str:
     texts = [b.get("text", "") for b in message.content_blocks if b.get("type") == "text"]
     text = "".join(texts)
-    # Keep earlier tool calls visible to the model as text: it has no native tool-call format.
+    # Earlier tool calls appear as the JSON object the model writes for a call under bind_tools (it has no
+    # native tool-call tokens), one per line.
     for call in message.tool_calls:
-        args = json.dumps(call.get("args", {}), ensure_ascii=False)
-        text += ("\n" if text else "") + f"Tool call {call.get('name')}({args})"
+        text += ("\n" if text else "") + render_tool_call(str(call.get("name")), call.get("args", {}))
     return text
 
 
@@ -190,11 +191,16 @@ def to_core_messages(
 ) -> list[dict[str, Any]]:
     """Convert LangChain messages to the core's chat dicts; raise :class:`UnsupportedContentError` on bad input."""
     out: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}  # tool_call_id -> tool name, for ToolMessages that carry no name
     for index, message in enumerate(messages):
         where = f"message {index} ({type(message).__name__})"
         role = _role(message)
         if role == "assistant":
-            text = _assistant_text(message) if isinstance(message, AIMessage) else str(message.text)
+            if isinstance(message, AIMessage):
+                call_names.update({str(c.get("id")): str(c.get("name")) for c in message.tool_calls})
+                text = _assistant_text(message)
+            else:
+                text = str(message.text)
             out.append({"role": "assistant", "content": [{"type": "text", "text": text}]})
             continue
         parts = _user_parts(message.content_blocks, policy, max_pdf_pages, where)
@@ -212,9 +218,9 @@ def to_core_messages(
                 out.append({"role": "user", "content": [{"type": "text", "text": f"[System] {text}"}]})
             continue
         if isinstance(message, (ToolMessage, FunctionMessage)):
-            name = getattr(message, "name", None) or "tool"
-            status = " (error)" if getattr(message, "status", "success") == "error" else ""
-            parts.insert(0, {"type": "text", "text": f"Result of tool {name}{status}:\n"})
+            name = getattr(message, "name", None) or call_names.get(str(getattr(message, "tool_call_id", ""))) or "tool"
+            status = ", error" if getattr(message, "status", "success") == "error" else ""
+            parts.insert(0, {"type": "text", "text": f"Tool result ({name}{status}):\n"})
         out.append({"role": "user", "content": parts or [{"type": "text", "text": ""}]})
     if not out:
         raise UnsupportedContentError("ChatInternVL needs at least one message.")

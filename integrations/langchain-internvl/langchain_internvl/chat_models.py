@@ -3,7 +3,7 @@
 >>> from langchain_internvl import ChatInternVL
 >>> llm = ChatInternVL(model="tiny", max_tokens=4)      # cheap: weights load on the first call
 >>> llm.profile["image_inputs"], llm.profile["tool_calling"]
-(True, False)
+(True, True)
 """
 
 from __future__ import annotations
@@ -22,15 +22,24 @@ from langchain_core.language_models.chat_models import BaseChatModel, LangSmithP
 from langchain_core.language_models.model_profile import ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
-from langchain_core.utils.function_calling import convert_to_json_schema
+from langchain_core.tools import BaseTool
+from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from pydantic import Field
 
 from langchain_internvl._config import InternVLSettings
 from langchain_internvl._messages import DEFAULT_MAX_PDF_PAGES, to_core_messages
+from langchain_internvl._tools import (
+    minimal_call_length,
+    normalize_tool_choice,
+    parse_tool_answer,
+    tool_call_schema,
+    tool_instructions,
+)
 
 __all__ = ["ChatInternVL"]
 
@@ -41,6 +50,9 @@ _GENERATION_KEYS = frozenset(
     {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "num_beams", "repetition_penalty", "seed"}
 )
 
+# Tokens beyond the shortest valid tool call that a small max_tokens is raised to (room for real argument values).
+_TOOL_CALL_SLACK = 32
+
 
 class ChatInternVL(InternVLSettings, BaseChatModel):
     """InternVL (local transformers weights, an existing engine, or an OpenAI-compatible server) as a chat model.
@@ -50,8 +62,15 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
     unless ``allow_remote_urls=True``; local paths only inside ``allowed_dirs``.
 
     Structured output runs through the engine's grammar-constrained decoding, so the answer always parses even
-    from small models: ``with_structured_output(Schema)``. There is no native tool calling (``bind_tools`` is not
-    implemented), so use this model inside chains and tools rather than as an agent's planner.
+    from small models: ``with_structured_output(Schema)``.
+
+    Tool calling (``bind_tools``) uses the same grammar: the tools (name, description, JSON-schema parameters) are
+    described in the prompt and the answer is constrained to ``{"tool": <name>, "arguments": {...}}`` for one of
+    the allowed tools (or ``{"answer": "..."}`` under ``tool_choice="auto"``), so every call is well-formed and its
+    arguments validate against the tool's schema. Choosing the right tool and values is up to the checkpoint: use
+    an instruction-following one (InternVL3 / 3.5); a random tiny test model produces valid but arbitrary calls.
+    One call per turn (an agent loop makes further calls in later turns). With tools bound, a ``max_tokens`` too
+    small for the shortest valid call is raised to fit it; a call cut off anyway arrives in ``invalid_tool_calls``.
 
     Example:
         .. code-block:: python
@@ -63,6 +82,13 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             msg = HumanMessage([{"type": "image", "url": "file://./images/receipt.png"},
                                 {"type": "text", "text": "What is the total?"}])
             llm.invoke([msg]).content
+
+            def get_weather(city: str) -> str:
+                "Current weather in a city."
+                return "sunny"
+
+            llm.bind_tools([get_weather], tool_choice="any").invoke("Weather in Paris?").tool_calls
+            # [{'name': 'get_weather', 'args': {'city': 'Paris'}, 'id': 'call_...', 'type': 'tool_call'}]
     """
 
     temperature: float | None = None
@@ -120,8 +146,8 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             image_tool_message=True,
             pdf_tool_message=True,
             text_outputs=True,
-            tool_calling=False,
-            tool_choice=False,
+            tool_calling=True,
+            tool_choice=True,
             structured_output=True,
         )
 
@@ -146,12 +172,18 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
 
     def _request(
         self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
-    ) -> tuple[Any, str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None]:
-        """Resolve the engine, convert messages, and build the generation options of one call."""
+    ) -> tuple[Any, str, list[dict[str, Any]], dict[str, Any], dict[str, Any] | None, bool]:
+        """Resolve the engine, convert messages, and build the generation options of one call.
+
+        The last item says whether the answer is a tool-call object (tools bound and callable) to be parsed.
+        """
         kwargs = dict(kwargs)
         override = kwargs.pop("model", None)
         model = override or self.model
         response_format = kwargs.pop("response_format", None)
+        tools = [convert_to_openai_tool(t) for t in kwargs.pop("tools", None) or []]
+        choice = normalize_tool_choice(kwargs.pop("tool_choice", None), tools)
+        kwargs.pop("parallel_tool_calls", None)  # accepted; one call per turn (see bind_tools)
         gen: dict[str, Any] = {
             "max_new_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -166,7 +198,7 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         if unknown:
             raise ValueError(
                 f"ChatInternVL got unsupported call option(s) {unknown}; supported: model, response_format, "
-                f"max_tokens, {', '.join(sorted(_GENERATION_KEYS))}, stop. (bind_tools is not implemented.)"
+                f"tools, tool_choice, max_tokens, {', '.join(sorted(_GENERATION_KEYS))}, stop."
             )
         gen.update(kwargs)
         stops = stop if stop is not None else self.stop
@@ -174,8 +206,24 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             gen["stop"] = list(stops)
         gen = {k: v for k, v in gen.items() if v is not None}
         schema = _grammar_schema(response_format)
+        tool_mode = bool(tools) and choice != "none"
+        if tool_mode and schema is not None:
+            raise ValueError(
+                "Both tools and response_format are set; ChatInternVL constrains one answer to one grammar. Use "
+                "bind_tools for tool calls or with_structured_output for a schema, not both at once."
+            )
         core = to_core_messages(messages, self.build_media_policy(), max_pdf_pages=self.max_pdf_pages)
-        if schema is not None:
+        if tool_mode:
+            schema = tool_call_schema(tools, choice)
+            # Stated next to the question (the recency helps small models); the grammar enforces it either way.
+            core[-1]["content"].append({"type": "text", "text": tool_instructions(tools, choice)})
+            gen.pop("stop", None)
+            # A budget too small for any complete call would only ever produce broken JSON: leave room for the
+            # shortest valid call of every allowed tool (a token writes one character or more) plus some slack.
+            floor = minimal_call_length(tools, choice) + _TOOL_CALL_SLACK
+            if gen.get("max_new_tokens") is not None and gen["max_new_tokens"] < floor:
+                gen["max_new_tokens"] = floor
+        elif schema is not None:
             gen.pop("stop", None)  # the grammar decides where the answer ends
             if self.schema_in_prompt and schema != {"type": "object"}:
                 hint = f"\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
@@ -183,7 +231,7 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         engine = self.get_engine(override)
         if override is None and self.base_url and "model" not in self.model_fields_set:
             model = getattr(engine, "model_name", model)  # the name the server reported
-        return engine, model, core, gen, schema
+        return engine, model, core, gen, schema, tool_mode
 
     def _message_metadata(self, result: Any, model: str) -> tuple[UsageMetadata, dict[str, Any]]:
         usage = result.usage
@@ -215,10 +263,20 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        engine, model, core, gen, schema = self._request(messages, stop, kwargs)
+        engine, model, core, gen, schema, tool_mode = self._request(messages, stop, kwargs)
         result = self._run_once(engine, core, gen, schema)
         usage, metadata = self._message_metadata(result, model)
-        message = AIMessage(content=result.text, usage_metadata=usage, response_metadata=metadata)
+        if tool_mode:
+            content, calls, invalid = parse_tool_answer(result.text)
+            message = AIMessage(
+                content=content,
+                tool_calls=calls,
+                invalid_tool_calls=invalid,
+                usage_metadata=usage,
+                response_metadata=metadata,
+            )
+        else:
+            message = AIMessage(content=result.text, usage_metadata=usage, response_metadata=metadata)
         return ChatResult(
             generations=[ChatGeneration(message=message, generation_info={"finish_reason": result.finish_reason})],
             llm_output={"model_name": metadata["model_name"]},
@@ -231,19 +289,34 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        engine, model, core, gen, schema = self._request(messages, stop, kwargs)
+        engine, model, core, gen, schema, tool_mode = self._request(messages, stop, kwargs)
         if schema is not None:
-            # Constrained decoding is not streamed by the engine: the JSON arrives as one chunk.
+            # Constrained decoding is not streamed by the engine: the JSON (or the tool call) arrives as one chunk.
             result = self._run_once(engine, core, gen, schema)
             usage, metadata = self._message_metadata(result, model)
-            chunk = ChatGenerationChunk(
-                message=AIMessageChunk(
-                    content=result.text, usage_metadata=usage, response_metadata=metadata, chunk_position="last"
-                ),
-                generation_info={"finish_reason": result.finish_reason},
-            )
-            if run_manager is not None and result.text:
-                run_manager.on_llm_new_token(result.text, chunk=chunk)
+            text = result.text
+            if tool_mode:
+                text, calls, invalid = parse_tool_answer(result.text)
+                message = AIMessageChunk(
+                    content=text,
+                    tool_call_chunks=[
+                        tool_call_chunk(name=c["name"], args=json.dumps(c["args"], ensure_ascii=False),
+                                        id=c["id"], index=0)
+                        for c in calls
+                    ] + [
+                        tool_call_chunk(name=c["name"], args=c["args"], id=c["id"], index=0) for c in invalid
+                    ],
+                    usage_metadata=usage,
+                    response_metadata=metadata,
+                    chunk_position="last",
+                )  # fmt: skip
+            else:
+                message = AIMessageChunk(
+                    content=text, usage_metadata=usage, response_metadata=metadata, chunk_position="last"
+                )
+            chunk = ChatGenerationChunk(message=message, generation_info={"finish_reason": result.finish_reason})
+            if run_manager is not None:
+                run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
             return
         pieces: list[str] = []
@@ -327,6 +400,34 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             cancelled.set()
             if worker.done():
                 worker.result()
+
+    # ------------------------------------------------------------------------------------------------ tools
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable | BaseTool],
+        *,
+        tool_choice: dict | str | bool | None = None,
+        parallel_tool_calls: bool | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind tools (dicts, Pydantic models, functions or ``BaseTool``s) for grammar-constrained tool calls.
+
+        ``tool_choice``: ``None``/``"auto"`` (a tool call or a text answer), ``"any"``/``"required"``/``True``
+        (some tool must be called), a tool name or ``{"type": "function", "function": {"name": ...}}`` (that
+        tool), ``"none"`` (answer in text). ``parallel_tool_calls`` is accepted, but each turn makes at most one
+        call. ``strict`` is accepted and ignored: the grammar always holds the arguments to the tool's schema.
+
+        >>> llm = ChatInternVL(model="tiny")
+        >>> ping = {"type": "function", "function": {"name": "ping", "parameters": {}}}
+        >>> bound = llm.bind_tools([ping], tool_choice="ping")
+        >>> bound.kwargs["tool_choice"]
+        {'type': 'function', 'function': {'name': 'ping'}}
+        """
+        formatted = [convert_to_openai_tool(tool) for tool in tools]
+        choice = normalize_tool_choice(tool_choice, formatted)
+        return super().bind(tools=formatted, tool_choice=choice, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ structured
 

@@ -23,6 +23,14 @@ class TestChatInternVLIntegration(ChatModelIntegrationTests):
         return {"model": tiny_path(), "device": "cpu", "max_tokens": 48, "temperature": 0}
 
     @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
     def supports_image_inputs(self) -> bool:
         return True
 
@@ -38,9 +46,11 @@ class TestChatInternVLIntegration(ChatModelIntegrationTests):
 
     @property
     def supports_image_tool_message(self) -> bool:
-        # The standard test calls bind_tools, which ChatInternVL does not implement (no native tool calling);
-        # images in ToolMessages are tested in test_chat_behaviour.py.
-        return False
+        return True
+
+    @property
+    def supports_pdf_tool_message(self) -> bool:
+        return True
 
     @property
     def model_override_value(self) -> str:
@@ -57,3 +67,36 @@ class TestChatInternVLIntegration(ChatModelIntegrationTests):
     )
     def test_json_mode(self, model: BaseChatModel) -> None:
         super().test_json_mode(model)
+
+    # Tool calls from the random tiny model are structurally valid (name, id, type, args that validate against the
+    # tool's schema: see test_tool_calling.py); these standard tests also check the argument *values*.
+    @pytest.mark.xfail(
+        reason="Needs a model's intelligence: asserts args == {'input': 3} for 'magic_function(3)'; the random "
+        "tiny model writes a valid but arbitrary integer."
+    )
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    def test_tool_calling(self, model: BaseChatModel) -> None:
+        super().test_tool_calling(model)
+
+    @pytest.mark.xfail(
+        reason="Needs a model's intelligence: asserts args == {'input': 3} for 'magic_function(3)'; the random "
+        "tiny model writes a valid but arbitrary integer."
+    )
+    async def test_tool_calling_async(self, model: BaseChatModel) -> None:
+        await super().test_tool_calling_async(model)
+
+    @pytest.mark.xfail(
+        reason="Needs a model's intelligence: asserts a non-empty 'answer_style' for 'generate a Pirate greeting'; "
+        "the random tiny model writes a valid but arbitrary (here empty) string."
+    )
+    def test_bind_runnables_as_tools(self, model: BaseChatModel) -> None:
+        super().test_bind_runnables_as_tools(model)
+
+    @pytest.mark.xfail(
+        reason="Needs a model's intelligence: asserts the customer_name argument copies '你好' from the prompt; the "
+        "random tiny model writes a valid but arbitrary string (unicode round-trips: test_tool_calling.py)."
+    )
+    def test_unicode_tool_call_integration(
+        self, model: BaseChatModel, *, tool_choice: str | None = None, force_tool_call: bool = True
+    ) -> None:
+        super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)

@@ -64,7 +64,7 @@ def test_structured_output_rejects_unknown_arguments_and_methods() -> None:
 
 def test_unknown_call_options_are_refused_before_any_model_work() -> None:
     with pytest.raises(ValueError, match="unsupported call option"):
-        ChatInternVL(model="tiny").invoke("hi", tools=[{"name": "x"}])
+        ChatInternVL(model="tiny").invoke("hi", functions=[{"name": "x"}])
 
 
 def test_file_id_inputs_fail_before_loading_weights() -> None:

@@ -19,6 +19,14 @@ class TestChatInternVLUnit(ChatModelUnitTests):
         return {"model": "tiny", "device": "cpu"}
 
     @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
     def supports_image_inputs(self) -> bool:
         return True
 

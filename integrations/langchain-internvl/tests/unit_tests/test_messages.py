@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 
 import pytest
@@ -53,8 +54,9 @@ def test_roles_and_order_are_kept_for_system_history_and_tool_results() -> None:
     core = to_core_messages(messages, MediaPolicy())
     assert [m["role"] for m in core] == ["system", "user", "assistant", "user"]
     assert kinds(core) == [["text"], ["image", "text"], ["text"], ["text", "image"]]
-    assert 'zoom({"x": 1})' in core[2]["content"][0]["text"]
-    assert "zoom" in core[3]["content"][0]["text"]
+    # The assistant turn shows the call as the JSON the model writes under bind_tools; the result names the tool.
+    assert json.loads(core[2]["content"][0]["text"]) == {"tool": "zoom", "arguments": {"x": 1}}
+    assert core[3]["content"][0]["text"].startswith("Tool result (zoom)")
 
 
 def test_http_urls_are_refused_unless_enabled() -> None:
