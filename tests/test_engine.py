@@ -375,3 +375,15 @@ def test_stream_result_matches_chat(tiny_engine: InternVL) -> None:
     assert stream.result.text == text == chat.text
     assert stream.result.usage == chat.usage
     assert stream.result.finish_reason == chat.finish_reason
+
+
+def test_trust_remote_code_is_opt_in_and_failures_list_known_problems() -> None:
+    from internvl_tools.errors import ModelLoadError
+    from internvl_tools.testing import tiny_checkpoint
+
+    path = tiny_checkpoint("internlm2", "original")
+    assert InternVL.from_pretrained(str(path)).trust_remote_code is False
+    assert InternVL.from_pretrained(str(path)).load().model.__class__.__name__ == "InternVLForConditionalGeneration"
+    with pytest.raises(ModelLoadError, match="Known problems") as info:
+        InternVL.from_pretrained(str(path), trust_remote_code=True).load()
+    assert "without trust_remote_code" in str(info.value)
