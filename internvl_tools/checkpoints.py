@@ -100,6 +100,15 @@ class CheckpointInfo:
     system_message: str | None
     raw_config: dict[str, Any] = field(repr=False, compare=False)
 
+    @property
+    def num_hidden_layers(self) -> int:
+        """Decoder layers of the language model (what ``device_map="balanced"`` spreads over GPUs)."""
+        text = self.raw_config.get("llm_config") or self.raw_config.get("text_config") or {}
+        layers = text.get("num_hidden_layers")
+        if not layers:
+            raise ConfigError(f"{self.path}: the config does not say how many decoder layers the model has.")
+        return int(layers)
+
 
 def _detect_template(config: Mapping[str, Any]) -> str:
     try:
@@ -388,6 +397,12 @@ def load_model(
         path, revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
     )
     info = read_checkpoint_info(directory)
+    if device_map == "balanced":
+        from internvl_tools.device import balanced_device_map
+
+        if not torch.cuda.is_available():
+            raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
+        device_map = balanced_device_map(info.num_hidden_layers, torch.cuda.device_count())
     if trust_remote_code:
         return _load_remote(directory, info, dtype=dtype, device_map=device_map)
     tokenizer = load_tokenizer(directory, info)
@@ -417,7 +432,13 @@ def load_model(
         model.set_attn_implementation(attn_implementation)
     if device_map is not None:
         if isinstance(device_map, dict):
-            raise ConfigError("a device_map dict is not supported for original-format checkpoints; pass a device")
+            # Module names are the native ones (the weights were mapped), so native device maps apply as they are.
+            from accelerate import dispatch_model
+
+            try:
+                return dispatch_model(model, device_map=device_map).eval(), tokenizer, info
+            except (ValueError, KeyError) as exc:
+                raise ConfigError(f"device_map does not fit the model's modules: {exc}") from exc
         device = device_map
         if device_map == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

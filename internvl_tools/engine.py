@@ -231,11 +231,9 @@ class InternVL(VisionLanguageModel):
         return loaded
 
     def _load(self, source: str) -> _Loaded:
-        import torch
 
         from internvl_tools.checkpoints import load_model
         from internvl_tools.device import (
-            balanced_device_map,
             quantization_config,
             resolve_attn_implementation,
             resolve_device,
@@ -247,14 +245,7 @@ class InternVL(VisionLanguageModel):
         dtype = resolve_dtype(self.dtype, device)
         attn = resolve_attn_implementation(self.attn_implementation, device, dtype)
         quant = quantization_config(self.quantization, dtype)
-        device_map: Any = self.device_map
-        if device_map == "balanced":
-            if not torch.cuda.is_available():
-                raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
-            from internvl_tools.checkpoints import read_checkpoint_info
-
-            info = read_checkpoint_info(source)
-            device_map = balanced_device_map(info.num_hidden_layers, torch.cuda.device_count())
+        device_map: Any = self.device_map  # "balanced" is computed by load_model from the resolved config
         model, tokenizer, info = load_model(
             source,
             dtype=dtype,

@@ -622,3 +622,35 @@ def test_unsupported_original_language_model_is_a_config_error(tmp_path: Path) -
     config = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["GptOssForCausalLM"]}}
     with pytest.raises(ConfigError, match="gpt_oss"):
         native_config_from_original(config, image_token_id=1)
+
+
+def test_device_maps_apply_to_mapped_original_checkpoints(tmp_path) -> None:
+    """A native-named device map (the balanced recipe) places an original-format checkpoint's modules; on CPU every
+    'GPU' is the CPU, so the dispatch path runs here and the logits do not change."""
+    import torch
+
+    from internvl_tools.checkpoints import load_model, read_checkpoint_info
+    from internvl_tools.device import balanced_device_map
+    from internvl_tools.testing import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(tmp_path / "ckpt", "qwen2", "original")
+    info = read_checkpoint_info(path)
+    assert info.num_hidden_layers == 2
+    device_map = {name: "cpu" for name in balanced_device_map(info.num_hidden_layers, 2)}
+    plain, tokenizer, _ = load_model(path)
+    mapped, _, _ = load_model(path, device_map=device_map)
+    ids = torch.tensor([tokenizer("Hello there", add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        assert torch.equal(plain(input_ids=ids).logits, mapped(input_ids=ids).logits)
+
+
+def test_balanced_device_map_needs_cuda(tmp_path) -> None:
+    import pytest as _pytest
+
+    from internvl_tools.checkpoints import load_model
+    from internvl_tools.errors import ConfigError
+    from internvl_tools.testing import make_tiny_checkpoint
+
+    path = make_tiny_checkpoint(tmp_path / "ckpt", "qwen2", "native")
+    with _pytest.raises(ConfigError, match="CUDA"):
+        load_model(path, device_map="balanced")
