@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,11 @@ from internvl_tools.errors import (
     ContextLengthError,
     GenerationError,
     InternVLError,
-    ModelLoadError,
 )
 from internvl_tools.generation import (
     GenerationOptions,
     TextStream,
     _Cancelled,
-    _chat_special_ids,
     _cut_at_stop,
     _decode,
     _encode,
@@ -38,30 +36,17 @@ from internvl_tools.generation import (
     _StopStrings,
     _visible_text,
 )
+from internvl_tools.loading import (
+    REGISTRY,
+    REGISTRY_LOCK,
+    LoadedModel,
+    load_shared,
+    resolve_model_source,
+)
 from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
 from internvl_tools.results import ChatResult, Usage
 
 __all__ = ["GenerationOptions", "InternVL"]
-
-
-@dataclass
-class _Loaded:
-    """Weights, tokenizer and facts of one loaded checkpoint, shared by every engine that asks for it."""
-
-    model: Any
-    tokenizer: Any
-    info: Any
-    template: Any
-    device: Any
-    dtype: Any
-    eos_token_id: int
-    pad_token_id: int
-    drop_ids: frozenset[int]
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_REGISTRY: dict[tuple, _Loaded] = {}
-_REGISTRY_LOCK = threading.Lock()
 
 
 @dataclass
@@ -73,36 +58,6 @@ class _Prepared:
     num_tiles: int
     image_tokens: int
     text: str
-
-
-#: Names that load the demonstration model shipped inside the package (see ``internvl_tools/demo/model``).
-DEMO_MODEL_NAMES = ("demo", "internvl-tools/demo")
-
-
-def resolve_model_source(model: str | Path) -> str:
-    """Map the package's own names to local directories; anything else is returned as given.
-
-    ``"tiny"`` (and ``"tiny-<family>[-original]"``) → a tiny random checkpoint built offline (meaningless answers);
-    ``"demo"`` / ``"internvl-tools/demo"`` → the small demonstration model trained by us on synthetic documents.
-    """
-    name = str(model)
-    if name == "tiny" or name.startswith("tiny-"):
-        from internvl_tools.testing import tiny_checkpoint
-
-        family = name.split("-", 1)[1] if "-" in name else "qwen2"
-        fmt = "native"
-        if family.endswith("-original"):
-            family, fmt = family.removesuffix("-original"), "original"
-        return str(tiny_checkpoint(family=family, format=fmt))
-    if name in DEMO_MODEL_NAMES:
-        directory = Path(__file__).resolve().parent / "demo" / "model"
-        if not (directory / "config.json").is_file():
-            raise ModelLoadError(
-                f"The demo model is not in this installation ({directory} has no config.json); reinstall "
-                "internvl-tools, or use MODEL=tiny."
-            )
-        return str(directory)
-    return name
 
 
 class InternVL(VisionLanguageModel):
@@ -172,7 +127,7 @@ class InternVL(VisionLanguageModel):
         self.preprocess = preprocess
         self.prompt_format = prompt_format
         self.media_policy = media_policy
-        self._loaded: _Loaded | None = None
+        self._loaded: LoadedModel | None = None
 
     @classmethod
     def from_pretrained(cls, model_id_or_path: str | Path, **kwargs: Any) -> InternVL:
@@ -218,68 +173,17 @@ class InternVL(VisionLanguageModel):
     def is_loaded(self) -> bool:
         return self._loaded is not None
 
-    def _state(self) -> _Loaded:
+    def _state(self) -> LoadedModel:
         if self._loaded is not None:
             return self._loaded
         key = self._registry_key()
-        with _REGISTRY_LOCK:
-            loaded = _REGISTRY.get(key)
+        with REGISTRY_LOCK:
+            loaded = REGISTRY.get(key)
             if loaded is None:
-                loaded = self._load(key[0])
-                _REGISTRY[key] = loaded
+                loaded = load_shared(key[0], self)
+                REGISTRY[key] = loaded
         self._loaded = loaded
         return loaded
-
-    def _load(self, source: str) -> _Loaded:
-
-        from internvl_tools.checkpoints import load_model
-        from internvl_tools.device import (
-            quantization_config,
-            resolve_attn_implementation,
-            resolve_device,
-            resolve_dtype,
-        )
-        from internvl_tools.prompts import get_template
-
-        device = resolve_device(self.device)
-        dtype = resolve_dtype(self.dtype, device)
-        attn = resolve_attn_implementation(self.attn_implementation, device, dtype)
-        quant = quantization_config(self.quantization, dtype)
-        device_map: Any = self.device_map  # "balanced" is computed by load_model from the resolved config
-        model, tokenizer, info = load_model(
-            source,
-            dtype=dtype,
-            device_map=device_map,
-            attn_implementation=attn,
-            quantization_config=quant,
-            trust_remote_code=self.trust_remote_code,
-            revision=self.revision,
-            local_files_only=self.local_files_only,
-        )
-        if device_map is None and quant is None:
-            model.to(device)
-        model.eval()
-        template = get_template(self.template_name or info.template)
-        eos = tokenizer.convert_tokens_to_ids(template.stop_token)
-        if eos is None or (isinstance(eos, int) and eos < 0) or eos == getattr(tokenizer, "unk_token_id", object()):
-            raise ModelLoadError(
-                f"The tokenizer of {self.model_name!r} has no {template.stop_token!r} token, which template "
-                f"{template.name!r} ends turns with; pass template=... matching the checkpoint."
-            )
-        pad = tokenizer.pad_token_id
-        if pad is None:
-            pad = eos
-        return _Loaded(
-            model=model,
-            tokenizer=tokenizer,
-            info=info,
-            template=template,
-            device=next(model.parameters()).device,
-            dtype=dtype,
-            eos_token_id=int(eos),
-            pad_token_id=int(pad),
-            drop_ids=frozenset(_chat_special_ids(tokenizer)),
-        )
 
     @property
     def info(self) -> Any:
@@ -302,15 +206,15 @@ class InternVL(VisionLanguageModel):
     def unload(self) -> None:
         """Drop this engine's reference to the weights (and the shared registry's, so memory can be freed)."""
         if self._loaded is not None:
-            with _REGISTRY_LOCK:
-                for key, value in list(_REGISTRY.items()):
+            with REGISTRY_LOCK:
+                for key, value in list(REGISTRY.items()):
                     if value is self._loaded:
-                        del _REGISTRY[key]
+                        del REGISTRY[key]
             self._loaded = None
 
     # ------------------------------------------------------------------------------------------------ preparing
 
-    def _budget(self, state: _Loaded) -> int:
+    def _budget(self, state: LoadedModel) -> int:
         info = state.info
         if not getattr(info, "dynamic_image_size", True):
             return 1
@@ -318,7 +222,7 @@ class InternVL(VisionLanguageModel):
             return int(self.max_tiles)
         return int(getattr(info, "max_dynamic_patch", None) or 12)
 
-    def _tile(self, image: Any, max_tiles: int, state: _Loaded) -> Any:
+    def _tile(self, image: Any, max_tiles: int, state: LoadedModel) -> Any:
         from internvl_tools.media import load_image
         from internvl_tools.tiling import tile_image
 
@@ -335,7 +239,7 @@ class InternVL(VisionLanguageModel):
             std=tuple(info.image_std),
         )
 
-    def _video(self, part: VideoPart, state: _Loaded) -> Any:
+    def _video(self, part: VideoPart, state: LoadedModel) -> Any:
         from internvl_tools.video import load_video
 
         info = state.info
@@ -352,7 +256,7 @@ class InternVL(VisionLanguageModel):
             std=tuple(info.image_std),
         )
 
-    def _prepare(self, messages: Any, state: _Loaded) -> _Prepared:
+    def _prepare(self, messages: Any, state: LoadedModel) -> _Prepared:
         import torch
 
         from internvl_tools.prompts import ImageSlot, PromptTurn, VideoSlot, build_chat_prompt
@@ -405,7 +309,7 @@ class InternVL(VisionLanguageModel):
             text=text,
         )
 
-    def _checkpoint_prompt(self, msgs: list[Message], turns: list[Any], state: _Loaded) -> tuple[str, list[int]]:
+    def _checkpoint_prompt(self, msgs: list[Message], turns: list[Any], state: LoadedModel) -> tuple[str, list[int]]:
         """Render with the tokenizer's own chat template, then expand its image placeholders in order.
 
         The ``-hf`` template writes ``<IMG_CONTEXT>`` for each image and ``<video>`` for each video, which the
@@ -450,7 +354,7 @@ class InternVL(VisionLanguageModel):
             raise ConfigError("The checkpoint's chat template dropped an image; use prompt_format='official'.")
         return expand_image_placeholders(text, patches, state.info.tokens_per_tile), patches
 
-    def _check_context(self, prepared: _Prepared, options: GenerationOptions, state: _Loaded) -> int:
+    def _check_context(self, prepared: _Prepared, options: GenerationOptions, state: LoadedModel) -> int:
         """Refuse prompts that cannot fit; return the number of new tokens that can be generated."""
         context = int(state.info.context_length)
         prompt = len(prepared.input_ids)
@@ -477,7 +381,7 @@ class InternVL(VisionLanguageModel):
         self,
         prepared: list[_Prepared],
         options: GenerationOptions,
-        state: _Loaded,
+        state: LoadedModel,
         *,
         on_tokens: Any = None,
         logits_processor_factory: Any = None,
@@ -545,7 +449,7 @@ class InternVL(VisionLanguageModel):
         self,
         inputs: dict[str, Any],
         options: GenerationOptions,
-        state: _Loaded,
+        state: LoadedModel,
         max_new: int,
         processors: list[Any],
         criteria: list[Any],
@@ -582,7 +486,7 @@ class InternVL(VisionLanguageModel):
         prompt_len: int,
         prepared: _Prepared,
         options: GenerationOptions,
-        state: _Loaded,
+        state: LoadedModel,
         max_new: int,
     ) -> ChatResult:
         """Turn new token ids into a ChatResult: cut at the end-of-turn token and stop sequences."""
@@ -678,7 +582,7 @@ class InternVL(VisionLanguageModel):
         return stream
 
     def _stream_prepared(
-        self, prepared: _Prepared, options: GenerationOptions, state: _Loaded, sink: TextStream
+        self, prepared: _Prepared, options: GenerationOptions, state: LoadedModel, sink: TextStream
     ) -> Iterator[str]:
         import queue
 

@@ -26,8 +26,8 @@ from internvl_tools.errors import DependencyMissingError, StructuredOutputError
 __all__ = [
     "JSONSchemaLogitsProcessor",
     "compile_json_schema",
-    "json_schema_of",
     "escape_control_characters",
+    "json_schema_of",
     "minimal_json_length",
     "validate_output",
 ]
@@ -43,7 +43,7 @@ def _compatible_typeddict(schema: Any) -> Any:
         return schema
     import typing_extensions
 
-    rebuilt = typing_extensions.TypedDict(schema.__name__, dict(schema.__annotations__), total=schema.__total__)
+    rebuilt = typing_extensions.TypedDict(schema.__name__, dict(schema.__annotations__), total=schema.__total__)  # noqa: UP013 - built from a runtime annotation dict
     rebuilt.__doc__ = schema.__doc__
     return rebuilt
 

@@ -13,16 +13,21 @@ from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, nor
     [
         ("Hello", [["TextPart"]]),
         ({"role": "user", "content": "Hi"}, [["TextPart"]]),
-        ([{"role": "user", "content": [{"type": "image", "image": "a.png"}, {"type": "text", "text": "Q"}]}],
-         [["ImagePart", "TextPart"]]),
-        ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}],
-         [["ImagePart"]]),
+        (
+            [{"role": "user", "content": [{"type": "image", "image": "a.png"}, {"type": "text", "text": "Q"}]}],
+            [["ImagePart", "TextPart"]],
+        ),
+        (
+            [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}}]}],
+            [["ImagePart"]],
+        ),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": "http://x/y.png"}]}], [["ImagePart"]]),
-        ([{"role": "user", "content": [{"type": "image", "base64": "AA", "mime_type": "image/png"}]}],
-         [["ImagePart"]]),
+        ([{"role": "user", "content": [{"type": "image", "base64": "AA", "mime_type": "image/png"}]}], [["ImagePart"]]),
         ([{"role": "user", "content": [{"type": "video", "video": "v.mp4", "num_frames": 4}]}], [["VideoPart"]]),
-        ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": ["plain", {"text": "t"}]}],
-         [["TextPart"], ["TextPart", "TextPart"]]),
+        (
+            [{"role": "system", "content": "Be brief."}, {"role": "user", "content": ["plain", {"text": "t"}]}],
+            [["TextPart"], ["TextPart", "TextPart"]],
+        ),
     ],
 )
 def test_accepted_forms(raw: object, kinds: list[list[str]]) -> None:
@@ -31,7 +36,9 @@ def test_accepted_forms(raw: object, kinds: list[list[str]]) -> None:
 
 
 def test_base64_block_becomes_a_data_uri() -> None:
-    [msg] = normalize_messages([{"role": "user", "content": [{"type": "image", "base64": "AA", "mime_type": "image/png"}]}])
+    [msg] = normalize_messages(
+        [{"role": "user", "content": [{"type": "image", "base64": "AA", "mime_type": "image/png"}]}]
+    )
     assert msg.content[0].image == "data:image/png;base64,AA"
 
 

@@ -30,7 +30,9 @@ class PointDict(TypedDict):
     y: int
 
 
-@pytest.mark.parametrize("schema", [Point, PointV1, PointDict, Point.model_json_schema(), json.dumps(Point.model_json_schema())])
+@pytest.mark.parametrize(
+    "schema", [Point, PointV1, PointDict, Point.model_json_schema(), json.dumps(Point.model_json_schema())]
+)
 def test_schema_forms(schema: object) -> None:
     out = json_schema_of(schema)
     assert out["type"] == "object"

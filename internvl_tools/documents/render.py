@@ -81,9 +81,9 @@ def default_longest_side(image_size: int = 448, max_tiles: int = 12) -> int:
 DEFAULT_LONGEST_SIDE = default_longest_side()
 
 #: ``backend="auto"`` renders PDFs with at least this many selected pages in a worker process (crash isolation,
-#: PDFium memory kept out of the caller), shorter ones in a thread (faster for everyday documents). On the 2-core dev box the thread path renders and
-#: tiles about 2x more pages/s (no raw-bitmap IPC), see ``benchmarks/documents.py``; pass ``backend="thread"``
-#: when speed matters more than isolation.
+#: PDFium memory kept out of the caller), shorter ones in a thread (faster for everyday documents). On the 2-core
+#: dev box the thread path renders and tiles about 2x more pages/s (no raw-bitmap IPC), see
+#: ``benchmarks/documents.py``; pass ``backend="thread"`` when speed matters more than isolation.
 PROCESS_MIN_PAGES = 64
 
 #: Refuse to allocate a bitmap above this many pixels (a 1-metre poster at 600 DPI); lower ``dpi`` instead.
