@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/python -m internvl_tools.demo --model '$(MODEL)'
 
 test: install
-	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900
+	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900 $(PYTEST_ARGS)
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/unit_tests --disable-socket --allow-unix-socket
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900
 	cd integrations/llama-index-llms-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
