@@ -50,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=DEFAULT_MODEL, help="hub id, local checkpoint directory, or 'tiny'")
     parser.add_argument("--question", default=None, help="question about the sample page")
     parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument(
+        "--document-job",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also read a generated scanned PDF and report accuracy (default: on for the demo model)",
+    )
     args = parser.parse_args(argv)
+    if args.document_job is None:
+        args.document_job = args.model in ("demo", "internvl-tools/demo")
 
     from internvl_tools.demo.sample import SAMPLE_PAGE, SAMPLE_QUESTION
     from internvl_tools.engine import InternVL
@@ -63,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model == "tiny" or args.model.startswith("tiny-"):
         print("NOTE: 'tiny' is a tiny random checkpoint built offline to exercise the real code path;")
         print("      its answers are meaningless text.")
+    if args.model in ("demo", "internvl-tools/demo"):
+        print("NOTE: 'demo' is a small demonstration model we trained on synthetic documents only;")
+        print("      it reads our generated pages, not real-world documents (see internvl_tools/demo/model).")
     question = args.question or SAMPLE_QUESTION
     vlm = InternVL.from_pretrained(args.model)
     try:
@@ -87,6 +98,16 @@ def main(argv: list[str] | None = None) -> int:
             print(delta, end="", flush=True)
         print()
         print(f"({time.perf_counter() - loaded:.1f} s)")
+        if args.document_job:
+            import tempfile
+
+            from internvl_tools.demo.evaluate import run_demo_job
+
+            print()
+            print("== 3. Reading a generated scanned PDF (answers next to the ground truth) ==")
+            start = time.perf_counter()
+            print(run_demo_job(vlm, tempfile.mkdtemp(prefix="internvl-demo-")))
+            print(f"({time.perf_counter() - start:.1f} s)")
     except ModelLoadError as exc:
         print(f"\nCould not load {args.model!r}: {exc}", file=sys.stderr)
         print(
