@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-MODEL  ?= OpenGVLab/InternVL3-1B-hf
+MODEL  ?= demo
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 # Keep preprocessing and the tiny models off OpenMP oversubscription on small machines.
 export OMP_NUM_THREADS ?= 1

@@ -14,7 +14,7 @@ import argparse
 import sys
 import time
 
-DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
+DEFAULT_MODEL = "demo"
 
 
 def _preprocess_report(image_path: str) -> None:

@@ -1,0 +1,499 @@
+"""Train the demo model from random weights on CPU: ``python -m internvl_tools.demo.train --out DIR --minutes N``.
+
+The model is a ~4.7M-parameter transformers-native ``InternVLForConditionalGeneration`` (128-px tiles, patch 16,
+16 image tokens per tile, a 4-layer Qwen2 language model) trained on the synthetic documents of
+:mod:`internvl_tools.demo.synth` for three skills: transcription (single tiles and whole 2-3 tile pages with a
+thumbnail), grounding (``<ref>…</ref><box>[[…]]</box>``) and chart reading (a bar's value; the chart as a table).
+
+Inputs are built by the package's own code, exactly as the engine builds them at inference:
+:func:`internvl_tools.tiling.tile_image` for pixels (dynamic tiling + thumbnail, ImageNet normalisation) and
+:func:`internvl_tools.prompts.build_chat_prompt` with the ``internvl2_5`` template and the checkpoint's system
+message for the prompt. The recipe (grid-snapped layouts, a byte-level BPE tokenizer with single-digit tokens, and a
+training-only auxiliary loss that makes each image token predict which characters lie in its 32-px cell) follows
+``/work/shared/research/tiny_trained_vlm.md``. The auxiliary head is not part of the saved model.
+
+Determinism: sample ``i`` is drawn from ``random.Random(seed * 10**7 + i)`` and the model from ``torch.manual_seed``;
+the LR schedule is step-based (``--steps``); ``--minutes`` is a safety cap that stops early (the card says where).
+Every ``--ckpt-minutes`` the run evaluates a small fixed held-out set and exports the best-scoring weights to
+``OUT/best`` (a complete checkpoint directory), so a usable model exists whenever the run is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from internvl_tools.demo import synth
+
+TEMPLATE = "internvl2_5"
+#: The checkpoint's ``system_message`` (config.json): short, so prompts stay short; the engine uses it by default.
+SYSTEM_MESSAGE = "You are a small demo model that reads synthetic documents."
+IMAGE_SIZE = 128
+PATCH = 16
+TOKENS_PER_TILE = 16
+MAX_TILES = 4
+VALUE_QUESTION = "What is the value of {} in the chart?"
+TABLE_QUESTION = "Convert the chart to a table."
+#: Task mixture (name, weight).
+MIXTURE = (
+    ("easy_ocr", 0.10),
+    ("ocr", 0.18),
+    ("table_ocr", 0.07),
+    ("ground", 0.23),
+    ("chart_value", 0.13),
+    ("chart_table", 0.08),
+    ("page_ocr", 0.21),
+)
+AUX_WEIGHT = 20.0
+SLOTS = 4  # horizontal 8-px sub-slots per 32-px cell in the auxiliary target
+
+
+def ocr_prompt() -> str:
+    """The engine's page-OCR prompt (``read_pdf(task="ocr")``), also used for single tiles."""
+    from internvl_tools.documents.tasks import OCR_PROMPT
+
+    return OCR_PROMPT
+
+
+def grounding_question(phrase: str) -> str:
+    """The official grounding prompt, as ``engine.ground`` sends it."""
+    from internvl_tools.grounding import grounding_prompt
+
+    return grounding_prompt(phrase)
+
+
+def box_answer(word: synth.Word) -> str:
+    """The grounding answer: ``<ref>W</ref><box>[[x1, y1, x2, y2]]</box>`` on the 0-1000 scale."""
+    x1, y1, x2, y2 = word.box_1000
+    return f"<ref>{word.text}</ref><box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
+
+
+def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]:
+    """One training example: (sample, question, answer) for ``task``."""
+    if task == "easy_ocr":
+        s = synth.text_tile(rng, easy=True)
+        return s, ocr_prompt(), s.text
+    if task == "ocr":
+        s = synth.text_tile(rng)
+        if rng.random() < 0.3:
+            s.image = synth.scan(s.image, rng, strength=0.6)
+        return s, ocr_prompt(), s.text
+    if task == "table_ocr":
+        s = synth.table_tile(rng)
+        return s, ocr_prompt(), s.text
+    if task == "ground":
+        while True:
+            s = synth.text_tile(rng) if rng.random() < 0.8 else synth.table_tile(rng)
+            counts: dict[str, int] = {}
+            for w in s.words:
+                counts[w.text] = counts.get(w.text, 0) + 1
+            unique = [w for w in s.words if counts[w.text] == 1]
+            if unique:
+                word = rng.choice(unique)
+                if rng.random() < 0.3:
+                    s.image = synth.scan(s.image, rng, strength=0.6)
+                return s, grounding_question(word.text), box_answer(word)
+    if task == "chart_value":
+        s = synth.chart_tile(rng)
+        label, value = rng.choice(s.chart)
+        return s, VALUE_QUESTION.format(label), str(value)
+    if task == "chart_table":
+        s = synth.chart_tile(rng)
+        return s, TABLE_QUESTION, synth.chart_table(s.chart)
+    if task == "page_ocr":
+        s = synth.page(rng)
+        return s, ocr_prompt(), s.text
+    raise ValueError(f"unknown task {task!r}")
+
+
+def draw_task(rng: random.Random) -> str:
+    """Pick a task from :data:`MIXTURE`."""
+    r = rng.random()
+    acc = 0.0
+    for name, weight in MIXTURE:
+        acc += weight
+        if r < acc:
+            return name
+    return MIXTURE[-1][0]
+
+
+# --- tokenizer and model ----------------------------------------------------------------------------------------
+
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>",
+            "<ref>", "</ref>", "<box>", "</box>", "<video>"]
+
+
+def tokenizer_corpus() -> list[str]:
+    """Everything the model reads or writes: generator vocabulary, prompts, system messages, chat markup."""
+    from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT
+    from internvl_tools.prompts import get_template
+
+    words = [*synth.WORDS, *synth.MONTHS, "Month", "Value"]
+    lines = [*words, *(f"x {w}" for w in words), *(f"\n{w}" for w in words)]
+    lines += [OCR_PROMPT, CHART_PROMPT, grounding_question("Total"), VALUE_QUESTION.format("Jan"), TABLE_QUESTION,
+              SYSTEM_MESSAGE, get_template(TEMPLATE).system_message, "system\nuser\nassistant\n",
+              "| Month | Value |\n| --- | --- |\n| Jan | 12 |", "[[12, 250, 400, 1000]]", "1,234.56 2024-03-14"]
+    return lines * 4
+
+
+def build_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with the Qwen2 pre-tokenizer (single-digit tokens) and InternVL's specials."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from internvl_tools.testing import HF_CHAT_TEMPLATE
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    backend.train_from_iterator(tokenizer_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
+                              "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
+        additional_special_tokens=[t for t in SPECIALS if t not in ("<|endoftext|>", "<|im_end|>")],
+        chat_template=HF_CHAT_TEMPLATE,
+    )
+
+
+def build_config(tokenizer: Any) -> Any:
+    """The demo model's ``InternVLConfig`` (native transformers classes only)."""
+    from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
+
+    vision = InternVLVisionConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=640,
+                                  image_size=IMAGE_SIZE, patch_size=PATCH, layer_scale_init_value=0.1,
+                                  use_absolute_position_embeddings=True, norm_type="layer_norm")
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    text = Qwen2Config(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                       rope_theta=10000.0, tie_word_embeddings=True, eos_token_id=eos, pad_token_id=pad)
+    cfg = InternVLConfig(vision_config=vision, text_config=text,
+                         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                         image_seq_length=TOKENS_PER_TILE, downsample_ratio=0.5, tie_word_embeddings=True)
+    cfg.system_message = SYSTEM_MESSAGE
+    return cfg
+
+
+def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
+    """Write a complete native checkpoint directory (weights, config, tokenizer, processor) to ``directory``."""
+    from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, InternVLVideoProcessor
+
+    from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD
+    from internvl_tools.testing import HF_CHAT_TEMPLATE
+
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.system_message = SYSTEM_MESSAGE
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(directory)
+    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    processor = InternVLProcessor(
+        image_processor=GotOcr2ImageProcessorPil(size=size, image_mean=list(IMAGENET_MEAN),
+                                                 image_std=list(IMAGENET_STD), crop_to_patches=True,
+                                                 max_patches=MAX_TILES, min_patches=1),
+        tokenizer=tokenizer,
+        video_processor=InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN),
+                                               image_std=list(IMAGENET_STD)),
+        image_seq_length=TOKENS_PER_TILE,
+        chat_template=HF_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(directory)
+    pre = processor.image_processor.to_dict()
+    pre["processor_class"] = "InternVLProcessor"
+    (directory / "preprocessor_config.json").write_text(json.dumps(pre, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+# --- batches ----------------------------------------------------------------------------------------------------
+
+
+def prompt_text(question: str, num_tiles: int) -> str:
+    """The exact prompt the engine builds for one image of ``num_tiles`` tiles and ``question``."""
+    from internvl_tools.prompts import ImageSlot, PromptTurn, build_chat_prompt
+
+    turn = PromptTurn("user", (ImageSlot(num_tiles), question))
+    return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=TOKENS_PER_TILE).text
+
+
+def tile(sample: synth.Sample) -> Any:
+    """Tile a sample's image exactly as the engine does (budget :data:`MAX_TILES`, thumbnail, ImageNet stats)."""
+    from internvl_tools.tiling import tile_image
+
+    return tile_image(sample.image, max_tiles=MAX_TILES, image_size=IMAGE_SIZE, mode="fast")
+
+
+def aux_targets(sample: synth.Sample, tiled: Any) -> Any:
+    """Per tile and image token: which characters have their centre in each 8-px slot of the token's cell."""
+    import torch
+
+    n = tiled.num_tiles
+    cols, rows = tiled.grid
+    w, h = sample.image.size
+    classes = len(synth.CHARSET)
+    target = torch.zeros(n, TOKENS_PER_TILE, SLOTS * classes)
+    frames = [(c, r, cols * IMAGE_SIZE / w, rows * IMAGE_SIZE / h) for r in range(rows) for c in range(cols)]
+    if n > cols * rows:
+        frames.append((0, 0, IMAGE_SIZE / w, IMAGE_SIZE / h))  # the thumbnail: the whole image in one tile
+    side = IMAGE_SIZE // 32
+    for t, (c, r, sx, sy) in enumerate(frames):
+        for ch, x, y in sample.chars:
+            k = synth.CHARSET.find(ch)
+            if k < 0:
+                continue
+            px, py = x * sx - c * IMAGE_SIZE, y * sy - r * IMAGE_SIZE
+            if not (0 <= px < IMAGE_SIZE and 0 <= py < IMAGE_SIZE):
+                continue
+            token = int(py // 32) * side + int(px // 32)
+            slot = int((px % 32) // (32 // SLOTS))
+            target[t, token, slot * classes + k] = 1.0
+    return target
+
+
+def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any) -> dict[str, Any]:
+    """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets."""
+    import torch
+
+    from internvl_tools.generation import _encode
+
+    ids_list, label_list, pixels, targets = [], [], [], []
+    for sample, question, answer in examples:
+        tiled = tile(sample)
+        prompt_ids = _encode(tokenizer, prompt_text(question, tiled.num_tiles))
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids_list.append(prompt_ids + answer_ids)
+        label_list.append([-100] * len(prompt_ids) + answer_ids)
+        pixels.append(tiled.pixel_values)
+        targets.append(aux_targets(sample, tiled))
+    width = max(len(x) for x in ids_list)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(ids_list), width), pad, dtype=torch.long)
+    labels = torch.full((len(ids_list), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(ids_list), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(zip(ids_list, label_list, strict=True)):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask,
+            "pixel_values": torch.cat(pixels), "aux": torch.cat(targets)}
+
+
+# --- quick greedy eval (model.generate on the same inputs the engine builds) -----------------------------------
+
+
+def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample, str, str]],
+                   max_new_tokens: int = 48) -> list[str]:
+    """Greedy answers for examples, batched with left padding (used for checkpoint selection)."""
+    import torch
+
+    from internvl_tools.generation import _encode
+
+    prompts, pixels = [], []
+    for sample, question, _ in examples:
+        tiled = tile(sample)
+        prompts.append(_encode(tokenizer, prompt_text(question, tiled.num_tiles)))
+        pixels.append(tiled.pixel_values)
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        mask[i, width - len(p):] = 1
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, pixel_values=torch.cat(pixels),
+                             max_new_tokens=max_new_tokens, do_sample=False,
+                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    return [tokenizer.decode([t for t in row[width:].tolist() if t not in (tokenizer.eos_token_id,
+                                                                            tokenizer.pad_token_id)])
+            for row in out]
+
+
+def quick_eval(model: Any, tokenizer: Any, seed: int = 999_999, n: int = 24) -> dict[str, float]:
+    """Char accuracy (tiles, pages), grounding IoU>=0.5 rate, exact chart values on a small fixed held-out set."""
+    from internvl_tools.demo.evaluate import char_accuracy, iou, parse_box
+
+    rng = random.Random(seed)
+    tiles = [make_example("ocr", rng) for _ in range(n)]
+    pages = [make_example("page_ocr", rng) for _ in range(n // 3)]
+    grounds = [make_example("ground", rng) for _ in range(n)]
+    charts = [make_example("chart_value", rng) for _ in range(n)]
+    model.eval()
+    res = {}
+    res["ocr_char"] = sum(char_accuracy(a, e[2]) for a, e in zip(greedy_answers(model, tokenizer, tiles), tiles,
+                                                                  strict=True)) / n
+    res["page_char"] = sum(char_accuracy(a, e[2]) for a, e in zip(
+        greedy_answers(model, tokenizer, pages, 160), pages, strict=True)) / len(pages)
+    hits = 0
+    for a, e in zip(greedy_answers(model, tokenizer, grounds, 32), grounds, strict=True):
+        got, want = parse_box(a), parse_box(e[2])
+        hits += got is not None and iou(got, want) >= 0.5
+    res["ground_iou50"] = hits / n
+    res["chart_exact"] = sum(a.strip() == e[2] for a, e in zip(greedy_answers(model, tokenizer, charts, 8), charts,
+                                                                 strict=True)) / n
+    model.train()
+    res["score"] = res["ocr_char"] + res["page_char"] + res["ground_iou50"] + res["chart_exact"]
+    return res
+
+
+# --- training ---------------------------------------------------------------------------------------------------
+
+
+def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int = 16, lr: float = 1e-3,
+          ckpt_minutes: float = 5.0, threads: int = 2, resume: bool = False) -> Path:
+    """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    from transformers import InternVLForConditionalGeneration
+
+    model = InternVLForConditionalGeneration(build_config(tokenizer))
+    classes = len(synth.CHARSET)
+    aux_head = torch.nn.Linear(model.config.text_config.hidden_size, SLOTS * classes)
+    torch.nn.init.zeros_(aux_head.weight)
+    torch.nn.init.constant_(aux_head.bias, -5.0)
+    captured: dict[str, Any] = {}
+    model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, o: captured.__setitem__("feat", o))
+    params = list(model.parameters()) + list(aux_head.parameters())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
+                            lr=lr, betas=(0.9, 0.98))
+    warmup = 50
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+        return lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    start_step = 0
+    state_file = out / "state.pt"
+    if resume and state_file.is_file():
+        state = torch.load(state_file, weights_only=False)
+        model.load_state_dict(state["model"])
+        aux_head.load_state_dict(state["aux"])
+        opt.load_state_dict(state["opt"])
+        start_step = state["step"]
+    n_params = sum(p.numel() for p in model.parameters())
+    meta = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "params": n_params,
+            "mixture": dict(MIXTURE), "aux_weight": AUX_WEIGHT, "threads": threads}
+    (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
+    log = (out / "curves.csv").open("a", newline="")
+    writer = csv.writer(log)
+    if start_step == 0:
+        writer.writerow(["step", "elapsed_s", "loss", "lm_loss", "aux_loss", "lr"])
+    evlog = (out / "evals.csv").open("a", newline="")
+    evwriter = csv.writer(evlog)
+    if start_step == 0:
+        evwriter.writerow(["step", "elapsed_s", "ocr_char", "page_char", "ground_iou50", "chart_exact", "score"])
+    best = -1.0
+    if (out / "best" / "score.json").is_file():
+        best = json.loads((out / "best" / "score.json").read_text())["score"]
+    started = time.monotonic()
+    last_ckpt = started
+    bce = torch.nn.BCEWithLogitsLoss()
+    model.train()
+    step = start_step
+    stopped_early = False
+
+    def checkpoint(step: int) -> None:
+        nonlocal best
+        res = quick_eval(model, tokenizer)
+        elapsed = time.monotonic() - started
+        keys = ("ocr_char", "page_char", "ground_iou50", "chart_exact", "score")
+        evwriter.writerow([step, round(elapsed, 1), *(round(res[k], 4) for k in keys)])
+        evlog.flush()
+        print(f"eval step {step}: {res}", flush=True)
+        torch.save({"model": model.state_dict(), "aux": aux_head.state_dict(), "opt": opt.state_dict(),
+                    "step": step}, state_file)
+        if res["score"] >= best:
+            best = res["score"]
+            save_checkpoint(model, tokenizer, out / "best")
+            (out / "best" / "score.json").write_text(json.dumps({"step": step, **res}) + "\n")
+
+    while step < steps:
+        if time.monotonic() - started > minutes * 60:
+            stopped_early = True
+            break
+        examples = []
+        for i in range(batch_size):
+            rng = random.Random(seed * 10**7 + step * batch_size + i)
+            examples.append(make_example(draw_task(rng), rng))
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        # Two length-sorted micro-batches: far less padding (chart answers are short, pages long).
+        examples.sort(key=lambda e: (e[0].image.size[1], len(e[1]) + len(e[2])))
+        half = len(examples) // 2
+        opt.zero_grad(set_to_none=True)
+        lm_total = aux_total = 0.0
+        for chunk in (examples[:half], examples[half:]):
+            batch = collate(chunk, tokenizer)
+            outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                            pixel_values=batch["pixel_values"], labels=batch["labels"])
+            aux_loss = bce(aux_head(captured["feat"]), batch["aux"])
+            loss = (outputs.loss + AUX_WEIGHT * aux_loss) / 2
+            loss.backward()
+            lm_total += outputs.loss.item() / 2
+            aux_total += aux_loss.item() / 2
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        if step % 10 == 0:
+            elapsed = time.monotonic() - started
+            writer.writerow([step, round(elapsed, 1), round(lm_total + AUX_WEIGHT * aux_total, 4),
+                             round(lm_total, 4), round(aux_total, 5), f"{lr_at(step):.2e}"])
+            log.flush()
+            if step % 50 == 0:
+                print(f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f}", flush=True)
+        if time.monotonic() - last_ckpt > ckpt_minutes * 60:
+            checkpoint(step)
+            last_ckpt = time.monotonic()
+    checkpoint(step)
+    wall = time.monotonic() - started
+    summary = {**meta, "steps_done": step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
+               "best": json.loads((out / "best" / "score.json").read_text())}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary), flush=True)
+    return out / "best"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m internvl_tools.demo.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True, type=Path, help="run directory (curves, checkpoints, best/)")
+    parser.add_argument("--minutes", type=float, default=120.0, help="wall-clock cap (stops early)")
+    parser.add_argument("--steps", type=int, default=9000, help="planned optimiser steps (sets the LR schedule)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--ckpt-minutes", type=float, default=5.0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
+    args = parser.parse_args(argv)
+    train(args.out, minutes=args.minutes, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+          ckpt_minutes=args.ckpt_minutes, threads=args.threads, resume=args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
