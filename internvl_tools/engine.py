@@ -386,8 +386,8 @@ class InternVL(VisionLanguageModel):
         on_tokens: Any = None,
         logits_processor_factory: Any = None,
         cancel: threading.Event | None = None,
-    ) -> list[tuple[list[int], int]]:
-        """Run one (left-padded) generate; return, per row, its new token ids and its prompt length."""
+    ) -> tuple[list[tuple[list[int], int]], int]:
+        """Run one (left-padded) generate; return (per row: new token ids, prompt length) and the token budget used."""
         import torch
 
         budgets = [self._check_context(p, options, state) for p in prepared]
@@ -443,7 +443,8 @@ class InternVL(VisionLanguageModel):
                 raise
             except Exception as exc:
                 raise GenerationError(f"Generation failed in {self.model_name!r}: {type(exc).__name__}: {exc}") from exc
-        return [(new_tokens[row].tolist(), len(p.input_ids)) for row, p in enumerate(prepared)]
+        rows = [(new_tokens[row].tolist(), len(p.input_ids)) for row, p in enumerate(prepared)]
+        return rows, max_new
 
     def _beam_search(
         self,
@@ -528,8 +529,8 @@ class InternVL(VisionLanguageModel):
         options = GenerationOptions.from_kwargs(generation)
         state = self._state()
         prepared = self._prepare(messages, state)
-        [(new, plen)] = self._generate([prepared], options, state)
-        return self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+        [(new, plen)], max_new = self._generate([prepared], options, state)
+        return self._finish(new, plen, prepared, options, state, max_new)
 
     def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
         """Answer several conversations with left-padded batched generation (``batch_size`` rows per generate).
@@ -559,8 +560,7 @@ class InternVL(VisionLanguageModel):
         for start in range(0, len(ready), batch_size):
             chunk = ready[start : start + batch_size]
             items = [p for _, p in chunk]
-            outs = self._generate(items, options, state)
-            max_new = min(self._check_context(p, options, state) for p in items)
+            outs, max_new = self._generate(items, options, state)
             for (index, p), (new, plen) in zip(chunk, outs, strict=True):
                 results[index] = self._finish(new, plen, p, options, state, max_new)
         return [r for r in results if r is not None]
@@ -660,8 +660,8 @@ class InternVL(VisionLanguageModel):
             )
 
         reserve = minimal_json_length(json_schema)
-        [(new, plen)] = self._generate([prepared], options, state, logits_processor_factory=factory)
-        result = self._finish(new, plen, prepared, options, state, self._check_context(prepared, options, state))
+        [(new, plen)], max_new = self._generate([prepared], options, state, logits_processor_factory=factory)
+        result = self._finish(new, plen, prepared, options, state, max_new)
         return result.model_copy(update={"text": escape_control_characters(result.text)})
 
     def count_tokens(self, messages: Any) -> int:
