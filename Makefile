@@ -12,20 +12,28 @@ export HF_HUB_DISABLE_TELEMETRY ?= 1
 # Partner packages with their own pyproject and tests; `make test` runs each one's suites.
 INTEGRATIONS := integrations/langchain-internvl integrations/llama-index-llms-internvl integrations/llama-index-readers-internvl
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-core demo test lint bench clean
 
+# Two stamps: the demo needs only the core (+ PDF rendering), so a fresh `make demo` stays quick; everything else
+# (extras, dev tools, the integration packages) is added on top by `make install`.
+install-core: $(VENV)/.installed-core
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt $(foreach pkg,$(INTEGRATIONS),$(pkg)/pyproject.toml)
+$(VENV)/.installed-core: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -c constraints.txt torch torchvision
+	$(PIP) install -c constraints.txt -e '.[pdf]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.installed-core $(foreach pkg,$(INTEGRATIONS),$(pkg)/pyproject.toml)
 	$(PIP) install -c constraints.txt -e '.[all,dev]' $(foreach pkg,$(INTEGRATIONS),-e '$(pkg)[test]')
 	touch $@
 
-demo: install
+demo: install-core
 	$(BIN)/python -m internvl_tools.demo --model '$(MODEL)'
 
 test: install
+	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)
 	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900 $(PYTEST_ARGS)
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/unit_tests --disable-socket --allow-unix-socket
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900

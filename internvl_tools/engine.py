@@ -254,6 +254,7 @@ class InternVL(VisionLanguageModel):
             mode=self.preprocess,
             mean=tuple(info.image_mean),
             std=tuple(info.image_std),
+            policy=self.media_policy,
         )
 
     def _prepare(self, messages: Any, state: LoadedModel) -> _Prepared:

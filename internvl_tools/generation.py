@@ -168,14 +168,18 @@ class _StopStrings:
         self.stops = list(stops)
         self.prompt_length = prompt_length
         self.drop = drop
+        # Every token carries at least one byte and a character at most four, so a stop string that has just been
+        # completed lies within the last 4 * len + 1 tokens: decoding that tail keeps each step O(1) in the answer
+        # length instead of re-decoding the whole answer.
+        # Callers keep a row finished once it has been reported done, so looking at the tail alone is enough (and
+        # holds no per-row state, which beam search would reorder).
+        self.window = 4 * max((len(s) for s in self.stops), default=1) + 1
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
-        done = []
-        for row in input_ids[:, self.prompt_length :].tolist():
-            text = _decode(self.tokenizer, row, self.drop)
-            done.append(any(s in text for s in self.stops))
+        tails = input_ids[:, self.prompt_length :][:, -self.window :].tolist()
+        done = [any(s in _decode(self.tokenizer, row, self.drop) for s in self.stops) for row in tails]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from internvl_tools.constants import DEFAULT_IMAGE_SIZE
+from internvl_tools.constants import DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from internvl_tools.errors import ConfigError, DependencyMissingError, VideoError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -108,12 +108,18 @@ def load_video(
     device: Any = None,
     backend: str | None = None,
     num_threads: int | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    policy: Any = None,
 ) -> VideoFrames:
     """Decode the reference's ``num_segments`` frames of a video and tile each into one ``S×S`` tile.
 
     ``source`` is a path, raw bytes or a binary file object. ``backend`` forces ``"decord"`` or ``"pyav"``;
-    by default decord is used when installed, else PyAV. ``mode``/``dtype``/``device`` are as in
-    :func:`internvl_tools.tiling.tile_image`.
+    by default decord is used when installed, else PyAV. ``mode``/``dtype``/``device``/``mean``/``std`` are as in
+    :func:`internvl_tools.tiling.tile_image` (pass the checkpoint's normalisation). ``policy`` (a
+    :class:`~internvl_tools.media.MediaPolicy`) applies to videos as to images: paths must lie in its
+    ``allowed_dirs`` (relative ones are taken from the first), local files can be switched off, and inline bytes are
+    capped at ``max_bytes``.
 
     >>> vf = load_video("clip.mp4", num_segments=8)  # doctest: +SKIP
     >>> vf.pixel_values.shape, vf.num_patches_list  # doctest: +SKIP
@@ -125,6 +131,8 @@ def load_video(
 
     if isinstance(num_segments, bool) or not isinstance(num_segments, int) or num_segments < 1:
         raise ConfigError(f"num_segments must be a positive int, got {num_segments!r}.")
+    if policy is not None:
+        source = _apply_policy(source, policy)
     chosen = backend or ("decord" if _has_decord() else "pyav")
     if chosen == "decord":
         frames, indices, fps, n = _decode_decord(source, num_segments, bound)
@@ -133,7 +141,7 @@ def load_video(
     else:
         raise ConfigError(f"backend must be 'decord' or 'pyav', got {backend!r}.")
     tiles = [
-        tile_image(f, max_tiles=1, image_size=image_size, mode=mode, dtype=dtype, device=device,
+        tile_image(f, max_tiles=1, image_size=image_size, mode=mode, dtype=dtype, device=device, mean=mean, std=std,
                    num_threads=num_threads).pixel_values
         for f in frames
     ]  # fmt: skip
@@ -146,6 +154,20 @@ def load_video(
         backend=chosen,
         num_patches_list=[1] * len(frames),
     )
+
+
+def _apply_policy(source: VideoSource, policy: Any) -> VideoSource:
+    """The source as the policy allows it: a confined, resolved path, or bytes within the size cap."""
+    from internvl_tools.media import _resolve_local_path
+
+    if isinstance(source, (str, os.PathLike)):
+        return _resolve_local_path(os.fspath(source), policy)
+    if isinstance(source, (bytes, bytearray, memoryview)) and len(source) > policy.max_bytes:
+        raise VideoError(
+            f"the video bytes ({len(source):,} B) exceed MediaPolicy.max_bytes ({policy.max_bytes:,} B); pass a "
+            "smaller clip or raise the limit."
+        )
+    return source
 
 
 def _has_decord() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -14,7 +15,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_runs_offline_with_the_tiny_checkpoint() -> None:
-    proc = _run("--model", "tiny", "--max-new-tokens", "8")
+    proc = _run("--model", "tiny", "--max-new-tokens", "8", "--no-document-job")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "grid 2x3 + thumbnail = 7 tiles" in out  # the sample page is A4 at 150 DPI
@@ -28,3 +29,17 @@ def test_demo_says_plainly_when_the_hub_is_unreachable() -> None:
     assert proc.returncode == 2
     assert "MODEL=tiny" in proc.stderr
     assert "grid 2x3" in proc.stdout  # the preprocessing part still ran
+
+
+def test_default_demo_reads_a_generated_pdf_with_the_demo_model() -> None:
+    proc = _run()
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "== 2. Asking the model (demo) ==" in out
+    assert "Q: What is the total amount due" not in out  # out of the demo model's domain: not asked
+    pages = [float(m) for m in re.findall(r"-- page \d: character accuracy ([\d.]+)%", out)]
+    assert len(pages) == 2 and sum(pages) / 2 >= 50.0, out  # the model card's held-out figure is well above this
+    assert re.search(r"-- grounding '[^']+': model '<ref>[^<]+</ref><box>\[\[\d+, \d+, \d+, \d+\]\]</box>'", out), out
+    assert "-- chart: Q 'What is the value of" in out
+    assert re.search(r"== Summary: page character accuracy [\d.]+%", out)
+    assert "held-out evaluation of this model" in out

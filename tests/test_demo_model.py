@@ -20,6 +20,8 @@ from internvl_tools.demo.evaluate import MODEL_DIR, char_accuracy, edit_distance
 # Measured on the committed weights (evaluate.py, fixed inputs below); floors are set 10 points lower.
 OCR_FLOOR = 0.59  # measured 0.695 on these 10 tiles
 GROUND_FLOOR = 0.1  # measured 0.2 (2 of 10 words)
+PAGE_FLOOR = 0.5  # measured 0.6 on the 3 pages of test_read_pdf_transcribes_generated_scanned_pages
+CHART_FLOOR = 0.3  # measured 0.4: values within +-5 on 10 charts
 
 
 # --- generator ---------------------------------------------------------------------------------------------------
@@ -174,6 +176,33 @@ def test_grounding_floor_on_fixed_held_out_words(engine):
         want = [v * 128 / 1000 for v in parse_box(answer)]
         hits += bool(result.boxes) and iou(result.boxes[0].xyxy, tuple(want)) >= 0.5
     assert hits / len(items) >= GROUND_FLOOR
+
+
+def test_read_pdf_transcribes_generated_scanned_pages(engine, tmp_path):
+    rng = random.Random(454545)
+    pages = [synth.page(rng, 3), synth.page(rng, 2), synth.page(rng, 2)]
+    pdf = synth.write_pdf(pages, tmp_path / "scan.pdf")
+    results = list(engine.read_pdf(pdf, task="ocr", max_new_tokens=200, progress=False))
+    assert [r.page for r in results] == [1, 2, 3] and all(r.ok for r in results)
+    scores = [char_accuracy(r.text, p.text) for r, p in zip(results, pages, strict=True)]
+    assert sum(scores) / len(scores) >= PAGE_FLOOR, (scores, [r.text for r in results])
+    # Each transcription belongs to its own page (the pages were not swapped or merged on the way).
+    for k, r in enumerate(results):
+        others = [char_accuracy(r.text, p.text) for j, p in enumerate(pages) if j != k]
+        assert scores[k] > max(others), (k, scores[k], others)
+
+
+def test_chart_answers_on_fixed_held_out_charts(engine):
+    from internvl_tools.demo.train import TABLE_QUESTION
+
+    items = _held_out("chart_value", 10, 464646)
+    values = [engine.ask(s.image, q, max_new_tokens=8).strip() for s, q, _ in items]
+    close = sum(v.isdigit() and abs(int(v) - int(a)) <= 5 for v, (_, _, a) in zip(values, items, strict=True))
+    assert close / len(items) >= CHART_FLOOR, values
+    chart = items[0][0]
+    table = engine.ask(chart.image, TABLE_QUESTION, max_new_tokens=80)
+    labels = [row.split("|")[1].strip() for row in table.strip().split("\n")[2:] if row.count("|") >= 3]
+    assert labels == [label for label, _ in chart.chart], table
 
 
 def test_card_numbers_come_from_the_eval_report():

@@ -387,3 +387,38 @@ def test_trust_remote_code_is_opt_in_and_failures_list_known_problems() -> None:
     with pytest.raises(ModelLoadError, match="Known problems") as info:
         InternVL.from_pretrained(str(path), trust_remote_code=True).load()
     assert "without trust_remote_code" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "stops", "first_done_at"),
+    [
+        ("The total is 12 EUR. Thank you", ["EUR"], "The total is 12 EUR"),
+        ("The total is 12 EUR. Thank you", ["Thank", "12"], "The total is 12"),
+        ("The total is 12 EUR. Thank you", ["nowhere"], None),
+        ("abc " * 200 + "STOP here", ["STOP"], "abc " * 200 + "STOP"),  # found far from the start, in the tail
+        ("naïve café — fin", ["café"], "naïve café"),  # multi-byte characters inside the stop string
+    ],
+)
+def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(tiny_engine: InternVL, answer: str,
+                                                                           stops: list[str],
+                                                                           first_done_at: str | None) -> None:
+    import torch
+
+    from internvl_tools.generation import _StopStrings
+
+    state = tiny_engine._state()
+    tokenizer = state.tokenizer
+    prompt = [tokenizer.pad_token_id or 0] * 3
+    ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    criterion = _StopStrings(tokenizer, stops, len(prompt), state.drop_ids)
+    fired = None
+    for k in range(1, len(ids) + 1):
+        if bool(criterion(torch.tensor([prompt + ids[:k]]), None)[0]):
+            fired = k
+            break
+    if first_done_at is None:
+        assert fired is None
+    else:
+        assert fired is not None
+        text = tokenizer.decode(ids[:fired])
+        assert text.startswith(first_done_at) and not tokenizer.decode(ids[: fired - 1]).startswith(first_done_at)

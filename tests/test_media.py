@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
-from internvl_tools import fetch, media
+from internvl_tools import fetch
 from internvl_tools.errors import (
     ConfigError,
     FetchError,

@@ -1,4 +1,8 @@
-"""Every notebook runs top to bottom against the tiny offline checkpoint, and is committed without outputs."""
+"""Every notebook runs top to bottom offline and is committed without outputs.
+
+Notebooks that pick a model read ``INTERNVL_NOTEBOOK_MODEL`` (set to the tiny checkpoint here);
+``04_demo_model.ipynb`` always uses the shipped demo model and asserts its accuracy against ground truth itself.
+"""
 
 from __future__ import annotations
 

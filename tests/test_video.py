@@ -180,3 +180,47 @@ def test_bad_options(video_path):
         load_video(video_path, num_segments=0)
     with pytest.raises(ConfigError):
         load_video(video_path, backend="opencv")
+
+
+# --- through the engine --------------------------------------------------------------------------------------------
+
+
+def test_engine_answers_about_a_video_with_one_tile_per_frame(video_path, tiny_engine):
+    messages = [{"role": "user", "content": [{"type": "video", "video": str(video_path), "num_frames": 4},
+                                             {"type": "text", "text": "What happens?"}]}]
+    result = tiny_engine.chat(messages, max_new_tokens=3)
+    assert result.error is None and isinstance(result.text, str)
+    info = tiny_engine.info
+    assert result.usage.num_tiles == 4
+    assert result.usage.image_tokens == 4 * info.tokens_per_tile
+
+
+def test_engine_media_policy_confines_video_paths(video_path, tiny_native, tmp_path):
+    from internvl_tools import InternVL
+    from internvl_tools.errors import PathNotAllowedError
+    from internvl_tools.media import MediaPolicy
+
+    sandboxed = InternVL.from_pretrained(str(tiny_native), media_policy=MediaPolicy.sandboxed([tmp_path]))
+    messages = [{"role": "user", "content": [{"type": "video", "video": str(video_path), "num_frames": 2},
+                                             {"type": "text", "text": "What happens?"}]}]
+    with pytest.raises(PathNotAllowedError, match="outside the allowed directories"):
+        sandboxed.chat(messages, max_new_tokens=2)
+    (tmp_path / "clip.mp4").write_bytes(video_path.read_bytes())
+    inside = [{"role": "user", "content": [{"type": "video", "video": "clip.mp4", "num_frames": 2},
+                                           {"type": "text", "text": "What happens?"}]}]
+    assert sandboxed.chat(inside, max_new_tokens=2).usage.num_tiles == 2  # relative to the first allowed dir
+
+
+def test_policy_caps_inline_video_bytes(video_path):
+    from internvl_tools.media import MediaPolicy
+
+    data = video_path.read_bytes()
+    with pytest.raises(VideoError, match=r"exceed MediaPolicy\.max_bytes"):
+        load_video(data, num_segments=2, image_size=28, policy=MediaPolicy(max_bytes=len(data) - 1))
+    assert len(load_video(data, num_segments=2, image_size=28, policy=MediaPolicy(max_bytes=len(data))).frames) == 2
+
+
+def test_mean_and_std_reach_the_pixels(video_path):
+    plain = load_video(video_path, num_segments=1, image_size=28, mode="exact")
+    other = load_video(video_path, num_segments=1, image_size=28, mode="exact", mean=(0.5,) * 3, std=(0.5,) * 3)
+    assert not torch.equal(plain.pixel_values, other.pixel_values)

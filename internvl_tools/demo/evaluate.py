@@ -164,10 +164,13 @@ def evaluate(engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SE
     return report
 
 
-def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024) -> str:
+def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024,
+                 reference_report: str | Path | None = None) -> str:
     """The ``make demo`` job: a 2-page scanned PDF read page by page, one grounding, one chart question.
 
-    Returns the printable report (answers next to ground truth, with accuracies).
+    Returns the printable report (answers next to ground truth, with accuracies, and a summary line). With
+    ``reference_report`` (an ``eval_report.json``), the summary also shows what the model measured on the held-out
+    evaluation, so a reader can see the demo is consistent with the model card.
     """
     from internvl_tools.demo import synth
 
@@ -177,8 +180,10 @@ def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024) -> str:
     pages = [synth.page(rng, 3), synth.page(rng, 2)]
     pdf = synth.write_pdf(pages, workdir / "demo_scan.pdf")
     out = [f"== Demo model: synthetic scanned PDF {pdf} ({len(pages)} pages) =="]
-    for result, page in zip(engine.read_pdf(str(pdf), max_new_tokens=200), pages, strict=True):
+    page_scores = []
+    for result, page in zip(engine.read_pdf(str(pdf), max_new_tokens=200, progress=False), pages, strict=True):
         acc = char_accuracy(result.text or "", page.text)
+        page_scores.append(acc)
         out.append(f"-- page {result.page}: character accuracy {acc:.1%}")
         for got, want in zip((result.text or "").split("\n") + [""] * 20, page.text.split("\n"), strict=False):
             out.append(f"   {'ok ' if got.strip() == want else '   '} model: {got:<28} truth: {want}")
@@ -193,8 +198,17 @@ def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024) -> str:
     from internvl_tools.demo.train import VALUE_QUESTION
 
     answer = engine.ask(chart.image, VALUE_QUESTION.format(label), max_new_tokens=8)
+    exact = answer.strip() == str(value)
     out.append(f"-- chart: Q {VALUE_QUESTION.format(label)!r}: model {answer.strip()!r}, truth {value!r} "
-               f"({'exact' if answer.strip() == str(value) else 'wrong'})")
+               f"({'exact' if exact else 'wrong'})")
+    summary = (f"== Summary: page character accuracy {sum(page_scores) / len(page_scores):.1%}; grounding IoU "
+               f"{score:.2f}; chart value {'exact' if exact else 'wrong'}")
+    if reference_report is not None and Path(reference_report).is_file():
+        ref = json.loads(Path(reference_report).read_text())
+        summary += (f"\n   held-out evaluation of this model (MODEL_CARD.md): pages {ref['pdf_char_accuracy']:.1%}, "
+                    f"grounding IoU>=0.5 on {ref['ground_iou50']:.1%} of words, chart values exact "
+                    f"{ref['chart_value_exact']:.1%}")
+    out.append(summary)
     return "\n".join(out)
 
 
@@ -278,7 +292,8 @@ chart question, {report['pdf_pages']} PDF pages (rendered by `read_pdf` at its d
   on 2 shared CPU cores (other jobs used the same cores for part of the run, so the same command may reach a
   different step within the `--minutes` cap on another machine; with the cap not reached, the run is a pure function
   of the seed).
-- Recipe: AdamW (β 0.9/0.98, wd 0.05), LR 1e-3, 50 warm-up steps, cosine to 5%; loss on the answer plus
+- Recipe: AdamW (β 0.9/0.98, wd 0.05), peak LR `--lr` (1e-3 unless a command above says otherwise), 50 warm-up
+  steps, cosine to 5% of the peak over `--steps`; loss on the answer plus
   `<|im_end|>`; a training-only auxiliary loss (weight 20) makes every image token predict which characters lie in its
   32-px cell (the head is not in the checkpoint). Mixture: {mixture}.
 - Checkpoint selection: every few minutes a small fixed held-out set (seed 999999) is scored and the best weights
@@ -297,6 +312,28 @@ may flip on another CPU.
     return model_dir / "MODEL_CARD.md"
 
 
+def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
+    """Replace ``model_dir`` with the run's best checkpoint, evaluate it and write its card."""
+    import shutil
+
+    from internvl_tools.engine import InternVL
+
+    commands = json.loads((run / "commands.json").read_text())
+    # A run resumed in segments keeps each finished segment's summary as summary_seg<N>.json.
+    walls = [json.loads(p.read_text())["wall_s"] for p in sorted(run.glob("summary_seg*.json"))]
+    wall = sum(walls) + json.loads((run / "summary.json").read_text())["wall_s"] if walls else None
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    for path in (run / "best").iterdir():
+        if path.name != "score.json":
+            shutil.copy(path, model_dir / path.name)
+    report = evaluate(InternVL.from_pretrained(str(model_dir)), n=n, pages=pages)
+    print(json.dumps(report, indent=2))
+    print(write_card(model_dir, run, report, commands, wall))
+    return 0
+
+
 def _system() -> str:
     from internvl_tools.demo.train import SYSTEM_MESSAGE
 
@@ -311,12 +348,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     parser.add_argument("--demo", action="store_true", help="run the make-demo job instead")
+    parser.add_argument("--publish", type=Path, default=None, metavar="RUN",
+                        help="copy RUN/best into --model, evaluate it, and write its card from RUN's logs and "
+                             "RUN/commands.json (the training commands, in order)")
     args = parser.parse_args(argv)
     import torch
 
     from internvl_tools.engine import InternVL
 
     torch.set_num_threads(2)
+    if args.publish is not None:
+        return _publish(args.publish, Path(args.model), n=args.n, pages=args.pages)
     engine = InternVL.from_pretrained(args.model)
     if args.demo:
         with tempfile.TemporaryDirectory() as tmp:

@@ -100,14 +100,14 @@ def test_construction_is_cheap_and_loads_nothing() -> None:
     assert llm.model == "/nonexistent/checkpoint"
 
 
-def test_metadata_comes_from_the_config_without_loading(tiny_path: str) -> None:
-    llm = InternVL(model=tiny_path, max_new_tokens=7)
+def test_metadata_comes_from_the_config_without_loading(internvl_tiny_path: str) -> None:
+    llm = InternVL(model=internvl_tiny_path, max_new_tokens=7)
     meta = llm.metadata
-    expected = internvl_tools.read_checkpoint_info(tiny_path).context_length
-    assert (meta.context_window, meta.num_output, meta.model_name) == (expected, 7, tiny_path)
+    expected = internvl_tools.read_checkpoint_info(internvl_tiny_path).context_length
+    assert (meta.context_window, meta.num_output, meta.model_name) == (expected, 7, internvl_tiny_path)
     assert meta.is_chat_model and not meta.is_function_calling_model
     assert llm._engine is None
-    assert InternVL(model=tiny_path, context_window=999).metadata.context_window == 999
+    assert InternVL(model=internvl_tiny_path, context_window=999).metadata.context_window == 999
 
 
 # ---------------------------------------------------------------------------------------------------- chat
@@ -123,13 +123,13 @@ def _image_block(kind: str, png_bytes: bytes, png_path: Path) -> ImageBlock:
 
 @pytest.mark.parametrize("kind", ["bytes", "path", "data_uri"])
 def test_chat_reads_image_blocks(llm: InternVL, kind: str, png_bytes: bytes, png_path: Path,
-                                 tiny_engine: Any) -> None:
+                                 internvl_tiny_engine: Any) -> None:
     response = llm.chat(user(_image_block(kind, png_bytes, png_path), TextBlock(text="What colour?")))
     assert isinstance(response, ChatResponse)
     assert response.message.role == MessageRole.ASSISTANT
     assert isinstance(response.message.content, str)
     usage = response.raw["usage"]
-    per_tile = tiny_engine.info.tokens_per_tile
+    per_tile = internvl_tiny_engine.info.tokens_per_tile
     assert usage["num_tiles"] >= 1
     assert usage["image_tokens"] == usage["num_tiles"] * per_tile
     assert 1 <= response.raw["completion_tokens"] <= 6
@@ -139,8 +139,9 @@ def test_chat_reads_image_blocks(llm: InternVL, kind: str, png_bytes: bytes, png
     assert response.raw["prompt_tokens"] - text_only.raw["prompt_tokens"] >= usage["image_tokens"]
 
 
-def test_every_image_in_any_turn_reaches_the_engine(tiny_engine: Any, png_bytes: bytes, png_path: Path) -> None:
-    engine = RecordingEngine(tiny_engine)
+def test_every_image_in_any_turn_reaches_the_engine(internvl_tiny_engine: Any, png_bytes: bytes,
+                                                     png_path: Path) -> None:
+    engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=3)
     messages = [
         ChatMessage(role="system", content="Be brief."),
@@ -156,25 +157,25 @@ def test_every_image_in_any_turn_reaches_the_engine(tiny_engine: Any, png_bytes:
     assert parts[1]["image"] == str(png_path)  # paths go to the core unresolved, so its media policy applies
 
 
-def test_remote_urls_are_refused_unless_enabled(llm: InternVL, tiny_path: str) -> None:
+def test_remote_urls_are_refused_unless_enabled(llm: InternVL, internvl_tiny_path: str) -> None:
     block = ImageBlock(url="http://example.com/cat.png")
     with pytest.raises(internvl_tools.RemoteFetchDisabledError):
         llm.chat(user(block, TextBlock(text="?")))
-    enabled = InternVL(model=tiny_path, max_new_tokens=2, allow_remote_images=True)
+    enabled = InternVL(model=internvl_tiny_path, max_new_tokens=2, allow_remote_images=True)
     # Enabled, the fetch goes through the SSRF guard: a loopback address is still refused, before any connection.
     with pytest.raises(internvl_tools.URLBlockedError):
         enabled.chat(user(ImageBlock(url="http://127.0.0.1:9/cat.png"), TextBlock(text="?")))
 
 
-def test_allowed_dirs_confine_image_and_document_paths(tiny_path: str, png_path: Path, tmp_path: Path,
-                                                        make_pdf: Any) -> None:
+def test_allowed_dirs_confine_image_and_document_paths(internvl_tiny_path: str, png_path: Path, tmp_path: Path,
+                                                        internvl_scanned_pdf: Any) -> None:
     elsewhere = tmp_path / "inside"
     elsewhere.mkdir()
-    llm = InternVL(model=tiny_path, max_new_tokens=2, allowed_dirs=[str(elsewhere)])
+    llm = InternVL(model=internvl_tiny_path, max_new_tokens=2, allowed_dirs=[str(elsewhere)])
     with pytest.raises(internvl_tools.PathNotAllowedError):
         llm.chat(user(ImageBlock(path=png_path), TextBlock(text="?")))
     pdf = tmp_path / "doc.pdf"
-    pdf.write_bytes(make_pdf(1))
+    pdf.write_bytes(internvl_scanned_pdf(1))
     with pytest.raises(internvl_tools.PathNotAllowedError):
         llm.chat(user(DocumentBlock(path=pdf), TextBlock(text="?")))
     with pytest.raises(internvl_tools.RemoteFetchDisabledError):
@@ -182,11 +183,11 @@ def test_allowed_dirs_confine_image_and_document_paths(tiny_path: str, png_path:
 
 
 @pytest.mark.parametrize(("max_pages", "expected"), [(8, 3), (2, 2)])
-def test_pdf_document_blocks_become_page_images(tiny_engine: Any, make_pdf: Any, tmp_path: Path,
+def test_pdf_document_blocks_become_page_images(internvl_tiny_engine: Any, internvl_scanned_pdf: Any, tmp_path: Path,
                                                 max_pages: int, expected: int) -> None:
-    engine = RecordingEngine(tiny_engine)
+    engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=2, max_document_pages=max_pages, document_dpi=36)
-    pdf = make_pdf(3)
+    pdf = internvl_scanned_pdf(3)
     response = llm.chat(user(DocumentBlock(data=pdf, document_mimetype="application/pdf"), TextBlock(text="?")))
     assert len(engine.image_parts()) == expected
     assert response.raw["usage"]["num_tiles"] >= expected
@@ -196,8 +197,8 @@ def test_pdf_document_blocks_become_page_images(tiny_engine: Any, make_pdf: Any,
     assert len(engine.image_parts()) == expected
 
 
-def test_text_document_blocks_become_text(tiny_engine: Any) -> None:
-    engine = RecordingEngine(tiny_engine)
+def test_text_document_blocks_become_text(internvl_tiny_engine: Any) -> None:
+    engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=2)
     llm.chat(user(DocumentBlock(data=b"total: 42", document_mimetype="text/plain", title="note"), TextBlock(text="?")))
     texts = [p["text"] for p in engine.calls[-1][1][0]["content"] if p["type"] == "text"]
@@ -257,9 +258,9 @@ def test_async_variants(llm: InternVL, png_bytes: bytes) -> None:
     assert cchunks[-1].text == comp.text == "".join(c.delta for c in cchunks)
 
 
-def test_token_counting_callback_reads_raw_usage(tiny_path: str) -> None:
+def test_token_counting_callback_reads_raw_usage(internvl_tiny_path: str) -> None:
     counter = TokenCountingHandler(tokenizer=lambda text: text.split())
-    llm = InternVL(model=tiny_path, max_new_tokens=3, callback_manager=CallbackManager([counter]))
+    llm = InternVL(model=internvl_tiny_path, max_new_tokens=3, callback_manager=CallbackManager([counter]))
     response = llm.chat(user(TextBlock(text="Hello there")))
     assert counter.prompt_llm_token_count == response.raw["prompt_tokens"]
     assert counter.completion_llm_token_count == response.raw["completion_tokens"]
@@ -268,8 +269,8 @@ def test_token_counting_callback_reads_raw_usage(tiny_path: str) -> None:
 # ---------------------------------------------------------------------------------------------------- structured
 
 
-def test_structured_predict_returns_a_valid_instance_with_images(tiny_engine: Any, png_bytes: bytes) -> None:
-    engine = RecordingEngine(tiny_engine)
+def test_structured_predict_returns_a_valid_instance_with_images(internvl_tiny_engine: Any, png_bytes: bytes) -> None:
+    engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=48)
     prompt = ChatPromptTemplate(message_templates=[
         ChatMessage(role="user", blocks=[ImageBlock(image=png_bytes), TextBlock(text="Which {thing}?")]),
@@ -303,8 +304,8 @@ def test_structured_output_that_cannot_finish_raises(llm: InternVL) -> None:
         llm.structured_predict(Pet, PromptTemplate("Pet?"), llm_kwargs={"max_new_tokens": 2})
 
 
-def test_as_structured_llm_keeps_images(tiny_engine: Any, png_bytes: bytes) -> None:
-    engine = RecordingEngine(tiny_engine)
+def test_as_structured_llm_keeps_images(internvl_tiny_engine: Any, png_bytes: bytes) -> None:
+    engine = RecordingEngine(internvl_tiny_engine)
     sllm = InternVL(engine=engine, max_new_tokens=48).as_structured_llm(Pet)
     response = sllm.chat(user(ImageBlock(image=png_bytes), TextBlock(text="Which pet?")))
     assert isinstance(response.raw, Pet)
@@ -315,17 +316,17 @@ def test_as_structured_llm_keeps_images(tiny_engine: Any, png_bytes: bytes) -> N
 # ---------------------------------------------------------------------------------------------------- engines
 
 
-def test_existing_engine_is_used_as_is(tiny_engine: Any) -> None:
-    llm = InternVL(engine=tiny_engine, max_new_tokens=2)
-    assert llm.engine is tiny_engine and llm.model == tiny_engine.model_name
-    assert llm.metadata.context_window == tiny_engine.context_length
+def test_existing_engine_is_used_as_is(internvl_tiny_engine: Any) -> None:
+    llm = InternVL(engine=internvl_tiny_engine, max_new_tokens=2)
+    assert llm.engine is internvl_tiny_engine and llm.model == internvl_tiny_engine.model_name
+    assert llm.metadata.context_window == internvl_tiny_engine.context_length
     with pytest.raises(internvl_tools.ConfigError, match="VisionLanguageModel"):
         InternVL(engine=object())
 
 
-def test_engines_built_from_settings_share_weights(tiny_path: str) -> None:
-    a = InternVL(model=tiny_path, max_new_tokens=2)
-    b = InternVL(model=tiny_path, max_new_tokens=2)
+def test_engines_built_from_settings_share_weights(internvl_tiny_path: str) -> None:
+    a = InternVL(model=internvl_tiny_path, max_new_tokens=2)
+    b = InternVL(model=internvl_tiny_path, max_new_tokens=2)
     a.complete("Hi")
     b.complete("Hi")
     assert a.engine is not b.engine and a.engine.model is b.engine.model

@@ -41,14 +41,15 @@ class Invoice(BaseModel):
 
 
 @pytest.fixture
-def reader(tiny_engine: Any) -> InternVLPDFReader:
-    return InternVLPDFReader(engine=tiny_engine, dpi=36, max_new_tokens=6, progress=False, render_backend="thread")
+def reader(internvl_tiny_engine: Any) -> InternVLPDFReader:
+    return InternVLPDFReader(engine=internvl_tiny_engine, dpi=36, max_new_tokens=6, progress=False,
+                             render_backend="thread")
 
 
 @pytest.fixture
-def pdf_path(tmp_path: Path, make_pdf: Any) -> Path:
+def pdf_path(tmp_path: Path, internvl_scanned_pdf: Any) -> Path:
     path = tmp_path / "scan.pdf"
-    path.write_bytes(make_pdf(3))
+    path.write_bytes(internvl_scanned_pdf(3))
     return path
 
 
@@ -151,7 +152,7 @@ def test_missing_file_raises(reader: InternVLPDFReader, tmp_path: Path) -> None:
 
 
 class FlakyEngine(internvl_tools.VisionLanguageModel):
-    """Delegates to a real engine but fails on greenish-red pages (page 2 of ``make_pdf``)."""
+    """Delegates to a real engine but fails on greenish-red pages (page 2 of ``internvl_scanned_pdf``)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
@@ -185,8 +186,8 @@ class FlakyEngine(internvl_tools.VisionLanguageModel):
         return self.inner.generate_structured(messages, json_schema, **gen)
 
 
-def test_a_failed_page_is_flagged_and_the_run_continues(tiny_engine: Any, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(engine=FlakyEngine(tiny_engine), dpi=36, max_new_tokens=4, progress=False,
+def test_a_failed_page_is_flagged_and_the_run_continues(internvl_tiny_engine: Any, pdf_path: Path) -> None:
+    reader = InternVLPDFReader(engine=FlakyEngine(internvl_tiny_engine), dpi=36, max_new_tokens=4, progress=False,
                                render_backend="thread")
     docs = reader.load_data(pdf_path)
     assert [d.metadata["page_number"] for d in docs] == [1, 2, 3]
@@ -197,8 +198,8 @@ def test_a_failed_page_is_flagged_and_the_run_continues(tiny_engine: Any, pdf_pa
     assert "error" in failed.excluded_embed_metadata_keys
 
 
-def test_schema_task_gives_the_fields_as_json(tiny_engine: Any, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(engine=tiny_engine, task=Invoice, dpi=36, max_new_tokens=40, pages="1",
+def test_schema_task_gives_the_fields_as_json(internvl_tiny_engine: Any, pdf_path: Path) -> None:
+    reader = InternVLPDFReader(engine=internvl_tiny_engine, task=Invoice, dpi=36, max_new_tokens=40, pages="1",
                                progress=False, render_backend="thread")
     [doc] = reader.load_data(pdf_path)
     assert "error" not in doc.metadata, doc.metadata.get("error")
@@ -206,13 +207,13 @@ def test_schema_task_gives_the_fields_as_json(tiny_engine: Any, pdf_path: Path) 
     Invoice.model_validate(json.loads(doc.text))
 
 
-def test_reader_pickles_settings_not_the_model(tiny_path: str, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(model=tiny_path, task="chart", dpi=36, max_new_tokens=4, progress=False,
+def test_reader_pickles_settings_not_the_model(internvl_tiny_path: str, pdf_path: Path) -> None:
+    reader = InternVLPDFReader(model=internvl_tiny_path, task="chart", dpi=36, max_new_tokens=4, progress=False,
                                render_backend="thread", pages="1")
     reader.engine.load()
     clone = pickle.loads(pickle.dumps(reader))
     assert clone._engine is None
-    assert (clone.model, clone.task, clone.dpi, clone.pages) == (tiny_path, "chart", 36, "1")
+    assert (clone.model, clone.task, clone.dpi, clone.pages) == (internvl_tiny_path, "chart", 36, "1")
     [doc] = clone.load_data(pdf_path)
     assert doc.metadata["task"] == "chart"
     assert clone.engine.model is reader.engine.model  # rebuilt engine shares the loaded weights
@@ -276,11 +277,11 @@ def test_vector_index_returns_the_right_page_in_source_nodes(reader: InternVLPDF
         assert hit.node.get_content().strip() == docs[1].text.strip()
 
 
-def test_reads_through_an_fsspec_filesystem(reader: InternVLPDFReader, make_pdf: Any) -> None:
+def test_reads_through_an_fsspec_filesystem(reader: InternVLPDFReader, internvl_scanned_pdf: Any) -> None:
     from fsspec.implementations.memory import MemoryFileSystem
 
     fs = MemoryFileSystem()
-    fs.pipe("/bucket/remote.pdf", make_pdf(2))
+    fs.pipe("/bucket/remote.pdf", internvl_scanned_pdf(2))
     docs = reader.load_data("/bucket/remote.pdf", fs=fs)
     pages = [(d.metadata["file_name"], d.metadata["page_number"]) for d in docs]
     assert pages == [("remote.pdf", 1), ("remote.pdf", 2)]
