@@ -19,6 +19,8 @@ Fixtures:
   with one solid-colour page image per page (distinct colours).
 - ``internvl_receipts_pdf`` (factory): ``internvl_receipts_pdf(pages=2, seed=0)`` → ``(path, samples)``: a generated
   scanned PDF of receipt pages the demo model was trained to read, with each page's true text and word boxes.
+- ``internvl_video_clip`` (factory): ``internvl_video_clip(frames=20, fps=10)`` → path of a small MPEG-4 clip whose
+  frame ``i`` is a solid colour that encodes ``i`` (needs PyAV: ``internvl-tools[video]``).
 
 Loading the plugin makes the session offline (``HF_HUB_OFFLINE=1``) and single-threaded (``OMP_NUM_THREADS=1``,
 one torch thread), because tiny models run fastest that way and parallel test workers share the cores; variables
@@ -43,7 +45,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def pytest_configure(config: pytest.Config) -> None:
     import torch
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    threads = os.environ.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:
+        torch.set_num_threads(int(threads))
 
 
 @pytest.fixture(scope="session")
@@ -98,5 +102,32 @@ def internvl_receipts_pdf(tmp_path: Path) -> Callable[..., tuple[Path, list[Any]
         rng = random.Random(seed)
         samples = [synth.page(rng) for _ in range(pages)]
         return synth.write_pdf(samples, tmp_path / name), samples
+
+    return make
+
+
+@pytest.fixture
+def internvl_video_clip(tmp_path: Path) -> Callable[..., Path]:
+    """Factory for small generated MPEG-4 clips: ``path = internvl_video_clip(frames=20, fps=10)``."""
+
+    def make(frames: int = 20, fps: int = 10, size: tuple[int, int] = (64, 48), name: str = "clip.mp4") -> Path:
+        import numpy as np
+
+        try:
+            import av
+        except ImportError as exc:
+            raise pytest.UsageError("internvl_video_clip needs PyAV: pip install 'internvl-tools[video]'") from exc
+        path = tmp_path / name
+        with av.open(str(path), mode="w") as out:
+            stream = out.add_stream("mpeg4", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+            for i in range(frames):
+                pixels = np.empty((size[1], size[0], 3), np.uint8)
+                pixels[:] = ((i * 37) % 256, (i * 91) % 256, (255 - i * 13) % 256)
+                for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        return path
 
     return make

@@ -14,6 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Share the core's cache of tiny checkpoints (built once per machine).
 os.environ.setdefault("INTERNVL_TOOLS_CACHE", str(Path(__file__).resolve().parents[3] / ".cache"))
 
+# Generated clips, receipts and the demo engine (see internvl_tools/pytest_plugin.py).
+pytest_plugins = ["internvl_tools.pytest_plugin"]
+
 
 def make_png(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     """A small PNG with a coloured rectangle on white."""

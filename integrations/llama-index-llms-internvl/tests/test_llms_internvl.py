@@ -139,6 +139,19 @@ def test_chat_reads_image_blocks(llm: InternVL, kind: str, png_bytes: bytes, png
     assert response.raw["prompt_tokens"] - text_only.raw["prompt_tokens"] >= usage["image_tokens"]
 
 
+@pytest.mark.parametrize("kind", ["path", "bytes"])
+def test_video_blocks_reach_the_engine_one_tile_per_frame(llm: InternVL, internvl_video_clip: Any,
+                                                          internvl_tiny_engine: Any, kind: str) -> None:
+    from llama_index.core.base.llms.types import VideoBlock
+
+    clip = internvl_video_clip(frames=20)
+    block = VideoBlock(path=clip) if kind == "path" else VideoBlock(video=clip.read_bytes())
+    response = llm.chat(user(block, TextBlock(text="What changes?")))
+    usage = response.raw["usage"]
+    assert usage["num_tiles"] == 8  # the core's default frame count, one tile each
+    assert usage["image_tokens"] == 8 * internvl_tiny_engine.info.tokens_per_tile
+
+
 def test_every_image_in_any_turn_reaches_the_engine(internvl_tiny_engine: Any, png_bytes: bytes,
                                                      png_path: Path) -> None:
     engine = RecordingEngine(internvl_tiny_engine)

@@ -92,6 +92,14 @@ def test_images_in_tool_messages_and_pdfs_reach_the_model(tiny: str) -> None:
     assert result.response_metadata["num_tiles"] >= 3  # two pages and the tool's image, one tile or more each
 
 
+def test_video_blocks_reach_the_model_one_tile_per_frame(tiny: str, internvl_video_clip) -> None:
+    clip = base64.b64encode(internvl_video_clip(frames=20).read_bytes()).decode()
+    message = HumanMessage([{"type": "video", "base64": clip, "mime_type": "video/mp4"}, "What changes?"])
+    result = llm(tiny).invoke([message])
+    assert result.response_metadata["num_tiles"] == 8  # the core's default frame count, one tile each
+    assert result.usage_metadata["input_tokens"] > 8
+
+
 class Person(BaseModel):
     name: str
     age: int
