@@ -21,7 +21,7 @@ from internvl_tools import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--model", "tiny", "--max-new-tokens", "3"]
-DEMO_PAGE_FLOOR = 0.6  # measured 0.74 with the shipped demo model on the two generated pages below
+DEMO_PAGE_FLOOR = 0.75  # measured 0.89 with the shipped demo model on the two generated pages below
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -398,4 +398,4 @@ def test_cli_with_the_demo_model_reads_pages_and_points_at_words(tmp_path: Path)
     assert data["phrase"] == word.text and tuple(data["image_size"]) == (128, 128)
     assert data["raw_text"].startswith(f"<ref>{word.text}</ref><box>[[")
     box = data["objects"][0]["boxes"][0]
-    assert iou((box["x1"], box["y1"], box["x2"], box["y2"]), word.box) >= 0.3, (data, word.box)
+    assert iou((box["x1"], box["y1"], box["x2"], box["y2"]), word.box) >= 0.5, (data, word.box)  # measured 0.99

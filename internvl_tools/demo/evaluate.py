@@ -282,16 +282,27 @@ the image.
 {chr(10).join(rows)}
 
 Sizes: {report['ocr_tiles']} tiles, {report['ground_words']} grounding words, {report['ocr_tiles']} charts per
-chart question, {report['pdf_pages']} PDF pages (rendered by `read_pdf` at its default resolution and tiled 1×2 or
-1×3 plus thumbnail). Character accuracy is `max(0, 1 − edit distance / reference length)`, averaged per item.
+chart question, {report['pdf_pages']} PDF pages (rendered by `read_pdf` at its default resolution, which fills the
+tile grid each page's shape gets, and tiled 1×2 or 1×3 plus thumbnail). Character accuracy is
+`max(0, 1 − edit distance / reference length)`, averaged per item.
+
+## Gaps, and what would close them
+- Grounding stays low: the box digits must come from where a word sits, and with 16 image tokens per 128-px tile
+  each token covers a 32-px cell, several words wide. The transcription curves were still rising at the end and the
+  grounding ones barely; a grounding-specific auxiliary target (each token predicting the boxes it holds), more
+  image tokens per tile (a 0.5 pixel shuffle of 8-px patches), or a larger share of grounding in the mixture are the
+  next things to try, each needing a fresh run within the 2-hour budget.
+- "What is the value of X": the model reads the printed values well when writing the whole table, but picking one
+  bar by its label is a lookup this 4-layer language model learns slowly; answering through the table (extract it,
+  then look the label up) already gives the table's accuracy.
 
 ## Training
 - Script: `python -m internvl_tools.demo.train` (from random weights; seed **{summary['seed']}**). Commands used:
 {chr(10).join(f"  - `{c}`" for c in commands)}
 - Steps done: {summary['steps_done']} × batch {summary['batch_size']}; wall time **{summary['wall_s'] / 60:.1f} min**
-  on 2 shared CPU cores (other jobs used the same cores for part of the run, so the same command may reach a
-  different step within the `--minutes` cap on another machine; with the cap not reached, the run is a pure function
-  of the seed).
+  on 2 CPU cores (the first segment shared them with other jobs). Every segment finished its planned steps within
+  its `--minutes` cap, so the run is a pure function of the seed and the commands; a slower machine may hit a cap
+  first and stop early (the run's `summary.json` says so).
 - Recipe: AdamW (β 0.9/0.98, wd 0.05), peak LR `--lr` (1e-3 unless a command above says otherwise), 50 warm-up
   steps, cosine to 5% of the peak over `--steps`; loss on the answer plus
   `<|im_end|>`; a training-only auxiliary loss (weight 20) makes every image token predict which characters lie in its

@@ -27,6 +27,7 @@ from internvl_tools.documents.render import (
     RenderedPage,
     RenderStream,
     default_longest_side,
+    grid_longest_side,
     render_pages,
 )
 from internvl_tools.documents.sources import DocumentSource, open_source, page_count, parse_pages
@@ -44,6 +45,7 @@ __all__ = [
     "RenderedPage",
     "completed_pages",
     "default_longest_side",
+    "grid_longest_side",
     "iter_jsonl",
     "load_results",
     "open_source",

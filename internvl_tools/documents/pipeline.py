@@ -19,7 +19,7 @@ from typing import Any
 
 from internvl_tools.documents.models import DocumentSummary, PageResult
 from internvl_tools.documents.output import completed_pages
-from internvl_tools.documents.render import RenderedPage, default_longest_side, render_pages
+from internvl_tools.documents.render import RenderedPage, render_pages
 from internvl_tools.documents.sources import PageSpec, open_source, page_count, parse_pages
 from internvl_tools.documents.tasks import (
     CHART_PROMPT,
@@ -140,7 +140,8 @@ def read_pdf(
             layer by a short yes/no screening answer from the model). Those results carry ``relevance``.
         pages: 1-based selection such as ``"1-3,7"``.
         dpi / longest_side: render resolution; default: the longest side that fills the engine's tile grid
-            (:func:`~internvl_tools.documents.render.default_longest_side`; 1792 px for 448-px tiles, 12 tiles).
+            per page (:func:`~internvl_tools.documents.render.grid_longest_side`; 1792 px for 448-px tiles, 12
+            tiles and pages between 1:2 and 2:1, more for longer pages whose grid is taller).
         batch_size: pages per batched generate (``engine.batch``); the next pages render meanwhile.
         progress: a tqdm bar (pages, pages/s); default on in terminals and notebooks, off otherwise.
         resume_from: a JSONL file of an earlier run (see :mod:`.output`); pages that succeeded there for the same
@@ -171,18 +172,19 @@ def read_pdf(
     selected = [i + 1 for i in parse_pages(pages, count)] if count or pages is not None else []
     done = completed_pages(resume_from, name) & set(selected)
     todo = [n for n in selected if n not in done]
+    tile_grid = None
     if dpi is None and longest_side is None and src.kind == "pdf":
         info = engine.info
         budget = 1 if not getattr(info, "dynamic_image_size", True) else (
             getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", None) or 12)
-        longest_side = default_longest_side(int(info.image_size), int(budget))
+        tile_grid = (int(info.image_size), int(budget))  # each page rendered to fill the grid its shape gets
     generation.setdefault("do_sample", False)
     key = "schema" if not isinstance(task, str) else task
     generation["max_new_tokens"] = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]
     summary = DocumentSummary(source=src.name, task=name, total=len(selected), skipped=len(done))
     show = _interactive() if progress is None else bool(progress)
     run = _Run(engine, src, task, name, question, password, dpi, longest_side, batch_size, generation, summary,
-               backend)
+               backend, tile_grid)
     gen = run.iterate(todo, top_pages, show)
     return PageStream(gen, summary)
 
@@ -190,15 +192,16 @@ def read_pdf(
 class _Run:
     def __init__(self, engine: Any, src: Any, task: Any, name: str, question: str | None, password: str | None,
                  dpi: float | None, longest_side: int | None, batch_size: int, generation: dict,
-                 summary: DocumentSummary, backend: str) -> None:
+                 summary: DocumentSummary, backend: str, tile_grid: tuple[int, int] | None = None) -> None:
         self.engine, self.src, self.task, self.name, self.question = engine, src, task, name, question
         self.password, self.dpi, self.longest_side, self.batch_size = password, dpi, longest_side, batch_size
-        self.generation, self.summary, self.backend = generation, summary, backend
+        self.generation, self.summary, self.backend, self.tile_grid = generation, summary, backend, tile_grid
         self.model = getattr(engine, "model_name", None)
 
     def _render(self, numbers: list[int], with_text: bool = False) -> Any:
         return render_pages(self.src, self.dpi, self.longest_side, pages=numbers, password=self.password,
-                            backend=self.backend, prefetch=max(2, self.batch_size), with_text=with_text)  # type: ignore[arg-type]
+                            backend=self.backend, prefetch=max(2, self.batch_size), with_text=with_text,  # type: ignore[arg-type]
+                            tile_grid=self.tile_grid)
 
     def iterate(self, todo: list[int], top_pages: int | None, show: bool) -> Iterator[PageResult]:
         start = time.perf_counter()

@@ -44,6 +44,7 @@ __all__ = [
     "RenderStream",
     "RenderedPage",
     "default_longest_side",
+    "grid_longest_side",
     "render_pages",
 ]
 
@@ -75,6 +76,25 @@ def default_longest_side(image_size: int = 448, max_tiles: int = 12) -> int:
             if 0.5 <= cols / rows <= 2.0:
                 longest = max(longest, cols, rows)
     return longest * image_size
+
+
+def grid_longest_side(width: float, height: float, image_size: int = 448, max_tiles: int = 12) -> int:
+    """The longest side to render one page at so that the grid the tiler picks for *its* shape is never upsampled.
+
+    :func:`default_longest_side` covers pages between 1:2 and 2:1; a longer page (a till receipt, a 1:3 strip)
+    gets a grid whose long side is larger (a 1x3 grid of 128-px tiles is 384 px tall, above the 256 px a 4-tile
+    budget gives 1:2 pages), so this takes the larger of the two.
+
+    >>> grid_longest_side(595, 842), grid_longest_side(128, 384, image_size=128, max_tiles=4)
+    (1792, 384)
+    """
+    from internvl_tools.tiling import select_grid
+
+    floor = default_longest_side(image_size, max_tiles)
+    scale = floor / max(width, height)
+    cols, rows = select_grid(max(1, round(width * scale)), max(1, round(height * scale)), max_tiles=max_tiles,
+                             image_size=image_size)
+    return max(floor, (cols if width >= height else rows) * image_size)
 
 
 #: Default longest rendered side for 448-pixel tiles and a 12-tile budget (see :func:`default_longest_side`).
@@ -188,7 +208,10 @@ def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], op
                     try:
                         width, height = page.get_size()
                         meta.update(width_pt=float(width), height_pt=float(height), rotation=page.get_rotation())
-                        scale = _choose_scale(width, height, opts["dpi"], opts["longest_side"])
+                        longest_side = opts["longest_side"]
+                        if opts["dpi"] is None and longest_side is None and opts.get("tile_grid"):
+                            longest_side = grid_longest_side(width, height, *opts["tile_grid"])
+                        scale = _choose_scale(width, height, opts["dpi"], longest_side)
                         meta["scale"] = scale
                         image = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True,
                                             draw_annots=True, limit_image_cache=True).to_pil()
@@ -477,6 +500,7 @@ def render_pages(
     prefetch: int = 2,
     with_text: bool = False,
     on_error: Literal["yield", "raise"] = "yield",
+    tile_grid: tuple[int, int] | None = None,
 ) -> RenderStream:
     """Render the selected pages of a PDF, multi-page TIFF or image lazily, one :class:`RenderedPage` at a time.
 
@@ -494,6 +518,9 @@ def render_pages(
         prefetch: queue slots; at most ``prefetch + 1`` rendered pages exist at once.
         with_text: also extract each PDF page's text layer into ``RenderedPage.text`` (``""`` for scans).
         on_error: ``"yield"`` a page with ``error`` set and carry on (default), or ``"raise"`` PageRenderError.
+        tile_grid: ``(image_size, max_tiles)`` of the model the pages are for. With neither ``dpi`` nor
+            ``longest_side``, each PDF page is then rendered at :func:`grid_longest_side` for its own shape, so
+            long pages are not upsampled by the tiler (``read_pdf`` passes the engine's values).
 
     Opening problems (missing file, not a PDF, encrypted, bad page selection) raise here, at call time; per-page
     problems surface per page. The page rotation (``/Rotate``), form fields and annotations are drawn.
@@ -520,5 +547,8 @@ def render_pages(
         backend = "process" if src.kind == "pdf" and len(indices) >= PROCESS_MIN_PAGES else "thread"
     if backend == "process" and src.image is not None:
         backend = "thread"  # an in-memory PIL image: nothing for a worker to open
-    opts = {"dpi": dpi, "longest_side": longest_side, "with_text": with_text}
+    if tile_grid is not None and not (isinstance(tile_grid, tuple) and len(tile_grid) == 2
+                                      and all(isinstance(v, int) and v >= 1 for v in tile_grid)):
+        raise ConfigError(f"tile_grid must be (image_size, max_tiles) as two positive ints, got {tile_grid!r}.")
+    opts = {"dpi": dpi, "longest_side": longest_side, "with_text": with_text, "tile_grid": tile_grid}
     return RenderStream(src, password, indices, n_pages, opts, backend, prefetch, on_error)

@@ -131,7 +131,9 @@ class _InternVLTool(InternVLSettings, BaseTool):
         from internvl_tools import render_pages
 
         number = page or 1
-        with render_pages(os.fspath(path), dpi=self.pdf_dpi, pages=[number], backend="thread") as stream:
+        grid = self._tile_grid() if self.pdf_dpi is None else None
+        with render_pages(os.fspath(path), dpi=self.pdf_dpi, pages=[number], backend="thread",
+                          tile_grid=grid) as stream:
             total = stream.page_count
             rendered = next(iter(stream), None)
         if rendered is None or rendered.image is None:
@@ -140,6 +142,19 @@ class _InternVLTool(InternVLSettings, BaseTool):
         facts = {"source": ref, "page": number, "page_label": rendered.label, "total_pages": total,
                  "image_size": list(rendered.image.size)}  # fmt: skip
         return rendered.image, facts
+
+    def _tile_grid(self) -> tuple[int, int] | None:
+        """The local model's (tile size, tile budget), so pages render at what its tiler uses (read_pdf does too)."""
+        from internvl_tools import InternVLError
+
+        engine = self.get_engine()
+        try:
+            info = engine.info
+        except InternVLError:
+            return None  # the generation call reports the load failure with its own message
+        size = getattr(info, "image_size", None)
+        budget = getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", None) or 12
+        return (int(size), int(budget)) if size else None
 
     def _gen(self, default_tokens: int) -> dict[str, Any]:
         return {"max_new_tokens": self.max_tokens or default_tokens}
