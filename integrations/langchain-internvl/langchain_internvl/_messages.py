@@ -29,7 +29,7 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from langchain_internvl._tools import render_tool_call
+from langchain_internvl._tools import render_parallel_calls, render_tool_call
 
 __all__ = ["UnsupportedContentError", "to_core_messages"]
 
@@ -164,10 +164,13 @@ def _user_parts(blocks: Sequence[dict[str, Any]], policy: Any, max_pages: int, w
 def _assistant_text(message: AIMessage) -> str:
     texts = [b.get("text", "") for b in message.content_blocks if b.get("type") == "text"]
     text = "".join(texts)
-    # Earlier tool calls appear as the JSON object the model writes for a call under bind_tools (it has no
-    # native tool-call tokens), one per line.
-    for call in message.tool_calls:
-        text += ("\n" if text else "") + render_tool_call(str(call.get("name")), call.get("args", {}))
+    # Earlier tool calls appear as the JSON the model writes under bind_tools (it has no native tool-call tokens):
+    # one call object, or the {"calls": [...]} list of a parallel turn.
+    calls = [(str(call.get("name")), call.get("args", {})) for call in message.tool_calls]
+    if len(calls) == 1:
+        text += ("\n" if text else "") + render_tool_call(*calls[0])
+    elif calls:
+        text += ("\n" if text else "") + render_parallel_calls(calls)
     return text
 
 

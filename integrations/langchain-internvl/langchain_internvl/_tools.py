@@ -3,7 +3,8 @@
 InternVL checkpoints have no native tool-call tokens, so a turn with tools bound is decoded under a JSON schema
 that admits exactly one object per allowed tool, ``{"tool": <name>, "arguments": {...}}`` (plus
 ``{"answer": "..."}`` when the model may reply in text). The grammar guarantees the shape and the argument
-types; choosing a sensible tool and sensible values is the model's job.
+types; choosing a sensible tool and sensible values is the model's job. With ``parallel=True`` the answer is
+``{"calls": [<call>, ...]}`` (one to :data:`MAX_PARALLEL_CALLS` calls) instead of a single call.
 
 >>> tools = [{"type": "function", "function": {"name": "add", "description": "Add.",
 ...           "parameters": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}]
@@ -25,12 +26,15 @@ __all__ = [
     "minimal_call_length",
     "normalize_tool_choice",
     "parse_tool_answer",
+    "render_parallel_calls",
     "render_tool_call",
     "tool_call_schema",
     "tool_instructions",
 ]
 
 _ANY_ALIASES = ("any", "required")
+#: Upper bound on the calls of one parallel answer (a grammar needs a bound; agents rarely need more in one turn).
+MAX_PARALLEL_CALLS = 8
 
 
 def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -102,9 +106,16 @@ def _rewrite_refs(node: Any, prefix: str) -> Any:
     return node
 
 
-def tool_call_schema(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any]) -> dict[str, Any]:
-    """The JSON schema of one answer: a call of an allowed tool, or (``"auto"``) ``{"answer": str}``."""
-    options: list[dict[str, Any]] = []
+def tool_call_schema(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any],
+                     parallel: bool = False) -> dict[str, Any]:
+    """The JSON schema of one answer: a call of an allowed tool (``parallel``: a list of calls), or (``"auto"``)
+    ``{"answer": str}``.
+
+    >>> ping = {"type": "function", "function": {"name": "ping", "parameters": {}}}
+    >>> tool_call_schema([ping], "any", parallel=True)["properties"]["calls"]["maxItems"]
+    8
+    """
+    calls: list[dict[str, Any]] = []
     defs: dict[str, Any] = {}
     for index, tool in enumerate(allowed_tools(tools, choice)):
         params = _parameters(tool)
@@ -112,12 +123,21 @@ def tool_call_schema(tools: Sequence[Mapping[str, Any]], choice: str | dict[str,
         prefix = f"t{index}_"
         params = _rewrite_refs(params, prefix)
         defs.update({prefix + k: _rewrite_refs(v, prefix) for k, v in local.items()})
-        options.append({
+        calls.append({
             "type": "object",
             "properties": {"tool": {"const": tool["function"]["name"]}, "arguments": params},
             "required": ["tool", "arguments"],
             "additionalProperties": False,
         })  # fmt: skip
+    options: list[dict[str, Any]] = calls
+    if parallel and calls:
+        item = calls[0] if len(calls) == 1 else {"anyOf": calls}
+        options = [{
+            "type": "object",
+            "properties": {"calls": {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}},
+            "required": ["calls"],
+            "additionalProperties": False,
+        }]  # fmt: skip
     if choice == "auto":
         options.append({
             "type": "object",
@@ -181,7 +201,8 @@ def minimal_call_length(tools: Sequence[Mapping[str, Any]], choice: str | dict[s
     return longest
 
 
-def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any]) -> str:
+def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any],
+                      parallel: bool = False) -> str:
     """The prompt text describing the callable tools and the answer format."""
     lines = ["", "You can call these tools:"]
     for tool in allowed_tools(tools, choice):
@@ -190,6 +211,16 @@ def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str
         lines.append(f"- {function['name']}" + (f": {description}" if description else ""))
         lines.append(f"  parameters (JSON schema): {json.dumps(_parameters(tool), ensure_ascii=False)}")
     call = '{"tool": "<tool name>", "arguments": {<arguments>}}'
+    if parallel:
+        many = f'{{"calls": [{call}, ...]}} (1 to {MAX_PARALLEL_CALLS} calls, run together)'
+        if choice == "auto":
+            lines.append(f'Reply with one JSON object: {many} to call tools, or {{"answer": "<your reply>"}} to '
+                         "answer directly.")
+        elif isinstance(choice, dict):
+            lines.append(f"Call the tool {choice['function']['name']}: reply with one JSON object {many}.")
+        else:
+            lines.append(f"Call these tools as needed: reply with one JSON object {many}.")
+        return "\n".join(lines)
     if choice == "auto":
         lines.append(f"Reply with one JSON object: {call} to call a tool, or {{\"answer\": \"<your reply>\"}} "
                      "to answer directly.")  # fmt: skip
@@ -206,8 +237,23 @@ def render_tool_call(name: str, args: Any) -> str:
     return json.dumps({"tool": name, "arguments": args}, ensure_ascii=False)
 
 
+def render_parallel_calls(calls: Sequence[tuple[str, Any]]) -> str:
+    """How an earlier turn with several calls appears in the prompt: the ``{"calls": [...]}`` object.
+
+    >>> render_parallel_calls([("a", {}), ("b", {"x": 1})])
+    '{"calls": [{"tool": "a", "arguments": {}}, {"tool": "b", "arguments": {"x": 1}}]}'
+    """
+    return json.dumps({"calls": [{"tool": name, "arguments": args} for name, args in calls]}, ensure_ascii=False)
+
+
 def new_call_id() -> str:
     return f"call_{uuid.uuid4().hex[:24]}"
+
+
+def _call(data: Mapping[str, Any]) -> dict[str, Any]:
+    args = data.get("arguments")
+    return {"type": "tool_call", "name": data["tool"], "args": args if isinstance(args, dict) else {},
+            "id": new_call_id()}  # fmt: skip
 
 
 def parse_tool_answer(text: str) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
@@ -222,10 +268,11 @@ def parse_tool_answer(text: str) -> tuple[str, list[dict[str, Any]], list[dict[s
         error = f"The answer is not complete JSON (raise max_tokens?): {exc}"
         return "", [], [{"type": "invalid_tool_call", "name": None, "args": text, "id": new_call_id(), "error": error}]
     if isinstance(data, dict) and isinstance(data.get("tool"), str):
-        args = data.get("arguments")
-        call = {"type": "tool_call", "name": data["tool"], "args": args if isinstance(args, dict) else {},
-                "id": new_call_id()}  # fmt: skip
-        return "", [call], []
+        return "", [_call(data)], []
+    if isinstance(data, dict) and isinstance(data.get("calls"), list) and data["calls"]:
+        items = data["calls"]
+        if all(isinstance(c, dict) and isinstance(c.get("tool"), str) for c in items):
+            return "", [_call(c) for c in items], []
     if isinstance(data, dict) and isinstance(data.get("answer"), str):
         return data["answer"], [], []
     error = "The answer is neither a tool call nor an answer object."

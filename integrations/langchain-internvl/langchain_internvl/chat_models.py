@@ -183,7 +183,7 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         response_format = kwargs.pop("response_format", None)
         tools = [convert_to_openai_tool(t) for t in kwargs.pop("tools", None) or []]
         choice = normalize_tool_choice(kwargs.pop("tool_choice", None), tools)
-        kwargs.pop("parallel_tool_calls", None)  # accepted; one call per turn (see bind_tools)
+        parallel = bool(kwargs.pop("parallel_tool_calls", None))
         gen: dict[str, Any] = {
             "max_new_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -214,9 +214,9 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             )
         core = to_core_messages(messages, self.build_media_policy(), max_pdf_pages=self.max_pdf_pages)
         if tool_mode:
-            schema = tool_call_schema(tools, choice)
+            schema = tool_call_schema(tools, choice, parallel)
             # Stated next to the question (the recency helps small models); the grammar enforces it either way.
-            core[-1]["content"].append({"type": "text", "text": tool_instructions(tools, choice)})
+            core[-1]["content"].append({"type": "text", "text": tool_instructions(tools, choice, parallel)})
             gen.pop("stop", None)
             # A budget too small for any complete call would only ever produce broken JSON: leave room for the
             # shortest valid call of every allowed tool (a token writes one character or more) plus some slack.
@@ -416,8 +416,9 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
 
         ``tool_choice``: ``None``/``"auto"`` (a tool call or a text answer), ``"any"``/``"required"``/``True``
         (some tool must be called), a tool name or ``{"type": "function", "function": {"name": ...}}`` (that
-        tool), ``"none"`` (answer in text). ``parallel_tool_calls`` is accepted, but each turn makes at most one
-        call. ``strict`` is accepted and ignored: the grammar always holds the arguments to the tool's schema.
+        tool), ``"none"`` (answer in text). ``parallel_tool_calls=True`` lets one turn make 1 to 8 calls (the
+        grammar admits a list of calls); by default a turn makes at most one. ``strict`` is accepted and ignored:
+        the grammar always holds the arguments to the tool's schema.
 
         >>> llm = ChatInternVL(model="tiny")
         >>> ping = {"type": "function", "function": {"name": "ping", "parameters": {}}}
@@ -427,6 +428,8 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         """
         formatted = [convert_to_openai_tool(tool) for tool in tools]
         choice = normalize_tool_choice(tool_choice, formatted)
+        if parallel_tool_calls is not None:
+            kwargs["parallel_tool_calls"] = parallel_tool_calls
         return super().bind(tools=formatted, tool_choice=choice, **kwargs)
 
     # ------------------------------------------------------------------------------------------------ structured

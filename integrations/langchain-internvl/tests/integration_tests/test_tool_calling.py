@@ -77,6 +77,17 @@ def test_a_forced_choice_always_yields_one_valid_call(llm: ChatInternVL, choice:
 
 
 @pytest.mark.parametrize("seed", range(3))
+def test_parallel_calls_are_each_valid_and_distinct(llm: ChatInternVL, seed: int) -> None:
+    bound = llm.bind_tools(TOOLS, tool_choice="any", parallel_tool_calls=True)
+    msg = bound.invoke(PROMPTS[seed % len(PROMPTS)], seed=seed, max_tokens=400)
+    assert not msg.invalid_tool_calls and msg.content == ""
+    assert 1 <= len(msg.tool_calls) <= 8
+    for call in msg.tool_calls:
+        assert_valid_call(call, set(SCHEMAS))
+    assert len({c["id"] for c in msg.tool_calls}) == len(msg.tool_calls)
+
+
+@pytest.mark.parametrize("seed", range(3))
 def test_auto_yields_a_valid_call_or_text(llm: ChatInternVL, seed: int) -> None:
     msg = llm.bind_tools(TOOLS).invoke(PROMPTS[seed], seed=seed)
     assert not msg.invalid_tool_calls

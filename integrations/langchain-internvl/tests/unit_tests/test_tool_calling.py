@@ -148,6 +148,7 @@ def test_minimal_call_length_fits_the_shortest_call_of_each_tool() -> None:
         ('{"answer": "It is sunny."}', "It is sunny.", None, False),
         ('{"tool": "get_weather", "arguments": {"ci', "", None, True),  # the budget ran out mid-call
         ("[1, 2]", "", None, True),
+        ('{"calls": []}', "", None, True),  # an empty list is no call at all
     ],
 )
 def test_answers_parse_into_calls_text_or_invalid_calls(text: str, content: str, call: Any, invalid: bool) -> None:
@@ -229,12 +230,43 @@ def test_tool_history_renders_calls_as_json_and_results_with_the_tool_name() -> 
     core = to_core_messages(messages, None)
     lines = core[1]["content"][0]["text"].split("\n")
     assert lines[0] == "Checking."
-    assert [json.loads(line) for line in lines[1:]] == [
+    assert [json.loads(line) for line in lines[1:]] == [{"calls": [  # the parallel form the grammar writes
         {"tool": "get_weather", "arguments": {"city": "Oslo"}},
         {"tool": "get_weather", "arguments": {"city": "Rome"}},
-    ]
+    ]}]  # fmt: skip
     assert "".join(p["text"] for p in core[2]["content"]) == "Tool result (get_weather):\nrain"
     assert "".join(p["text"] for p in core[3]["content"]) == "Tool result (get_weather, error):\nboom"
+
+
+@pytest.mark.parametrize("choice", ["auto", "any", "Box"])
+def test_parallel_grammar_admits_one_to_eight_allowed_calls(choice: str) -> None:
+    normal = normalize_tool_choice(choice, TOOLS)
+    validator = jsonschema.Draft202012Validator(tool_call_schema(TOOLS, normal, parallel=True))
+    box = {"tool": "Box", "arguments": {"corner": {"x": 1, "y": 2}, "color": "red"}}
+    weather = {"tool": "get_weather", "arguments": {"city": "Oslo"}}
+    assert validator.is_valid({"calls": [box]}) and validator.is_valid({"calls": [box] * 8})
+    assert not validator.is_valid({"calls": []}) and not validator.is_valid({"calls": [box] * 9})
+    assert validator.is_valid({"calls": [box, weather]}) is (choice != "Box")  # only allowed tools
+    assert not validator.is_valid(box)  # one bare call is not the parallel shape
+    assert validator.is_valid({"answer": "hi"}) is (choice == "auto")
+
+
+def test_parallel_tool_calls_bind_and_come_back_as_several_calls() -> None:
+    answer = {"calls": [{"tool": "get_weather", "arguments": {"city": "Oslo"}},
+                        {"tool": "get_weather", "arguments": {"city": "Rome"}}]}  # fmt: skip
+    llm, engine = fake_llm(json.dumps(answer))
+    msg = llm.bind_tools(TOOLS, tool_choice="any", parallel_tool_calls=True).invoke("Weather in Oslo and Rome?")
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("get_weather", {"city": "Oslo"}),
+                                                                 ("get_weather", {"city": "Rome"})]
+    assert len({c["id"] for c in msg.tool_calls}) == 2
+    [(_, core, schema, _)] = engine.calls
+    assert schema["properties"]["calls"]["maxItems"] == 8
+    assert '{"calls": [' in core[-1]["content"][-1]["text"]
+    # Without the flag (or with False) the grammar asks for exactly one call.
+    for flag in (None, False):
+        llm, engine = fake_llm('{"tool": "get_weather", "arguments": {"city": "Oslo"}}')
+        llm.bind_tools(TOOLS, tool_choice="any", parallel_tool_calls=flag).invoke("Weather?")
+        assert "calls" not in json.dumps(engine.calls[-1][2])
 
 
 def test_profile_declares_tool_calling() -> None:
