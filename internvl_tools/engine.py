@@ -72,6 +72,10 @@ class InternVL(VisionLanguageModel):
         quantization: None, ``"8bit"`` or ``"4bit"`` (bitsandbytes, CUDA only).
         device_map: None, ``"auto"`` (accelerate) or ``"balanced"`` (the InternVL multi-GPU recipe).
         max_tiles: tile budget per request (default: the checkpoint's ``max_dynamic_patch``, else 12).
+        history_images: how the budget meets a conversation's images. ``"split"`` (default, InternVL's training
+            and README rule): every image gets ``max(1, max_tiles // n_images)``. ``"one_tile"`` (the official chat
+            demo): images of the last user turn share the budget and images of earlier turns get one tile each,
+            so long conversations stay short.
         template: override the conversation template (default: detected from the checkpoint's config).
         system_message: override the template's system message.
         preprocess: ``"fast"`` (vectorised, within 2 uint8 levels of the reference) or ``"exact"`` (bit-identical).
@@ -92,6 +96,7 @@ class InternVL(VisionLanguageModel):
         device_map: str | dict | None = None,
         max_tiles: int | None = None,
         min_tiles: int = 1,
+        history_images: str = "split",
         revision: str | None = None,
         local_files_only: bool = False,
         trust_remote_code: bool = False,
@@ -105,6 +110,8 @@ class InternVL(VisionLanguageModel):
             raise ConfigError(f"preprocess must be 'fast' or 'exact', got {preprocess!r}.")
         if prompt_format not in {"official", "checkpoint"}:
             raise ConfigError(f"prompt_format must be 'official' or 'checkpoint', got {prompt_format!r}.")
+        if history_images not in {"split", "one_tile"}:
+            raise ConfigError(f"history_images must be 'split' or 'one_tile', got {history_images!r}.")
         if max_tiles is not None and not 1 <= int(max_tiles) <= 40:
             raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
         if quantization not in (None, "8bit", "4bit"):
@@ -119,6 +126,7 @@ class InternVL(VisionLanguageModel):
         self.device_map = device_map
         self.max_tiles = max_tiles
         self.min_tiles = min_tiles
+        self.history_images = history_images
         self.revision = revision
         self.local_files_only = local_files_only
         self.trust_remote_code = trust_remote_code
@@ -264,20 +272,24 @@ class InternVL(VisionLanguageModel):
 
         msgs = normalize_messages(messages)
         info = state.info
-        n_images = sum(len(m.images) for m in msgs)
         from internvl_tools.tiling import split_tile_budget
 
+        # Messages before `current` have their images at one tile under history_images="one_tile".
+        current = 0
+        if self.history_images == "one_tile":
+            current = max((i for i, m in enumerate(msgs) if m.role == "user"), default=0)
+        n_images = sum(len(m.images) for m in msgs[current:])
         per_image = split_tile_budget(self._budget(state), n_images) if n_images else 0
         system_message = self.system_message if self.system_message is not None else info.system_message
         turns: list[Any] = []
         pixels: list[Any] = []
-        for msg in msgs:
+        for index, msg in enumerate(msgs):
             parts: list[Any] = []
             for part in msg.content:
                 if isinstance(part, TextPart):
                     parts.append(part.text)
                 elif isinstance(part, ImagePart):
-                    budget = part.max_tiles if part.max_tiles is not None else per_image
+                    budget = part.max_tiles if part.max_tiles is not None else (per_image if index >= current else 1)
                     if not getattr(info, "dynamic_image_size", True):
                         budget = 1
                     tiled = self._tile(part.image, budget, state)

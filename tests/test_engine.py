@@ -422,3 +422,36 @@ def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(tiny_
         assert fired is not None
         text = tokenizer.decode(ids[:fired])
         assert text.startswith(first_done_at) and not tokenizer.decode(ids[: fired - 1]).startswith(first_done_at)
+
+
+@pytest.mark.parametrize(
+    ("history_images", "tiles"),
+    [
+        ("split", [3, 3, 3]),  # 6 tiles over 3 images: 2 each, a 3:1 image gets a 2x1 grid + thumbnail
+        ("one_tile", [1, 4, 4]),  # the earlier turn's image: 1; the last turn's two share 6: 3x1 + thumbnail each
+    ],
+)
+def test_history_images_sets_how_earlier_turns_share_the_tile_budget(tiny_native, history_images: str,
+                                                                     tiles: list[int]) -> None:
+    from PIL import Image
+
+    engine = InternVL.from_pretrained(str(tiny_native), max_tiles=6, history_images=history_images)
+    state = engine._state()
+    side = state.info.image_size
+    wide = Image.new("RGB", (3 * side, side), (200, 30, 30))
+    messages = [
+        {"role": "user", "content": [{"type": "image", "image": wide}, {"type": "text", "text": "First?"}]},
+        {"role": "assistant", "content": "Red."},
+        {"role": "user", "content": [{"type": "image", "image": wide}, {"type": "image", "image": wide},
+                                     {"type": "text", "text": "And these?"}]},
+    ]
+    prepared = engine._prepare(messages, state)
+    assert prepared.pixel_values.shape[0] == sum(tiles)
+    assert prepared.text.count("<img>") == 3
+
+
+def test_history_images_is_validated() -> None:
+    from internvl_tools.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="history_images must be 'split' or 'one_tile'"):
+        InternVL.from_pretrained("tiny", history_images="last")
