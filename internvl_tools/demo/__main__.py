@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         help="read a generated scanned PDF and report accuracy against its ground truth (default: on)",
     )
     args = parser.parse_args(argv)
-    is_demo = args.model in ("demo", "internvl-tools/demo")
+    from internvl_tools.loading import DEMO_MODEL_NAMES
+
+    is_demo = args.model in DEMO_MODEL_NAMES
     ask_invoice = args.question is not None or not is_demo
 
     from internvl_tools.demo.sample import SAMPLE_PAGE, SAMPLE_QUESTION
