@@ -20,7 +20,6 @@ are never read. The server binds to loopback unless told otherwise and takes an 
 # live in create_app's scope, at definition time.
 import argparse
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
@@ -30,18 +29,24 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
 from internvl_tools.errors import (
-    ConfigError,
-    ContextLengthError,
     DependencyMissingError,
     InternVLError,
-    MediaError,
-    MediaPolicyError,
-    StructuredOutputError,
-    TemplateError,
+)
+from internvl_tools.server_batching import MicroBatcher
+from internvl_tools.server_requests import (
+    ChatRequest,
+    RequestError,
+    ServerSettings,
+    build_media_policy,
+    error_body,
+    error_result_to_request_error,
+    from_engine_error,
+    parse_messages,
+    parse_options,
+    parse_schema,
 )
 
 __all__ = ["API_KEY_ENV", "MicroBatcher", "ServerSettings", "build_parser", "create_app", "main"]
@@ -49,314 +54,6 @@ __all__ = ["API_KEY_ENV", "MicroBatcher", "ServerSettings", "build_parser", "cre
 API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
 DEFAULT_PORT = 23333
 log = logging.getLogger("internvl_tools.server")
-
-
-@dataclass
-class ServerSettings:
-    """How the server behaves; ``main`` fills it from the command line.
-
-    ``max_tiles`` caps the tiles of one image (a request's per-image ``max_tiles`` may only lower it).
-    """
-
-    model_name: str
-    aliases: tuple[str, ...] = ()
-    api_key: str | None = None
-    batching: bool = True
-    max_batch_size: int = 8
-    batch_window_ms: float = 5.0
-    allow_remote_images: bool = False
-    allow_private_hosts: tuple[str, ...] = ()
-    max_request_bytes: int = 32 * 1024 * 1024
-    max_images: int = 8
-    max_tiles: int | None = None
-    media_timeout: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-class RequestError(Exception):
-    """A request the server refuses: becomes an OpenAI-style error body with ``status``."""
-
-    def __init__(self, message: str, status: int = 400, code: str | None = None, param: str | None = None):
-        super().__init__(message)
-        self.status, self.code, self.param = status, code, param
-
-
-def _error_body(message: str, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    kind = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
-            429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def _from_engine_error(exc: BaseException) -> RequestError:
-    """Map an engine error to the HTTP answer: the caller's fault (400) or ours (500)."""
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ContextLengthError):
-        return RequestError(text, 400, "context_length_exceeded")
-    if isinstance(exc, MediaPolicyError):
-        return RequestError(text, 400, "image_refused")
-    if isinstance(exc, MediaError):
-        return RequestError(text, 400, "invalid_image")
-    if isinstance(exc, (ConfigError, TemplateError, StructuredOutputError, ValueError)):
-        return RequestError(text, 400, "invalid_request")
-    return RequestError(text, 500, "generation_failed")
-
-
-def _error_result_to_request_error(error: str | None) -> RequestError:
-    error = error or "the request could not be answered"
-    if error.startswith("ContextLengthError"):
-        return RequestError(error, 400, "context_length_exceeded")
-    if error.startswith(("RemoteFetchDisabledError", "URLBlockedError", "PathNotAllowedError")):
-        return RequestError(error, 400, "image_refused")
-    return RequestError(error, 400, "invalid_request")
-
-
-# ---------------------------------------------------------------------------------------------------- requests
-
-
-@dataclass
-class _ChatRequest:
-    messages: list[Any]
-    options: dict[str, Any]
-    stream: bool
-    schema: dict[str, Any] | None
-    include_usage: bool
-
-
-def _media_policy(settings: ServerSettings) -> Any:
-    from internvl_tools.media import MediaPolicy
-
-    # Never read the server's own files on a client's behalf.
-    return MediaPolicy(
-        allow_remote=settings.allow_remote_images,
-        allow_local_files=False,
-        max_bytes=settings.max_request_bytes,
-        timeout=settings.media_timeout,
-        allow_private_hosts=frozenset(settings.allow_private_hosts),
-    )
-
-
-def _image_part(raw: dict[str, Any], where: str, settings: ServerSettings, policy: Any, cap: int) -> Any:
-    from internvl_tools.media import load_image
-    from internvl_tools.messages import ImagePart
-
-    value = raw.get("image_url")
-    url = value.get("url") if isinstance(value, dict) else value
-    if not isinstance(url, str) or not url:
-        raise RequestError(f"{where}: an image_url part needs {{'url': 'data:image/...;base64,...'}}.",
-                           param="messages")
-    scheme = url.split(":", 1)[0].lower() if ":" in url[:10] else ""
-    if scheme in ("http", "https"):
-        if not settings.allow_remote_images:
-            raise RequestError(
-                f"{where}: remote image URLs are refused by this server; send the image as a data: URI (base64), "
-                "or start the server with --allow-remote-images.", code="image_refused", param="messages")
-    elif scheme != "data":
-        raise RequestError(f"{where}: image_url must be a data: URI (or an http(s) URL where enabled), got "
-                           f"{url[:40]!r}.", code="invalid_image", param="messages")
-    tiles = raw.get("max_tiles") if raw.get("max_tiles") is not None else (
-        value.get("max_tiles") if isinstance(value, dict) else None)
-    if tiles is not None and (not isinstance(tiles, int) or isinstance(tiles, bool) or not 1 <= tiles <= cap):
-        raise RequestError(f"{where}: max_tiles must be an integer from 1 to this server's limit {cap}, got {tiles!r}.",
-                           param="messages")
-    try:
-        image = load_image(url, policy=policy)
-    except InternVLError as exc:
-        raise _from_engine_error(exc) from exc
-    return ImagePart(image=image, max_tiles=tiles)
-
-
-def _parse_messages(raw: Any, settings: ServerSettings, policy: Any, cap: int) -> list[Any]:
-    from internvl_tools.messages import Message, TextPart
-
-    if not isinstance(raw, list) or not raw:
-        raise RequestError("'messages' must be a non-empty list.", param="messages")
-    messages, n_images = [], 0
-    for i, msg in enumerate(raw):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise RequestError(f"{where} must be an object with 'role' and 'content'.", param="messages")
-        role = {"developer": "system"}.get(msg.get("role"), msg.get("role"))
-        if role not in ("system", "user", "assistant"):
-            raise RequestError(f"{where}: role must be system, user or assistant, got {msg.get('role')!r}.",
-                               param="messages")
-        content = msg.get("content")
-        parts: list[Any] = []
-        if isinstance(content, str):
-            parts.append(TextPart(text=content))
-        elif isinstance(content, list):
-            for j, part in enumerate(content):
-                kind = part.get("type") if isinstance(part, dict) else None
-                if kind == "text" and isinstance(part.get("text"), str):
-                    parts.append(TextPart(text=part["text"]))
-                elif kind == "image_url":
-                    n_images += 1
-                    if n_images > settings.max_images:
-                        raise RequestError(f"The request has more than {settings.max_images} images, this server's "
-                                           "limit (--max-images).", param="messages")
-                    parts.append(_image_part(part, f"{where}.content[{j}]", settings, policy, cap))
-                else:
-                    raise RequestError(f"{where}.content[{j}]: unsupported part {kind!r}; use 'text' or 'image_url'.",
-                                       param="messages")
-        elif content is not None:
-            raise RequestError(f"{where}: content must be a string or a list of parts.", param="messages")
-        messages.append(Message(role=role, content=parts))
-    if messages[-1].role == "assistant":
-        raise RequestError("The last message must be a user (or system) turn.", param="messages")
-    return messages
-
-
-def _number(body: dict[str, Any], key: str, kind: type, low: float | None = None) -> Any:
-    value = body.get(key)
-    if value is None:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and kind is int:
-        ok = float(value).is_integer()
-    if not ok or (low is not None and value < low):
-        raise RequestError(f"'{key}' must be a {'integer' if kind is int else 'number'}"
-                           f"{f' >= {low:g}' if low is not None else ''}, got {value!r}.", param=key)
-    return kind(value)
-
-
-def _parse_options(body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("n") not in (None, 1):
-        raise RequestError("Only n=1 is supported.", param="n")
-    for unsupported in ("tools", "functions", "logprobs", "top_logprobs"):
-        if body.get(unsupported):
-            raise RequestError(f"'{unsupported}' is not supported by this server.", param=unsupported)
-    options: dict[str, Any] = {}
-    max_tokens = _number(body, "max_completion_tokens", int, 1)
-    if max_tokens is None:
-        max_tokens = _number(body, "max_tokens", int, 1)
-    if max_tokens is not None:
-        options["max_new_tokens"] = max_tokens
-    temperature = _number(body, "temperature", float, 0)
-    # Unlike OpenAI (default 1.0), an omitted temperature means greedy decoding, as the local engine does.
-    options["temperature"] = temperature or 0.0
-    options["do_sample"] = bool(temperature and temperature > 0)
-    if options["do_sample"]:
-        for key, kind in (("top_p", float), ("top_k", int)):
-            value = _number(body, key, kind, 0)
-            if value is not None and not (key == "top_k" and value <= 0):
-                options[key] = value
-    penalty = _number(body, "repetition_penalty", float, 0)
-    if penalty is not None:
-        options["repetition_penalty"] = penalty
-    seed = _number(body, "seed", int)
-    if seed is not None:
-        options["seed"] = seed
-    stop = body.get("stop")
-    if isinstance(stop, str):
-        stop = [stop]
-    if stop is not None:
-        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop) or len(stop) > 8:
-            raise RequestError("'stop' must be a string or a list of up to 8 strings.", param="stop")
-        if stop:
-            options["stop"] = stop
-    return options
-
-
-def _parse_schema(body: dict[str, Any]) -> dict[str, Any] | None:
-    fmt = body.get("response_format")
-    if fmt is None:
-        return None
-    kind = fmt.get("type") if isinstance(fmt, dict) else None
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return {"type": "object"}
-    if kind == "json_schema":
-        spec = fmt.get("json_schema")
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict) or not schema:
-            raise RequestError("response_format.json_schema.schema must be a non-empty JSON schema object.",
-                               param="response_format")
-        return schema
-    raise RequestError("response_format.type must be 'text', 'json_object' or 'json_schema'.", param="response_format")
-
-
-# ---------------------------------------------------------------------------------------------------- batching
-
-
-class MicroBatcher:
-    """Collect requests that arrive within ``window_s`` of each other into one ``engine.batch`` call.
-
-    Requests are grouped by their generation options (one ``batch`` call decodes with one set); while a batch
-    runs, new requests queue and form the next one. The window is only waited for after a batch of several
-    requests, so a single client pays no latency. Generation runs on ``executor`` (one thread).
-    """
-
-    def __init__(self, engine: Any, executor: ThreadPoolExecutor, *, max_batch_size: int = 8,
-                 window_s: float = 0.005) -> None:
-        if max_batch_size < 1:
-            raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}.")
-        self.engine, self.executor = engine, executor
-        self.max_batch_size, self.window_s = max_batch_size, window_s
-        self._queue: asyncio.Queue | None = None
-        self._task: asyncio.Task | None = None
-        self.batches: list[int] = []  # sizes of the engine.batch calls made (for tests and /health)
-
-    def start(self) -> None:
-        self._queue = asyncio.Queue()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def submit(self, messages: list[Any], options: dict[str, Any]) -> Any:
-        assert self._queue is not None, "MicroBatcher.start() was not called"
-        future = asyncio.get_running_loop().create_future()
-        key = json.dumps(options, sort_keys=True)
-        await self._queue.put((key, messages, options, future))
-        return await future
-
-    async def _loop(self) -> None:
-        assert self._queue is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            pending = [await self._queue.get()]
-            # A lone client should not pay the window: wait for company only when requests have been coming
-            # together (the last batch had several); what queued meanwhile is taken either way.
-            window = self.window_s if self.batches and self.batches[-1] > 1 else 0.0
-            deadline = loop.time() + window
-            while len(pending) < self.max_batch_size:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    while len(pending) < self.max_batch_size and not self._queue.empty():
-                        pending.append(self._queue.get_nowait())
-                    break
-                try:
-                    pending.append(await asyncio.wait_for(self._queue.get(), remaining))
-                except asyncio.TimeoutError:
-                    break
-            groups: dict[str, list[Any]] = {}
-            for item in pending:
-                if not item[3].done():  # the client may have gone away while waiting
-                    groups.setdefault(item[0], []).append(item)
-            for items in groups.values():
-                await self._run(loop, items)
-
-    async def _run(self, loop: asyncio.AbstractEventLoop, items: list[Any]) -> None:
-        conversations = [item[1] for item in items]
-        options = items[0][2]
-        self.batches.append(len(items))
-
-        def call() -> list[Any]:
-            return self.engine.batch(conversations, batch_size=len(conversations), **options)
-
-        try:
-            results = await loop.run_in_executor(self.executor, call)
-        except Exception as exc:
-            for item in items:
-                if not item[3].done():
-                    item[3].set_exception(exc)
-            return
-        for item, result in zip(items, results, strict=True):
-            if not item[3].done():
-                item[3].set_result(result)
 
 
 # ---------------------------------------------------------------------------------------------------- the app
@@ -403,7 +100,7 @@ class _BodyLimit:
                 await self._refuse(send)
 
     async def _refuse(self, send: Any) -> None:
-        body = json.dumps(_error_body(
+        body = json.dumps(error_body(
             f"The request body is over this server's limit of {self.limit:,} bytes (--max-request-mb); send "
             "smaller images.", 413, "request_too_large")).encode()
         await send({"type": "http.response.start", "status": 413,
@@ -472,7 +169,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
     stream_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="internvl-stream")
     batcher = MicroBatcher(engine, executor, max_batch_size=settings.max_batch_size,
                            window_s=settings.batch_window_ms / 1000.0)
-    policy = _media_policy(settings)
+    policy = build_media_policy(settings)
     created = int(time.time())
     accepted = {settings.model_name, *settings.aliases}
 
@@ -493,7 +190,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
 
     def fail(err: RequestError) -> Any:
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return JSONResponse(_error_body(str(err), err.status, err.code, err.param), err.status, headers=headers)
+        return JSONResponse(error_body(str(err), err.status, err.code, err.param), err.status, headers=headers)
 
     def check_key(request: Any) -> None:
         if not settings.api_key:
@@ -532,23 +229,23 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
             if model not in (None, "") and model not in accepted:
                 raise RequestError(f"The model {model!r} is not served here; this server serves "
                                    f"{settings.model_name!r} (see GET /v1/models).", 404, "model_not_found", "model")
-            chat = _ChatRequest(
-                messages=[], options=_parse_options(body), stream=bool(body.get("stream")),
-                schema=_parse_schema(body),
+            chat = ChatRequest(
+                messages=[], options=parse_options(body), stream=bool(body.get("stream")),
+                schema=parse_schema(body),
                 include_usage=bool((body.get("stream_options") or {}).get("include_usage")),
             )
             cap = _tile_cap(engine, settings)
             # Decoding and (where enabled) fetching images blocks: keep it off the event loop.
-            chat.messages = await asyncio.to_thread(_parse_messages, body.get("messages"), settings, policy, cap)
+            chat.messages = await asyncio.to_thread(parse_messages, body.get("messages"), settings, policy, cap)
             if chat.stream:
                 return await _stream_response(chat)
             result = await _answer(chat)
             if result.finish_reason == "error":
-                raise _error_result_to_request_error(result.error)
+                raise error_result_to_request_error(result.error)
         except RequestError as err:
             return fail(err)
         except InternVLError as exc:
-            return fail(_from_engine_error(exc))
+            return fail(from_engine_error(exc))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": settings.model_name,
@@ -557,7 +254,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
             "usage": _usage(result),
         }
 
-    async def _answer(chat: _ChatRequest) -> Any:
+    async def _answer(chat: ChatRequest) -> Any:
         loop = asyncio.get_running_loop()
         if chat.schema is not None:
             return await loop.run_in_executor(
@@ -566,7 +263,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
             return await batcher.submit(chat.messages, chat.options)
         return await loop.run_in_executor(executor, lambda: engine.chat(chat.messages, **chat.options))
 
-    async def _stream_response(chat: _ChatRequest) -> Any:
+    async def _stream_response(chat: ChatRequest) -> Any:
         chunk_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if chat.schema is not None:
             result = await _answer(chat)
@@ -620,9 +317,9 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
                 yield "data: [DONE]\n\n"
             except Exception as exc:  # the status line is sent: report the failure in the stream
                 log.exception("stream failed")
-                err = _from_engine_error(exc) if isinstance(exc, InternVLError) else RequestError(
+                err = from_engine_error(exc) if isinstance(exc, InternVLError) else RequestError(
                     f"{type(exc).__name__}: {exc}", 500, "generation_failed")
-                yield f"data: {json.dumps(_error_body(str(err), err.status, err.code))}\n\n"
+                yield f"data: {json.dumps(error_body(str(err), err.status, err.code))}\n\n"
             finally:
                 # A cancelled await leaves next() running in its thread: close the generator once it returns.
                 if in_flight and not in_flight[0].done():
@@ -654,7 +351,7 @@ def _stream_finish(engine: Any, text: str, options: dict[str, Any]) -> str:
         return "stop"
 
 
-def _stream_usage(engine: Any, chat: _ChatRequest, text: str) -> dict[str, int]:
+def _stream_usage(engine: Any, chat: ChatRequest, text: str) -> dict[str, int]:
     prompt = engine.count_tokens(chat.messages)
     completion = _completion_tokens(engine, text)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
