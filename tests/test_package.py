@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import internvl_tools
 from internvl_tools import errors
 
+ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "transformers", "pypdfium2", "decord", "av", "torchvision", "xgrammar")
 
 
@@ -42,3 +44,26 @@ def test_bad_input_errors_are_value_errors_and_policy_errors_are_permission_erro
     assert issubclass(errors.ImageDecodeError, ValueError)
     assert issubclass(errors.URLBlockedError, PermissionError)
     assert issubclass(errors.ContextLengthError, ValueError)
+
+
+MODULES = sorted(
+    ".".join(p.relative_to(ROOT).with_suffix("").parts)
+    for p in (ROOT / "internvl_tools").rglob("*.py")
+    if p.name != "__main__.py"
+)
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
+    # Modules that re-export each other (prompts/families, grounding/grounding_records) must not depend on which
+    # one a user imports first: each is imported alone, in its own interpreter.
+    code = (
+        "import subprocess, sys\n"
+        "bad = []\n"
+        "for name in sys.argv[1:]:\n"
+        "    p = subprocess.run([sys.executable, '-c', f'import {name}'], capture_output=True, text=True)\n"
+        "    if p.returncode: bad.append((name, p.stderr.strip().splitlines()[-1:]))\n"
+        "print(bad)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, *MODULES], capture_output=True, text=True, cwd=ROOT,
+                          timeout=600)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
