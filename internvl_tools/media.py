@@ -64,6 +64,7 @@ __all__ = [
     "describe_source",
     "encode_image",
     "load_image",
+    "resolve_local_path",
     "load_images",
     "to_data_uri",
 ]
@@ -412,7 +413,7 @@ def _from_string(source: str, opts: _Options) -> Image.Image:
     policy_error: MediaPolicyError | None = None
     if len(source) <= _MAX_PATH_CHARS and "\x00" not in source and "\n" not in source:
         try:
-            path = _resolve_local_path(source, opts.policy)
+            path = resolve_local_path(source, opts.policy)
         except MediaPolicyError as err:
             policy_error = err  # maybe it is base64 after all; decide below
         else:
@@ -488,7 +489,15 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
+def resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
+    """``raw`` as a path the policy lets us read: resolved (symlinks followed) and inside ``allowed_dirs``.
+
+    Relative paths are taken from the first allowed directory; raises :class:`PathNotAllowedError` when local files
+    are off or the path resolves outside. Shared by images and videos.
+
+    >>> resolve_local_path("a.png", MediaPolicy.sandboxed(["/srv/uploads"])).as_posix()
+    '/srv/uploads/a.png'
+    """
     if not policy.allow_local_files:
         raise PathNotAllowedError(
             f"Reading local files is disabled by the media policy (path {_truncate(raw)!r}); pass the image as "
@@ -513,7 +522,7 @@ def _resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
 
 
 def _from_path(raw: str, desc: str, opts: _Options) -> Image.Image:
-    path = _resolve_local_path(raw, opts.policy)
+    path = resolve_local_path(raw, opts.policy)
     # A check-then-open race (symlink swapped in between) can still escape allowed_dirs; callers that let
     # untrusted writers into those directories should not rely on this alone.
     try:

@@ -158,10 +158,10 @@ def load_video(
 
 def _apply_policy(source: VideoSource, policy: Any) -> VideoSource:
     """The source as the policy allows it: a confined, resolved path, or bytes within the size cap."""
-    from internvl_tools.media import _resolve_local_path
+    from internvl_tools.media import resolve_local_path
 
     if isinstance(source, (str, os.PathLike)):
-        return _resolve_local_path(os.fspath(source), policy)
+        return resolve_local_path(os.fspath(source), policy)
     if isinstance(source, (bytes, bytearray, memoryview)) and len(source) > policy.max_bytes:
         raise VideoError(
             f"the video bytes ({len(source):,} B) exceed MediaPolicy.max_bytes ({policy.max_bytes:,} B); pass a "
