@@ -64,8 +64,8 @@ __all__ = [
     "describe_source",
     "encode_image",
     "load_image",
-    "resolve_local_path",
     "load_images",
+    "resolve_local_path",
     "to_data_uri",
 ]
 
