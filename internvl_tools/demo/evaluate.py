@@ -309,6 +309,7 @@ tile grid each page's shape gets, and tiled 1×2 or 1×3 plus thumbnail). Charac
   32-px cell (the head is not in the checkpoint). Mixture: {mixture}.
 - Checkpoint selection: every few minutes a small fixed held-out set (seed 999999) is scored and the best weights
   are kept; the shipped weights are from step {best['step']}.
+- Provenance: `training_run.json` (the commands and each segment's summary: steps, wall time, best score).
 - Curves: `curves.csv` (step, seconds, loss, LM loss, auxiliary loss, LR; resumed segments are appended and their
   seconds restart at 0) and `evals.csv` (periodic held-out scores).
 
@@ -339,6 +340,9 @@ def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
     for path in (run / "best").iterdir():
         if path.name != "score.json":
             shutil.copy(path, model_dir / path.name)
+    segments = [json.loads(p.read_text()) for p in [*sorted(run.glob("summary_seg*.json")), run / "summary.json"]]
+    (model_dir / "training_run.json").write_text(json.dumps({"commands": commands, "segments": segments}, indent=2)
+                                                 + "\n")
     report = evaluate(InternVL.from_pretrained(str(model_dir)), n=n, pages=pages)
     print(json.dumps(report, indent=2))
     print(write_card(model_dir, run, report, commands, wall))
