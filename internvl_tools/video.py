@@ -198,7 +198,7 @@ def _decode_decord(source: VideoSource, num_segments: int, bound: Sequence[float
 
     try:
         from decord import VideoReader, cpu
-    except ImportError as exc:  # pragma: no cover - depends on the environment
+    except ImportError as exc:
         raise DependencyMissingError("decord is not installed; pip install 'internvl-tools[video]'.") from exc
     try:
         vr = VideoReader(_open_arg(source), ctx=cpu(0), num_threads=1)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -224,3 +226,65 @@ def test_mean_and_std_reach_the_pixels(video_path):
     plain = load_video(video_path, num_segments=1, image_size=28, mode="exact")
     other = load_video(video_path, num_segments=1, image_size=28, mode="exact", mean=(0.5,) * 3, std=(0.5,) * 3)
     assert not torch.equal(plain.pixel_values, other.pixel_values)
+
+
+# --- the decord backend, through a stand-in module (decord has no wheel for this machine's Python) ---------------
+
+
+class _FakeDecord:
+    """The slice of decord's API that load_video uses: VideoReader(len, get_avg_fps, get_batch().asnumpy()), cpu."""
+
+    def __init__(self, fail_open: bool = False) -> None:
+        self.fail_open = fail_open
+        self.opened: list[object] = []
+        self.requested: list[list[int]] = []
+        fake = self
+
+        class VideoReader:
+            def __init__(self, source, ctx=None, num_threads=0):
+                if fake.fail_open:
+                    raise RuntimeError("DECORDError: cannot find video stream")
+                fake.opened.append(source)
+
+            def __len__(self) -> int:
+                return N_FRAMES
+
+            def get_avg_fps(self) -> float:
+                return float(FPS)
+
+            def get_batch(self, indices):
+                fake.requested.append(list(indices))
+                frames = np.stack([np.full((H, W, 3), frame_colour(i), np.uint8) for i in indices])
+                return types.SimpleNamespace(asnumpy=lambda: frames)
+
+        self.VideoReader = VideoReader
+        self.cpu = lambda n: ("cpu", n)
+
+
+@pytest.mark.parametrize(("num_segments", "bound"), [(8, None), (5, (1.0, 2.5)), (1, None)])
+def test_decord_backend_reads_the_reference_frames(video_path, monkeypatch, num_segments, bound):
+    fake = _FakeDecord()
+    monkeypatch.setitem(sys.modules, "decord", fake)
+    vf = load_video(video_path, num_segments=num_segments, bound=bound, image_size=28)  # auto: decord when present
+    expected = ref_get_index(bound, FPS, N_FRAMES - 1, num_segments=num_segments).tolist()
+    assert vf.backend == "decord" and vf.indices == expected and fake.requested == [expected]
+    assert [frame_number(f) for f in vf.frames] == expected
+    assert fake.opened == [str(video_path)] and vf.fps == FPS and vf.num_frames == N_FRAMES
+    # Same frames as the PyAV path on the real file.
+    pyav = load_video(video_path, num_segments=num_segments, bound=bound, image_size=28, backend="pyav")
+    assert pyav.indices == expected
+
+
+def test_decord_backend_errors_are_typed(video_path, monkeypatch):
+    from internvl_tools.errors import DependencyMissingError
+
+    monkeypatch.setitem(sys.modules, "decord", _FakeDecord(fail_open=True))
+    with pytest.raises(VideoError, match="could not open the video with decord"):
+        load_video(video_path, backend="decord")
+    monkeypatch.setitem(sys.modules, "decord", _FakeDecord())
+    load_video(video_path.read_bytes(), num_segments=2, image_size=28, backend="decord")  # bytes go in as a stream
+    assert isinstance(sys.modules["decord"].opened[0], io.BytesIO)
+    monkeypatch.setitem(sys.modules, "decord", None)  # not installed
+    with pytest.raises(DependencyMissingError, match="decord is not installed"):
+        load_video(video_path, backend="decord")
+    assert load_video(video_path, num_segments=2, image_size=28).backend == "pyav"  # auto falls back
