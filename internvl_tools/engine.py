@@ -223,12 +223,9 @@ class InternVL(VisionLanguageModel):
     # ------------------------------------------------------------------------------------------------ preparing
 
     def _budget(self, state: LoadedModel) -> int:
-        info = state.info
-        if not getattr(info, "dynamic_image_size", True):
-            return 1
-        if self.max_tiles is not None:
-            return int(self.max_tiles)
-        return int(getattr(info, "max_dynamic_patch", None) or 12)
+        from internvl_tools.tiling import tile_budget
+
+        return tile_budget(state.info, self.max_tiles)
 
     def _tile(self, image: Any, max_tiles: int, state: LoadedModel) -> Any:
         from internvl_tools.media import load_image

@@ -64,13 +64,23 @@ class RequestError(Exception):
 
 
 def error_body(message: str, status: int, code: str | None = None, param: str | None = None) -> dict[str, Any]:
+    """The OpenAI-style JSON error body for ``status``.
+
+    >>> error_body("Only n=1 is supported.", 400, param="n")["error"]["type"]
+    'invalid_request_error'
+    """
     kind = {401: "authentication_error", 404: "not_found_error", 413: "invalid_request_error",
             429: "rate_limit_error"}.get(status, "invalid_request_error" if status < 500 else "server_error")
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
 def from_engine_error(exc: BaseException) -> RequestError:
-    """Map an engine error to the HTTP answer: the caller's fault (400) or ours (500)."""
+    """Map an engine error to the HTTP answer: the caller's fault (400) or ours (500).
+
+    >>> err = from_engine_error(ContextLengthError("prompt too long"))
+    >>> err.status, err.code
+    (400, 'context_length_exceeded')
+    """
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ContextLengthError):
         return RequestError(text, 400, "context_length_exceeded")
@@ -84,6 +94,11 @@ def from_engine_error(exc: BaseException) -> RequestError:
 
 
 def error_result_to_request_error(error: str | None) -> RequestError:
+    """The HTTP answer for a batch item that came back with ``ChatResult.error`` set (``"<ErrorType>: ..."``).
+
+    >>> error_result_to_request_error("URLBlockedError: 10.0.0.1 is private").code
+    'image_refused'
+    """
     error = error or "the request could not be answered"
     if error.startswith("ContextLengthError"):
         return RequestError(error, 400, "context_length_exceeded")
@@ -94,6 +109,8 @@ def error_result_to_request_error(error: str | None) -> RequestError:
 
 @dataclass
 class ChatRequest:
+    """One parsed ``/v1/chat/completions`` request: core messages, generation options and how to answer."""
+
     messages: list[Any]
     options: dict[str, Any]
     stream: bool
@@ -102,9 +119,13 @@ class ChatRequest:
 
 
 def build_media_policy(settings: ServerSettings) -> Any:
+    """The :class:`~internvl_tools.media.MediaPolicy` for clients' images: never the server's own files.
+
+    >>> build_media_policy(ServerSettings(model_name="tiny")).allow_local_files
+    False
+    """
     from internvl_tools.media import MediaPolicy
 
-    # Never read the server's own files on a client's behalf.
     return MediaPolicy(
         allow_remote=settings.allow_remote_images,
         allow_local_files=False,
@@ -145,6 +166,13 @@ def _image_part(raw: dict[str, Any], where: str, settings: ServerSettings, polic
 
 
 def parse_messages(raw: Any, settings: ServerSettings, policy: Any, cap: int) -> list[Any]:
+    """OpenAI ``messages`` → core :class:`~internvl_tools.messages.Message` list (images under ``policy``, at most
+    ``cap`` tiles each); raises :class:`RequestError` naming the bad field.
+
+    >>> from internvl_tools.media import MediaPolicy
+    >>> [m.role for m in parse_messages([{"role": "user", "content": "Hi"}], ServerSettings("tiny"), MediaPolicy(), 6)]
+    ['user']
+    """
     from internvl_tools.messages import Message, TextPart
 
     if not isinstance(raw, list) or not raw:
@@ -198,11 +226,17 @@ def _number(body: dict[str, Any], key: str, kind: type, low: float | None = None
 
 
 def parse_options(body: dict[str, Any]) -> dict[str, Any]:
+    """The engine's generation options from a request body (an omitted temperature means greedy).
+
+    >>> parse_options({"max_tokens": 16, "stop": "END"})
+    {'max_new_tokens': 16, 'temperature': 0.0, 'do_sample': False, 'stop': ['END']}
+    """
     if body.get("n") not in (None, 1):
         raise RequestError("Only n=1 is supported.", param="n")
     for unsupported in ("tools", "functions", "logprobs", "top_logprobs"):
         if body.get(unsupported):
-            raise RequestError(f"'{unsupported}' is not supported by this server.", param=unsupported)
+            raise RequestError(f"'{unsupported}' is not supported by this server; leave it out of the request.",
+                               param=unsupported)
     options: dict[str, Any] = {}
     max_tokens = _number(body, "max_completion_tokens", int, 1)
     if max_tokens is None:
@@ -236,6 +270,11 @@ def parse_options(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema that ``response_format`` asks for, or ``None`` for free text.
+
+    >>> parse_schema({"response_format": {"type": "json_object"}})
+    {'type': 'object'}
+    """
     fmt = body.get("response_format")
     if fmt is None:
         return None

@@ -45,6 +45,7 @@ __all__ = [
     "num_tiles_for",
     "select_grid",
     "split_tile_budget",
+    "tile_budget",
     "tile_image",
     "tile_images",
 ]
@@ -183,6 +184,25 @@ def split_tile_budget(max_tiles: int, n_images: int) -> int:
     _check_int("max_tiles", max_tiles)
     _check_int("n_images", n_images)
     return max(1, max_tiles // n_images)
+
+
+def tile_budget(info: Any, max_tiles: int | None = None) -> int:
+    """Tiles one image may use with a checkpoint: 1 without dynamic tiling, else ``max_tiles`` (a caller's
+    override), else the checkpoint's ``max_dynamic_patch``, else 12.
+
+    ``info`` is anything with ``dynamic_image_size`` / ``max_dynamic_patch`` attributes (a
+    :class:`~internvl_tools.checkpoints.CheckpointInfo`); missing ones take the defaults.
+
+    >>> from types import SimpleNamespace
+    >>> info = SimpleNamespace(dynamic_image_size=True, max_dynamic_patch=6)
+    >>> tile_budget(info), tile_budget(info, max_tiles=2), tile_budget(SimpleNamespace(dynamic_image_size=False), 9)
+    (6, 2, 1)
+    """
+    if not getattr(info, "dynamic_image_size", True):
+        return 1
+    if max_tiles is not None:
+        return int(max_tiles)
+    return int(getattr(info, "max_dynamic_patch", None) or 12)
 
 
 # --- tiles -------------------------------------------------------------------------------------------------------

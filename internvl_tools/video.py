@@ -24,6 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
+    from internvl_tools.media import MediaPolicy
+
 __all__ = ["VideoFrames", "load_video", "sample_frame_indices"]
 
 VideoSource = str | os.PathLike | bytes | BinaryIO
@@ -110,7 +112,7 @@ def load_video(
     num_threads: int | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
-    policy: Any = None,
+    policy: MediaPolicy | None = None,
 ) -> VideoFrames:
     """Decode the reference's ``num_segments`` frames of a video and tile each into one ``S×S`` tile.
 
@@ -156,7 +158,7 @@ def load_video(
     )
 
 
-def _apply_policy(source: VideoSource, policy: Any) -> VideoSource:
+def _apply_policy(source: VideoSource, policy: MediaPolicy) -> VideoSource:
     """The source as the policy allows it: a confined, resolved path, or bytes within the size cap."""
     from internvl_tools.media import resolve_local_path
 

@@ -331,18 +331,18 @@ def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
     from internvl_tools.engine import InternVL
 
     commands = json.loads((run / "commands.json").read_text())
-    # A run resumed in segments keeps each finished segment's summary as summary_seg<N>.json.
-    walls = [json.loads(p.read_text())["wall_s"] for p in sorted(run.glob("summary_seg*.json"))]
-    wall = sum(walls) + json.loads((run / "summary.json").read_text())["wall_s"] if walls else None
+    # A run resumed in segments keeps each finished segment's summary as summary_seg<N>.json; summary.json is the last.
+    done = sorted(run.glob("summary_seg*.json"), key=lambda p: int(p.stem.removeprefix("summary_seg")))
+    segments = [json.loads(p.read_text()) for p in [*done, run / "summary.json"]]
+    wall = sum(seg["wall_s"] for seg in segments) if len(segments) > 1 else None
     if model_dir.exists():
         shutil.rmtree(model_dir)
     model_dir.mkdir(parents=True)
     for path in (run / "best").iterdir():
         if path.name != "score.json":
             shutil.copy(path, model_dir / path.name)
-    segments = [json.loads(p.read_text()) for p in [*sorted(run.glob("summary_seg*.json")), run / "summary.json"]]
-    (model_dir / "training_run.json").write_text(json.dumps({"commands": commands, "segments": segments}, indent=2)
-                                                 + "\n")
+    provenance = {"commands": commands, "segments": segments}
+    (model_dir / "training_run.json").write_text(json.dumps(provenance, indent=2) + "\n")
     report = evaluate(InternVL.from_pretrained(str(model_dir)), n=n, pages=pages)
     print(json.dumps(report, indent=2))
     print(write_card(model_dir, run, report, commands, wall))

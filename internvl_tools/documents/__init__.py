@@ -29,6 +29,7 @@ from internvl_tools.documents.render import (
     default_longest_side,
     grid_longest_side,
     render_pages,
+    tile_grid_for,
 )
 from internvl_tools.documents.sources import DocumentSource, open_source, page_count, parse_pages
 from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT, parse_chart_answer, parse_markdown_table
@@ -55,6 +56,7 @@ __all__ = [
     "parse_pages",
     "read_pdf",
     "render_pages",
+    "tile_grid_for",
     "to_markdown",
     "write_jsonl",
     "write_markdown",

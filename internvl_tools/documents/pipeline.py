@@ -19,7 +19,7 @@ from typing import Any
 
 from internvl_tools.documents.models import DocumentSummary, PageResult
 from internvl_tools.documents.output import completed_pages
-from internvl_tools.documents.render import RenderedPage, render_pages
+from internvl_tools.documents.render import RenderedPage, render_pages, tile_grid_for
 from internvl_tools.documents.sources import PageSpec, open_source, page_count, parse_pages
 from internvl_tools.documents.tasks import (
     CHART_PROMPT,
@@ -172,12 +172,8 @@ def read_pdf(
     selected = [i + 1 for i in parse_pages(pages, count)] if count or pages is not None else []
     done = completed_pages(resume_from, name) & set(selected)
     todo = [n for n in selected if n not in done]
-    tile_grid = None
-    if dpi is None and longest_side is None and src.kind == "pdf":
-        info = engine.info
-        budget = 1 if not getattr(info, "dynamic_image_size", True) else (
-            getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", None) or 12)
-        tile_grid = (int(info.image_size), int(budget))  # each page rendered to fill the grid its shape gets
+    # Each PDF page is rendered to fill the grid its shape gets with this engine's tiles.
+    tile_grid = tile_grid_for(engine) if dpi is None and longest_side is None and src.kind == "pdf" else None
     generation.setdefault("do_sample", False)
     key = "schema" if not isinstance(task, str) else task
     generation["max_new_tokens"] = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]

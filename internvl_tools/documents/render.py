@@ -46,6 +46,7 @@ __all__ = [
     "default_longest_side",
     "grid_longest_side",
     "render_pages",
+    "tile_grid_for",
 ]
 
 Backend = Literal["auto", "process", "thread"]
@@ -95,6 +96,24 @@ def grid_longest_side(width: float, height: float, image_size: int = 448, max_ti
     cols, rows = select_grid(max(1, round(width * scale)), max(1, round(height * scale)), max_tiles=max_tiles,
                              image_size=image_size)
     return max(floor, (cols if width >= height else rows) * image_size)
+
+
+def tile_grid_for(engine: Any) -> tuple[int, int] | None:
+    """``(image_size, tile budget)`` of an engine's checkpoint, for :func:`render_pages`'s ``tile_grid``.
+
+    ``None`` when the engine does not say its tile size (a remote server). Reads the config only, never weights.
+
+    >>> from types import SimpleNamespace
+    >>> tile_grid_for(SimpleNamespace(info=SimpleNamespace(image_size=448, max_dynamic_patch=6), max_tiles=None))
+    (448, 6)
+    """
+    from internvl_tools.tiling import tile_budget
+
+    info = engine.info
+    size = getattr(info, "image_size", None)
+    if not size:
+        return None
+    return int(size), tile_budget(info, getattr(engine, "max_tiles", None))
 
 
 #: Default longest rendered side for 448-pixel tiles and a 12-tile budget (see :func:`default_longest_side`).

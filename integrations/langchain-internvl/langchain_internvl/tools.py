@@ -146,15 +146,12 @@ class _InternVLTool(InternVLSettings, BaseTool):
     def _tile_grid(self) -> tuple[int, int] | None:
         """The local model's (tile size, tile budget), so pages render at what its tiler uses (read_pdf does too)."""
         from internvl_tools import InternVLError
+        from internvl_tools.documents import tile_grid_for
 
-        engine = self.get_engine()
         try:
-            info = engine.info
+            return tile_grid_for(self.get_engine())
         except InternVLError:
             return None  # the generation call reports the load failure with its own message
-        size = getattr(info, "image_size", None)
-        budget = getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", None) or 12
-        return (int(size), int(budget)) if size else None
 
     def _gen(self, default_tokens: int) -> dict[str, Any]:
         return {"max_new_tokens": self.max_tokens or default_tokens}

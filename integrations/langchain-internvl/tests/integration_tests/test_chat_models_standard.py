@@ -8,58 +8,20 @@ import pytest
 from langchain_core.language_models import BaseChatModel
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
-from langchain_internvl import ChatInternVL
 from tests.integration_tests.conftest import tiny_path
+from tests.standard_capabilities import InternVLCapabilities
 
 
-class TestChatInternVLIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatInternVL]:
-        return ChatInternVL
-
+class TestChatInternVLIntegration(InternVLCapabilities, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         # Small generations keep the suite fast; 48 tokens leave room for the Joke JSON under the grammar.
         return {"model": tiny_path(), "device": "cpu", "max_tokens": 48, "temperature": 0}
 
     @property
-    def has_tool_calling(self) -> bool:
-        return True
-
-    @property
-    def has_tool_choice(self) -> bool:
-        return True
-
-    @property
-    def supports_image_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_urls(self) -> bool:
-        # The standard test fetches a fixed GitHub URL; URL images are tested against a local server instead
-        # (test_chat_behaviour.py::test_image_urls_from_an_allowed_private_host).
-        return False
-
-    @property
-    def supports_pdf_inputs(self) -> bool:
-        return True
-
-    @property
-    def supports_image_tool_message(self) -> bool:
-        return True
-
-    @property
-    def supports_pdf_tool_message(self) -> bool:
-        return True
-
-    @property
     def model_override_value(self) -> str:
         # Another name for the same tiny checkpoint: the per-call engine shares the already loaded weights.
         return "tiny"
-
-    @property
-    def supports_json_mode(self) -> bool:
-        return True
 
     @pytest.mark.xfail(
         reason="Needs a model's intelligence: json_mode guarantees *a* JSON object; a random tiny model does not "

@@ -10,44 +10,22 @@ a broken path fails them while CPU-to-CPU float noise does not.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from internvl_tools import GroundingResult
 from internvl_tools.demo import synth
 from internvl_tools.demo.evaluate import char_accuracy, iou
 from langchain.agents import create_agent
-from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import Field
+from langchain_core.messages import AIMessage, ToolMessage
 
 from langchain_internvl import InternVLGroundingTool, InternVLOCRTool
+from tests.integration_tests.scripted import ScriptedPlanner
 
 # Grounding is the demo model's weak skill (36% of held-out words): a box lands on the word (IoU ~0.99) or on another
 # one. Measured 3 of 20 words here; the floor asks for one, which a box not derived from the image would not reach.
 GROUND_FLOOR = 0.05
 PAGE_OCR_FLOOR = 0.75  # measured 0.87 on the two pages below
-
-
-class ScriptedPlanner(BaseChatModel):
-    """Replies with the next scripted AIMessage."""
-
-    script: list[AIMessage]
-    seen: list[list[BaseMessage]] = Field(default_factory=list)
-
-    @property
-    def _llm_type(self) -> str:
-        return "scripted"
-
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedPlanner:
-        return self
-
-    def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **_: Any) -> ChatResult:
-        self.seen.append(list(messages))
-        return ChatResult(generations=[ChatGeneration(message=self.script[len(self.seen) - 1])])
 
 
 def _unique_words(sample: synth.Sample) -> list[synth.Word]:
