@@ -80,8 +80,8 @@ _LAZY: dict[str, str] = {
     "ImageSlot": "internvl_tools.prompts",
     "VideoSlot": "internvl_tools.prompts",
     # engine and results
-    "InternVL": "internvl_tools.engine",
-    "VisionLanguageModel": "internvl_tools.base",
+    "InternVL": "internvl_tools.engines.local",
+    "VisionLanguageModel": "internvl_tools.engines.base",
     "GenerationOptions": "internvl_tools.generation",
     "ChatResult": "internvl_tools.results",
     "Usage": "internvl_tools.results",
@@ -90,15 +90,15 @@ _LAZY: dict[str, str] = {
     "ImagePart": "internvl_tools.messages",
     "VideoPart": "internvl_tools.messages",
     "normalize_messages": "internvl_tools.messages",
-    "balanced_device_map": "internvl_tools.device",
-    "json_schema_of": "internvl_tools.structured",
-    "validate_output": "internvl_tools.structured",
+    "balanced_device_map": "internvl_tools.checkpoints.device",
+    "json_schema_of": "internvl_tools.generation.structured",
+    "validate_output": "internvl_tools.generation.structured",
     # grounding
-    "BoundingBox": "internvl_tools.schemas",
-    "GroundedObject": "internvl_tools.schemas",
-    "GroundingResult": "internvl_tools.schemas",
-    "GroundingWarning": "internvl_tools.schemas",
-    "RegionDescription": "internvl_tools.schemas",
+    "BoundingBox": "internvl_tools.grounding.types",
+    "GroundedObject": "internvl_tools.grounding.types",
+    "GroundingResult": "internvl_tools.grounding.types",
+    "GroundingWarning": "internvl_tools.grounding.types",
+    "RegionDescription": "internvl_tools.grounding.types",
     "parse_grounding": "internvl_tools.grounding",
     "draw_grounding": "internvl_tools.grounding",
     "grounding_prompt": "internvl_tools.grounding",
@@ -116,9 +116,9 @@ _LAZY: dict[str, str] = {
     "write_markdown": "internvl_tools.documents",
     "parse_pages": "internvl_tools.documents",
     # servers
-    "RemoteInternVL": "internvl_tools.remote",
-    "OpenAIBackend": "internvl_tools.remote",
-    "RemoteInfo": "internvl_tools.remote",
+    "RemoteInternVL": "internvl_tools.engines.remote",
+    "OpenAIBackend": "internvl_tools.engines.remote",
+    "RemoteInfo": "internvl_tools.engines.remote",
     "TextStream": "internvl_tools.generation",
     # checkpoints
     "CheckpointInfo": "internvl_tools.checkpoints",
@@ -178,56 +178,25 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from internvl_tools.base import VisionLanguageModel
-    from internvl_tools.checkpoints import CheckpointInfo, load_model, read_checkpoint_info
-    from internvl_tools.device import balanced_device_map
-    from internvl_tools.documents import (
-        DocumentSummary,
-        PageResult,
-        PageStream,
-        RenderedPage,
-        load_results,
-        parse_pages,
-        read_pdf,
-        render_pages,
-        write_markdown,
-    )
-    from internvl_tools.engine import InternVL
-    from internvl_tools.generation import GenerationOptions, TextStream
-    from internvl_tools.grounding import (
-        detection_prompt,
-        draw_grounding,
-        grounded_ocr_prompt,
-        grounding_prompt,
-        parse_grounding,
-        region_prompt,
-    )
+    from internvl_tools.engines.base import VisionLanguageModel
+    from internvl_tools.checkpoints.load import CheckpointInfo, load_model, read_checkpoint_info
+    from internvl_tools.checkpoints.device import balanced_device_map
+    from internvl_tools.documents.models import DocumentSummary, PageResult
+    from internvl_tools.documents.pipeline import PageStream, read_pdf
+    from internvl_tools.documents.render import RenderedPage, render_pages
+    from internvl_tools.documents.output import load_results, write_markdown
+    from internvl_tools.documents.sources import parse_pages
+    from internvl_tools.engines.local import InternVL
+    from internvl_tools.generation.options import GenerationOptions, TextStream
+    from internvl_tools.grounding.parser import detection_prompt, grounded_ocr_prompt, grounding_prompt, parse_grounding, region_prompt
+    from internvl_tools.grounding.drawing import draw_grounding
     from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
     from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
-    from internvl_tools.prompts import (
-        TEMPLATES,
-        ChatPrompt,
-        FamilyInfo,
-        ImageSlot,
-        PromptTurn,
-        Template,
-        VideoSlot,
-        build_chat_prompt,
-        build_prompt,
-        detect_family,
-        detect_template,
-        expand_image_placeholders,
-        get_template,
-    )
-    from internvl_tools.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
+    from internvl_tools.prompts.builder import TEMPLATES, ChatPrompt, ImageSlot, PromptTurn, Template, VideoSlot, build_chat_prompt, build_prompt, expand_image_placeholders, get_template
+    from internvl_tools.checkpoints.config import FamilyInfo, detect_family, detect_template
+    from internvl_tools.engines.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
     from internvl_tools.results import ChatResult, Usage
-    from internvl_tools.schemas import (
-        BoundingBox,
-        GroundedObject,
-        GroundingResult,
-        GroundingWarning,
-        RegionDescription,
-    )
-    from internvl_tools.testing import make_tiny_checkpoint, tiny_checkpoint
+    from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult, GroundingWarning, RegionDescription
+    from internvl_tools.testing.checkpoints import make_tiny_checkpoint, tiny_checkpoint
     from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
     from internvl_tools.video import VideoFrames, load_video, sample_frame_indices

@@ -321,7 +321,7 @@ def _load_visual(args: argparse.Namespace, what: str) -> Any:
     if args.page is not None and args.page < 1:
         raise ConfigError(f"--page {args.page}: pages are numbered from 1.")
     if _is_pdf(path) or args.page is not None:
-        from internvl_tools.documents import render_pages
+        from internvl_tools.documents.render import render_pages
         from internvl_tools.errors import PageRenderError
 
         with render_pages(path, dpi=args.dpi, pages=[args.page or 1], password=args.password) as pages:
@@ -336,8 +336,8 @@ def _load_visual(args: argparse.Namespace, what: str) -> Any:
 
 def _engine(args: argparse.Namespace, stage: _Stage) -> Any:
     """Build the engine (bad options → exit 2) and load it now (failures → exit 3)."""
-    from internvl_tools.device import resolve_device, resolve_dtype
-    from internvl_tools.engine import InternVL
+    from internvl_tools.checkpoints.device import resolve_device, resolve_dtype
+    from internvl_tools.engines.local import InternVL
 
     device = resolve_device(args.device)
     resolve_dtype(args.dtype, device)
@@ -421,15 +421,8 @@ def _cmd_ground(args: argparse.Namespace, stage: _Stage) -> int:
 
 
 def _cmd_ocr(args: argparse.Namespace, stage: _Stage) -> int:
-    from internvl_tools.documents import (
-        load_results,
-        open_source,
-        page_count,
-        parse_pages,
-        to_markdown,
-        write_jsonl,
-        write_markdown,
-    )
+    from internvl_tools.documents.output import load_results, to_markdown, write_jsonl, write_markdown
+    from internvl_tools.documents.sources import open_source, page_count, parse_pages
 
     generation = _generation(args)
     if args.batch_size < 1:
@@ -478,7 +471,7 @@ def _cmd_ocr(args: argparse.Namespace, stage: _Stage) -> int:
 
 def _config_directory(name: str) -> Path:
     """A local directory holding the checkpoint's config files; for a hub id only the JSON configs are fetched."""
-    from internvl_tools.loading import resolve_model_source
+    from internvl_tools.checkpoints.registry import resolve_model_source
 
     local = Path(resolve_model_source(name)).expanduser()
     if local.is_dir():
@@ -506,9 +499,9 @@ def _config_directory(name: str) -> Path:
 
 
 def _cmd_info(args: argparse.Namespace, stage: _Stage) -> int:
-    from internvl_tools.checkpoints import read_checkpoint_info
-    from internvl_tools.device import resolve_attn_implementation, resolve_device, resolve_dtype
-    from internvl_tools.prompts import detect_family
+    from internvl_tools.checkpoints.load import read_checkpoint_info
+    from internvl_tools.checkpoints.device import resolve_attn_implementation, resolve_device, resolve_dtype
+    from internvl_tools.checkpoints.config import detect_family
 
     if args.max_tiles is not None and not 1 <= args.max_tiles <= 40:
         raise ConfigError(f"--max-tiles must be between 1 and 40, got {args.max_tiles}.")

@@ -144,7 +144,7 @@ class PageRenderError(DocumentError):
 __all__ += ["DocumentError", "PageRenderError", "PageSelectionError", "PasswordError"]
 
 
-# --- OpenAI-compatible servers (internvl_tools.remote) ------------------------------------------------------------
+# --- OpenAI-compatible servers (internvl_tools.engines.remote) ------------------------------------------------------------
 
 
 class ServerError(InternVLError):

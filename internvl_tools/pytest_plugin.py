@@ -53,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def internvl_tiny_path() -> str:
     """A tiny random native checkpoint (qwen2 language model), cached on disk."""
-    from internvl_tools.testing import tiny_checkpoint
+    from internvl_tools.testing.checkpoints import tiny_checkpoint
 
     return str(tiny_checkpoint("qwen2", "native"))
 
@@ -61,7 +61,7 @@ def internvl_tiny_path() -> str:
 @pytest.fixture(scope="session")
 def internvl_tiny_engine(internvl_tiny_path: str) -> Any:
     """A loaded engine on the tiny checkpoint, at most two tiles per image."""
-    from internvl_tools import InternVL
+    from internvl_tools.engines.local import InternVL
 
     return InternVL.from_pretrained(internvl_tiny_path, max_tiles=2).load()
 
@@ -69,7 +69,7 @@ def internvl_tiny_engine(internvl_tiny_path: str) -> Any:
 @pytest.fixture(scope="session")
 def internvl_demo_engine() -> Any:
     """A loaded engine on the demo model shipped in the package."""
-    from internvl_tools import InternVL
+    from internvl_tools.engines.local import InternVL
 
     return InternVL.from_pretrained("demo").load()
 

@@ -134,7 +134,7 @@ def _model_card(engine: Any, settings: ServerSettings, created: int) -> dict[str
         "created": created,
         "owned_by": "internvl-tools",
         "max_model_len": context,
-        # Read by internvl_tools.remote so read_pdf sizes pages for this server's tiling.
+        # Read by internvl_tools.engines.remote so read_pdf sizes pages for this server's tiling.
         "internvl": {
             "template": getattr(info, "template", None),
             "image_size": getattr(info, "image_size", None),
@@ -342,7 +342,7 @@ def _completion_tokens(engine: Any, text: str) -> int:
 
 def _stream_finish(engine: Any, text: str, options: dict[str, Any]) -> str:
     """The engine's stream has no finish reason: "length" when the answer used up ``max_new_tokens``."""
-    from internvl_tools.generation import DEFAULT_MAX_NEW_TOKENS
+    from internvl_tools.generation.options import DEFAULT_MAX_NEW_TOKENS
 
     limit = options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
     try:
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     if not _is_loopback(args.host) and not api_key:
         log.warning("Serving on %s without an API key: anyone who can reach this address can use the model. "
                     "Pass --api-key or set %s.", args.host, API_KEY_ENV)
-    from internvl_tools.engine import InternVL
+    from internvl_tools.engines.local import InternVL
 
     engine = InternVL.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, max_tiles=args.max_tiles, template=args.template,

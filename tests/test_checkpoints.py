@@ -630,7 +630,7 @@ def test_device_maps_apply_to_mapped_original_checkpoints(tmp_path) -> None:
     import torch
 
     from internvl_tools.checkpoints import load_model, read_checkpoint_info
-    from internvl_tools.device import balanced_device_map
+    from internvl_tools.checkpoints.device import balanced_device_map
     from internvl_tools.testing import make_tiny_checkpoint
 
     path = make_tiny_checkpoint(tmp_path / "ckpt", "qwen2", "original")

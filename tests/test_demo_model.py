@@ -115,7 +115,7 @@ def test_tokenizer_keeps_digits_single_and_words_whole():
 def engine():
     if not (MODEL_DIR / "model.safetensors").is_file():
         pytest.fail(f"the demo model is missing from {MODEL_DIR}")
-    from internvl_tools.engine import InternVL
+    from internvl_tools.engines.local import InternVL
 
     return InternVL.from_pretrained(str(MODEL_DIR))
 

@@ -254,7 +254,7 @@ def test_tiny_alias_builds_offline() -> None:
 
 def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL) -> None:
     """Our greedy loop must produce exactly the tokens of transformers' generate() (left-padded batch too)."""
-    from internvl_tools.decoding import decode
+    from internvl_tools.generation.decoding import decode
 
     state = tiny_engine._state()
     prepared = [tiny_engine._prepare(c, state) for c in CONVERSATIONS[:3]]
@@ -325,7 +325,7 @@ def _spy_prompts(engine: InternVL, monkeypatch: pytest.MonkeyPatch) -> list[str]
 
 
 def test_ground_returns_pixel_boxes_of_the_original_image(tiny_engine: InternVL, monkeypatch) -> None:
-    from internvl_tools.schemas import GroundingResult
+    from internvl_tools.grounding.types import GroundingResult
 
     seen = _spy_prompts(tiny_engine, monkeypatch)
     img = _image(21, (640, 427))
@@ -354,7 +354,7 @@ def test_ground_maps_the_models_scale_to_pixels(tiny_engine: InternVL, monkeypat
 
 
 def test_detect_and_grounded_ocr_and_region(tiny_engine: InternVL, monkeypatch) -> None:
-    from internvl_tools.schemas import GroundingResult, RegionDescription
+    from internvl_tools.grounding.types import GroundingResult, RegionDescription
 
     seen = _spy_prompts(tiny_engine, monkeypatch)
     img = _image(23, (300, 200))

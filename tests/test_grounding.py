@@ -35,7 +35,7 @@ from internvl_tools.grounding import (
     to_swift_record,
     write_jsonl,
 )
-from internvl_tools.schemas import BoundingBox, GroundedObject, GroundingResult, GroundingWarning
+from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult, GroundingWarning
 
 LADY = (427, 640)  # the RefCOCO image of research/internvl_reference.md §7
 

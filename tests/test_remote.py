@@ -38,7 +38,7 @@ from internvl_tools.errors import (
     ServerRequestError,
     ServerTimeoutError,
 )
-from internvl_tools.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
+from internvl_tools.engines.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
 
 
 def _completion(text: str = "hello", finish: str | None = "stop", usage: dict | None = None) -> dict:

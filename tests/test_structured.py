@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from internvl_tools.errors import StructuredOutputError
-from internvl_tools.structured import json_schema_of, minimal_json_length, validate_output
+from internvl_tools.generation.structured import json_schema_of, minimal_json_length, validate_output
 
 
 class Point(pydantic.BaseModel):
@@ -98,7 +98,7 @@ def test_dict_schemas_are_validated_on_our_side() -> None:
 
 @given(st.text())
 def test_escaping_control_characters_keeps_the_string(value: str) -> None:
-    from internvl_tools.structured import escape_control_characters
+    from internvl_tools.generation.structured import escape_control_characters
 
     raw = '{"k": "' + value.replace("\\", "\\\\").replace('"', '\\"') + '"}'  # control characters left raw
     assert json.loads(escape_control_characters(raw)) == {"k": value}

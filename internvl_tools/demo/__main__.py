@@ -63,13 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         help="read a generated scanned PDF and report accuracy against its ground truth (default: on)",
     )
     args = parser.parse_args(argv)
-    from internvl_tools.loading import DEMO_MODEL_NAMES
+    from internvl_tools.checkpoints.registry import DEMO_MODEL_NAMES
 
     is_demo = args.model in DEMO_MODEL_NAMES
     ask_invoice = args.question is not None or not is_demo
 
     from internvl_tools.demo.sample import SAMPLE_PAGE, SAMPLE_QUESTION
-    from internvl_tools.engine import InternVL
+    from internvl_tools.engines.local import InternVL
     from internvl_tools.errors import InternVLError, ModelLoadError
 
     print("== 1. Preprocessing ==")

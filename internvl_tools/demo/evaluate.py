@@ -328,7 +328,7 @@ def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
     """Replace ``model_dir`` with the run's best checkpoint, evaluate it and write its card."""
     import shutil
 
-    from internvl_tools.engine import InternVL
+    from internvl_tools.engines.local import InternVL
 
     commands = json.loads((run / "commands.json").read_text())
     # A run resumed in segments keeps each finished segment's summary as summary_seg<N>.json; summary.json is the last.
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from internvl_tools.engine import InternVL
+    from internvl_tools.engines.local import InternVL
 
     torch.set_num_threads(2)
     if args.publish is not None:

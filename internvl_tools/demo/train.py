@@ -63,7 +63,7 @@ def ocr_prompt() -> str:
 
 def grounding_question(phrase: str) -> str:
     """The official grounding prompt, as ``engine.ground`` sends it."""
-    from internvl_tools.grounding import grounding_prompt
+    from internvl_tools.grounding.parser import grounding_prompt
 
     return grounding_prompt(phrase)
 
@@ -135,7 +135,7 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<
 def tokenizer_corpus() -> list[str]:
     """Everything the model reads or writes: generator vocabulary, prompts, system messages, chat markup."""
     from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT
-    from internvl_tools.prompts import get_template
+    from internvl_tools.prompts.builder import get_template
 
     words = [*synth.WORDS, *synth.MONTHS, "Month", "Value"]
     lines = [*words, *(f"x {w}" for w in words), *(f"\n{w}" for w in words)]
@@ -150,7 +150,7 @@ def build_tokenizer() -> Any:
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from internvl_tools.testing import HF_CHAT_TEMPLATE
+    from internvl_tools.testing.checkpoints import HF_CHAT_TEMPLATE
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
@@ -196,7 +196,7 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
     from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, InternVLVideoProcessor
 
     from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD
-    from internvl_tools.testing import HF_CHAT_TEMPLATE
+    from internvl_tools.testing.checkpoints import HF_CHAT_TEMPLATE
 
     directory.mkdir(parents=True, exist_ok=True)
     model.config.system_message = SYSTEM_MESSAGE
@@ -226,7 +226,7 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
 
 def prompt_text(question: str, num_tiles: int) -> str:
     """The exact prompt the engine builds for one image of ``num_tiles`` tiles and ``question``."""
-    from internvl_tools.prompts import ImageSlot, PromptTurn, build_chat_prompt
+    from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
 
     turn = PromptTurn("user", (ImageSlot(num_tiles), question))
     return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=TOKENS_PER_TILE).text
@@ -270,7 +270,7 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any) -> di
     """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets."""
     import torch
 
-    from internvl_tools.generation import _encode
+    from internvl_tools.generation.options import _encode
 
     ids_list, label_list, pixels, targets = [], [], [], []
     for sample, question, answer in examples:
@@ -302,7 +302,7 @@ def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample
     """Greedy answers for examples, batched with left padding (used for checkpoint selection)."""
     import torch
 
-    from internvl_tools.generation import _encode
+    from internvl_tools.generation.options import _encode
 
     prompts, pixels = [], []
     for sample, question, _ in examples:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from internvl_tools.results import Usage
-from internvl_tools.schemas import GroundingResult
+from internvl_tools.grounding.types import GroundingResult
 
 __all__ = ["DocumentSummary", "PageResult"]
 

@@ -263,7 +263,7 @@ class _Run:
         if self.task == "chart":
             return CHART_PROMPT
         if self.task == "grounded_ocr":
-            from internvl_tools.grounding import grounded_ocr_prompt
+            from internvl_tools.grounding.parser import grounded_ocr_prompt
 
             return grounded_ocr_prompt()
         return self.question or ""
@@ -310,7 +310,7 @@ class _Run:
             if self.task == "chart":
                 data = parse_chart_answer(answer.text)
             elif self.task == "grounded_ocr":
-                from internvl_tools.grounding import parse_grounding
+                from internvl_tools.grounding.parser import parse_grounding
 
                 grounding = parse_grounding(answer.text, page.size_px)
         except Exception as exc:  # a parser must never cost the page its text
@@ -319,7 +319,7 @@ class _Run:
                           finish_reason=answer.finish_reason, elapsed=elapsed)
 
     def _extract(self, page: RenderedPage, render_s: float) -> PageResult:
-        from internvl_tools.structured import json_schema_of, validate_output
+        from internvl_tools.generation.structured import json_schema_of, validate_output
 
         started = time.perf_counter()
         base = _base(page, self.name, self.question, self.model)

@@ -152,7 +152,7 @@ def detect_family(config: Mapping[str, Any], *, model_id: str | None = None) -> 
     >>> detect_family({"model_type": "internvl", "text_config": {"model_type": "qwen3"}}).generation
     'InternVL3.5'
     """
-    from internvl_tools.prompts import TEMPLATES  # prompts re-exports this module: import at call time
+    from internvl_tools.prompts.builder import TEMPLATES  # prompts re-exports this module: import at call time
 
     cfg = _config_dict(config)
     model_type = cfg.get("model_type")

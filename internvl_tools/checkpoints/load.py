@@ -31,19 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_CONTEXT_TOKEN
 from internvl_tools.errors import ConfigError, ModelLoadError
-from internvl_tools.weight_mapping import (
-    _checkpoint_format,
-    _first,
-    apply_pixel_shuffle_v1,
-    convert_original_state_dict,
-    llm_type_of,
-    merge_internlm2_wqkv,
-    merge_vit_qkv,
-    native_config_from_original,
-    split_internlm2_wqkv,
-    split_vit_qkv,
-    to_original_state_dict,
-)
+from internvl_tools.checkpoints.weights import _checkpoint_format, _first, apply_pixel_shuffle_v1, convert_original_state_dict, llm_type_of, merge_internlm2_wqkv, merge_vit_qkv, native_config_from_original, split_internlm2_wqkv, split_vit_qkv, to_original_state_dict
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
@@ -112,7 +100,7 @@ class CheckpointInfo:
 
 def _detect_template(config: Mapping[str, Any]) -> str:
     try:
-        from internvl_tools.prompts import detect_template
+        from internvl_tools.checkpoints.config import detect_template
     except ImportError:  # prompts.py not present (partial install or during development)
         return _fallback_template(config)
     return detect_template(config)
@@ -241,7 +229,7 @@ def load_tokenizer(path: str | Path, info: CheckpointInfo | None = None) -> Any:
     """
     directory = Path(path)
     if _is_internlm2_tokenizer(directory, info):
-        from internvl_tools.tokenizers import InternLM2Tokenizer
+        from internvl_tools.checkpoints.tokenizers import InternLM2Tokenizer
 
         return InternLM2Tokenizer.from_directory(directory)
     from transformers import AutoTokenizer
@@ -398,7 +386,7 @@ def load_model(
     )
     info = read_checkpoint_info(directory)
     if device_map == "balanced":
-        from internvl_tools.device import balanced_device_map
+        from internvl_tools.checkpoints.device import balanced_device_map
 
         if not torch.cuda.is_available():
             raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")

@@ -3,7 +3,7 @@
 One place for the templates (system message, role tags, separators, stop tokens), the exact ``chat()`` prompt
 (:func:`build_prompt`), a richer builder for the engine (:func:`build_chat_prompt`: images in any turn, ``Image-N``
 and ``FrameN`` labels), and family detection from a checkpoint's ``config.json`` (:func:`detect_family`, from
-:mod:`internvl_tools.families`).
+:mod:`internvl_tools.checkpoints.config`).
 Source: ``research/internvl_reference.md`` §1–3 and §7, checked against OpenGVLab/InternVL ``conversation.py``.
 
 >>> prompt = build_prompt("internvl2_5", "Describe.", num_patches_list=[1], tokens_per_tile=2)
@@ -539,4 +539,4 @@ def build_chat_prompt(
 
 # --- family detection lives in families (re-exported: part of the prompt API) ----------------------------------
 
-from internvl_tools.families import FamilyInfo, detect_family, detect_template  # noqa: E402
+from internvl_tools.checkpoints.config import FamilyInfo, detect_family, detect_template  # noqa: E402

@@ -338,7 +338,7 @@ class GroundingResult(BaseModel):
 
     def draw(self, image: Image.Image | None = None, **kwargs: Any) -> Image.Image:
         """Draw the boxes on ``image`` (default: the attached image); see :func:`internvl_tools.grounding.draw`."""
-        from internvl_tools.grounding import draw
+        from internvl_tools.grounding.drawing import draw
 
         target = image if image is not None else self._image
         if target is None:
@@ -362,7 +362,7 @@ class GroundingResult(BaseModel):
         ...                 image_size=(200, 100)).to_text()
         '<ref>cat</ref><box>[[0, 0, 500, 500]]</box>'
         """
-        from internvl_tools.grounding import format_grounding
+        from internvl_tools.grounding.records import format_grounding
 
         return format_grounding(self)
 
@@ -443,13 +443,13 @@ class GroundingResult(BaseModel):
         self, image_path: str | Path, question: str | None = None, *, record_id: int = 0
     ) -> dict[str, Any]:
         """One line of InternVL fine-tuning data (``chat_data_format``), see :func:`grounding.to_internvl_record`."""
-        from internvl_tools.grounding import to_internvl_record
+        from internvl_tools.grounding.records import to_internvl_record
 
         return to_internvl_record(self, image_path, question, record_id=record_id)
 
     def to_swift_record(self, image_path: str | Path, question: str | None = None) -> dict[str, Any]:
         """One line of ms-swift grounding data (``objects`` form), see :func:`grounding.to_swift_record`."""
-        from internvl_tools.grounding import to_swift_record
+        from internvl_tools.grounding.records import to_swift_record
 
         return to_swift_record(self, image_path, question)
 

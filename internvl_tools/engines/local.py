@@ -18,31 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from internvl_tools.base import VisionLanguageModel
+from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
     GenerationError,
     InternVLError,
 )
-from internvl_tools.generation import (
-    GenerationOptions,
-    TextStream,
-    _Cancelled,
-    _cut_at_stop,
-    _decode,
-    _encode,
-    _error_result,
-    _StopStrings,
-    _visible_text,
-)
-from internvl_tools.loading import (
-    REGISTRY,
-    REGISTRY_LOCK,
-    LoadedModel,
-    load_shared,
-    resolve_model_source,
-)
+from internvl_tools.generation.options import GenerationOptions, TextStream, _Cancelled, _cut_at_stop, _decode, _encode, _error_result, _StopStrings, _visible_text
+from internvl_tools.checkpoints.registry import REGISTRY, REGISTRY_LOCK, LoadedModel, load_shared, resolve_model_source
 from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
 from internvl_tools.results import ChatResult, Usage
 
@@ -146,9 +130,9 @@ class InternVL(VisionLanguageModel):
     def from_server(cls, base_url: str, model: str | None = None, api_key: str | None = None, **kwargs: Any) -> Any:
         """The same API over an OpenAI-compatible server (vLLM, LMDeploy ``api_server``, ``internvl-tools serve``).
 
-        ``model`` is discovered from ``/v1/models`` when not given. See :mod:`internvl_tools.remote`.
+        ``model`` is discovered from ``/v1/models`` when not given. See :mod:`internvl_tools.engines.remote`.
         """
-        from internvl_tools.remote import RemoteInternVL
+        from internvl_tools.engines.remote import RemoteInternVL
 
         return RemoteInternVL(base_url, model=model, api_key=api_key, **kwargs)
 
@@ -265,7 +249,7 @@ class InternVL(VisionLanguageModel):
     def _prepare(self, messages: Any, state: LoadedModel) -> _Prepared:
         import torch
 
-        from internvl_tools.prompts import ImageSlot, PromptTurn, VideoSlot, build_chat_prompt
+        from internvl_tools.prompts.builder import ImageSlot, PromptTurn, VideoSlot, build_chat_prompt
 
         msgs = normalize_messages(messages)
         info = state.info
@@ -326,7 +310,7 @@ class InternVL(VisionLanguageModel):
         transformers processor would expand; we expand them the same way.
         """
         from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, VIDEO_PLACEHOLDER
-        from internvl_tools.prompts import ImageSlot, VideoSlot, expand_image_placeholders
+        from internvl_tools.prompts.builder import ImageSlot, VideoSlot, expand_image_placeholders
 
         tokenizer = state.tokenizer
         if not getattr(tokenizer, "chat_template", None):
@@ -428,7 +412,7 @@ class InternVL(VisionLanguageModel):
             try:
                 with torch.inference_mode():
                     if options.num_beams == 1:
-                        from internvl_tools.decoding import decode
+                        from internvl_tools.generation.decoding import decode
 
                         new_tokens = decode(
                             state.model,
@@ -642,12 +626,7 @@ class InternVL(VisionLanguageModel):
 
     def generate_structured(self, messages: Any, json_schema: dict, **generation: Any) -> ChatResult:
         """Like :meth:`chat`, with decoding constrained to ``json_schema`` (for the integrations)."""
-        from internvl_tools.structured import (
-            JSONSchemaLogitsProcessor,
-            compile_json_schema,
-            escape_control_characters,
-            minimal_json_length,
-        )
+        from internvl_tools.generation.structured import JSONSchemaLogitsProcessor, compile_json_schema, escape_control_characters, minimal_json_length
 
         options = GenerationOptions.from_kwargs(generation)
         if options.stop:

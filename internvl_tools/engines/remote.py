@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from internvl_tools.base import VisionLanguageModel
+from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
@@ -45,7 +45,7 @@ from internvl_tools.errors import (
     ServerRequestError,
     ServerTimeoutError,
 )
-from internvl_tools.generation import GenerationOptions
+from internvl_tools.generation.options import GenerationOptions
 from internvl_tools.messages import ImagePart, TextPart, VideoPart, normalize_messages
 from internvl_tools.results import ChatResult, Usage
 
@@ -480,7 +480,7 @@ class RemoteInternVL(VisionLanguageModel):
         A conversation the server refuses (bad image, too long, HTTP 4xx or 5xx after retries) comes back with
         ``finish_reason="error"``; an unreachable server, a timeout or a bad API key raise, as they concern all.
         """
-        from internvl_tools.generation import _error_result
+        from internvl_tools.generation.options import _error_result
 
         if isinstance(conversations, (str, dict)):
             raise ConfigError("batch() takes a list of conversations; for one conversation use chat().")

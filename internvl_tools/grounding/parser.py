@@ -1,5 +1,5 @@
 """Grounding with InternVL: prompt builders and a tolerant parser for ``<ref>…</ref><box>[[…]]</box>``; drawing
-(:mod:`internvl_tools.drawing`) and export to fine-tuning data (:mod:`internvl_tools.grounding_records`) are
+(:mod:`internvl_tools.grounding.drawing`) and export to fine-tuning data (:mod:`internvl_tools.grounding.records`) are
 re-exported here.
 
 InternVL answers grounding prompts with ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``: integers on a
@@ -48,17 +48,9 @@ from typing import Literal
 from internvl_tools.constants import DETECTION_PROMPT, GROUNDING_PROMPT, GROUNDING_SCALE
 
 # Drawing lives in its own module; re-exported here because the boxes' picture is part of the grounding API.
-from internvl_tools.drawing import DEFAULT_PALETTE, draw, draw_grounding
+from internvl_tools.grounding.drawing import DEFAULT_PALETTE, draw, draw_grounding
 from internvl_tools.errors import ConfigError
-from internvl_tools.schemas import (
-    BoundingBox,
-    CoordSystem,
-    GroundedObject,
-    GroundingResult,
-    GroundingWarning,
-    WarningCode,
-    _check_image_size,
-)
+from internvl_tools.grounding.types import BoundingBox, CoordSystem, GroundedObject, GroundingResult, GroundingWarning, WarningCode, _check_image_size
 
 __all__ = [
     "DEFAULT_PALETTE",
@@ -725,10 +717,4 @@ def parse_grounding(text: str, image_size: tuple[int, int], coords: CoordSystem 
 # Formatting and export live in grounding_records (re-exported: they are part of the grounding API)
 # --------------------------------------------------------------------------------------------------------------
 
-from internvl_tools.grounding_records import (  # noqa: E402  (after the parser they import lazily)
-    _format_list,
-    format_grounding,
-    to_internvl_record,
-    to_swift_record,
-    write_jsonl,
-)
+from internvl_tools.grounding.records import _format_list, format_grounding, to_internvl_record, to_swift_record, write_jsonl

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from internvl_tools.errors import ConfigError
-from internvl_tools.schemas import BoundingBox, GroundingResult
+from internvl_tools.grounding.types import BoundingBox, GroundingResult
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from PIL import Image

@@ -567,7 +567,7 @@ def make_tiny_checkpoint(
         _save_processor(directory, tokenizer, image_size, config.image_seq_length)
         return directory
 
-    from internvl_tools.checkpoints import to_original_state_dict
+    from internvl_tools.checkpoints.weights import to_original_state_dict
 
     raw = _original_config(family, config, ps_version=ps_version)
     state = to_original_state_dict(model.state_dict(), raw)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.errors import ModelLoadError
-from internvl_tools.generation import _chat_special_ids
+from internvl_tools.generation.options import _chat_special_ids
 
 __all__ = ["DEMO_MODEL_NAMES", "LoadedModel", "load_shared", "resolve_model_source"]
 
@@ -54,7 +54,7 @@ def resolve_model_source(model: str | Path) -> str:
     """
     name = str(model)
     if name == "tiny" or name.startswith("tiny-"):
-        from internvl_tools.testing import tiny_checkpoint
+        from internvl_tools.testing.checkpoints import tiny_checkpoint
 
         family = name.split("-", 1)[1] if "-" in name else "qwen2"
         fmt = "native"
@@ -74,14 +74,9 @@ def resolve_model_source(model: str | Path) -> str:
 
 def load_shared(source: str, settings: Any) -> LoadedModel:
     """Load weights and tokenizer for ``source`` with the engine ``settings`` (device, dtype, ...)."""
-    from internvl_tools.checkpoints import load_model
-    from internvl_tools.device import (
-        quantization_config,
-        resolve_attn_implementation,
-        resolve_device,
-        resolve_dtype,
-    )
-    from internvl_tools.prompts import get_template
+    from internvl_tools.checkpoints.load import load_model
+    from internvl_tools.checkpoints.device import quantization_config, resolve_attn_implementation, resolve_device, resolve_dtype
+    from internvl_tools.prompts.builder import get_template
 
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)

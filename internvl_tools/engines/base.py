@@ -4,7 +4,7 @@ A backend implements four primitives (``chat``, ``stream``, ``batch``, ``generat
 policy; everything built from them lives here once: ``ask``, ``extract``, ``ground``, ``detect``, ``ocr_boxes``,
 ``describe_region`` and ``read_pdf``. The LangChain and LlamaIndex integrations accept any backend.
 
->>> issubclass(__import__("internvl_tools.engine").engine.InternVL, VisionLanguageModel)
+>>> issubclass(__import__("internvl_tools.engines.local").engine.InternVL, VisionLanguageModel)
 True
 """
 
@@ -79,7 +79,7 @@ class VisionLanguageModel(ABC):
         """
         import json
 
-        from internvl_tools.structured import json_schema_of, validate_output
+        from internvl_tools.generation.structured import json_schema_of, validate_output
 
         generation.setdefault("max_new_tokens", 1024)
         json_schema = json_schema_of(schema)
@@ -98,7 +98,7 @@ class VisionLanguageModel(ABC):
     # ------------------------------------------------------------------------------------------------ grounding
 
     def _grounded_answer(self, image: Any, prompt: str, generation: dict[str, Any], default_tokens: int) -> Any:
-        from internvl_tools.grounding import parse_grounding
+        from internvl_tools.grounding.parser import parse_grounding
         from internvl_tools.media import load_image
 
         pil = load_image(image, policy=self.media_policy)
@@ -113,19 +113,19 @@ class VisionLanguageModel(ABC):
         Returns a :class:`~internvl_tools.schemas.GroundingResult` with boxes in pixels of the original image
         (``max_new_tokens`` defaults to 100, as the official RefCOCO evaluation).
         """
-        from internvl_tools.grounding import grounding_prompt
+        from internvl_tools.grounding.parser import grounding_prompt
 
         return self._grounded_answer(image, grounding_prompt(phrase), generation, 100)
 
     def detect(self, image: Any, labels: Sequence[str] | None = None, **generation: Any) -> Any:
         """Detect all objects (the official detection prompt), or only ``labels``; a ``GroundingResult``."""
-        from internvl_tools.grounding import detection_prompt
+        from internvl_tools.grounding.parser import detection_prompt
 
         return self._grounded_answer(image, detection_prompt(labels), generation, 1024)
 
     def ocr_boxes(self, image: Any, *, language: str = "en", **generation: Any) -> Any:
         """Grounded OCR: text lines with their boxes, as a ``GroundingResult`` whose labels are the lines."""
-        from internvl_tools.grounding import grounded_ocr_prompt
+        from internvl_tools.grounding.parser import grounded_ocr_prompt
 
         return self._grounded_answer(image, grounded_ocr_prompt(language), generation, 1024)  # type: ignore[arg-type]
 
@@ -134,9 +134,9 @@ class VisionLanguageModel(ABC):
 
         Returns a :class:`~internvl_tools.schemas.RegionDescription` (the box, the answer, the image size).
         """
-        from internvl_tools.grounding import region_prompt
+        from internvl_tools.grounding.parser import region_prompt
         from internvl_tools.media import load_image
-        from internvl_tools.schemas import BoundingBox, RegionDescription
+        from internvl_tools.grounding.types import BoundingBox, RegionDescription
 
         pil = load_image(image, policy=self.media_policy)
         bbox = box if isinstance(box, BoundingBox) else BoundingBox.from_xyxy(box)
@@ -152,6 +152,6 @@ class VisionLanguageModel(ABC):
         :func:`internvl_tools.documents.read_pdf` for ``task``, ``question``, ``pages``, ``dpi``, ``batch_size``,
         ``resume_from`` and the rest. Returns a lazy ``PageStream`` of ``PageResult`` (``.summary`` at the end).
         """
-        from internvl_tools.documents import read_pdf
+        from internvl_tools.documents.pipeline import read_pdf
 
         return read_pdf(self, source, **kwargs)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from internvl_tools.constants import DETECTION_PROMPT, IMAGE_PLACEHOLDER
 from internvl_tools.errors import ConfigError
-from internvl_tools.schemas import BoundingBox, GroundedObject, GroundingResult
+from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult
 
 __all__ = ["format_grounding", "to_internvl_record", "to_swift_record", "write_jsonl"]
 
@@ -58,7 +58,7 @@ def _default_exchange(result: GroundingResult, question: str | None) -> tuple[st
         label = objects[0].label
         assert label is not None
         merged = GroundedObject(label=label, boxes=[b for obj in objects for b in obj.boxes])
-        from internvl_tools.grounding import grounding_prompt
+        from internvl_tools.grounding.parser import grounding_prompt
 
         return grounding_prompt(label), [merged], False
     return DETECTION_PROMPT, objects, True
@@ -81,7 +81,7 @@ def to_internvl_record(
     """
     question, objects, preface = _default_exchange(result, question)
     lines = "\n".join(_object_line(obj, result.image_size) for obj in objects)
-    from internvl_tools.grounding import DETECTION_ANSWER_PREFACE
+    from internvl_tools.grounding.parser import DETECTION_ANSWER_PREFACE
 
     answer = f"{DETECTION_ANSWER_PREFACE}\n\n{lines}\n" if preface else lines
     human = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
@@ -121,7 +121,7 @@ def to_swift_record(result: GroundingResult, image_path: str | Path, question: s
         bboxes.extend([round(v, 3) for v in box.xyxy] for box in obj.boxes)
         lines.append(head + "<bbox>" * len(obj.boxes))
     body = "\n".join(lines)
-    from internvl_tools.grounding import DETECTION_ANSWER_PREFACE
+    from internvl_tools.grounding.parser import DETECTION_ANSWER_PREFACE
 
     answer = f"{DETECTION_ANSWER_PREFACE}\n\n{body}\n" if preface else body
     user = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}{question}"

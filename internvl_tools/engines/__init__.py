@@ -1,0 +1,8 @@
+"""Engines: the VisionLanguageModel contract, the local InternVL engine and the client for OpenAI-compatible servers."""
+
+from internvl_tools.engines import base, local, remote
+from internvl_tools.engines.base import *  # noqa: F403
+from internvl_tools.engines.local import *  # noqa: F403
+from internvl_tools.engines.remote import *  # noqa: F403
+
+__all__ = [*base.__all__, *local.__all__, *remote.__all__]
