@@ -1,175 +1,101 @@
 """internvl-tools: InternVL vision-language models for LangChain, LlamaIndex, notebooks and the command line.
 
 Importing the package is cheap: torch, transformers, pypdfium2 and decord load only when a feature needs them.
+The public surface is each module's ``__all__`` in :data:`PUBLIC_MODULES` (written once, in that module); names
+resolve lazily on first access (PEP 562), so ``import internvl_tools`` imports only :mod:`internvl_tools.errors`.
 
 >>> import internvl_tools
 >>> internvl_tools.select_grid(800, 600)
 (4, 3)
+>>> "read_pdf" in internvl_tools.__all__
+True
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
+import re
+import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from internvl_tools.errors import (
-    ConfigError,
-    ContextLengthError,
-    DependencyMissingError,
-    DocumentError,
-    FetchError,
-    GenerationError,
-    ImageDecodeError,
-    ImageTooLargeError,
-    ImageTooSmallError,
-    InternVLError,
-    MediaError,
-    MediaNotFoundError,
-    MediaPolicyError,
-    ModelLoadError,
-    PageRenderError,
-    PageSelectionError,
-    PasswordError,
-    PathNotAllowedError,
-    RemoteFetchDisabledError,
-    ServerAuthError,
-    ServerConnectionError,
-    ServerError,
-    ServerRequestError,
-    ServerTimeoutError,
-    StructuredOutputError,
-    TemplateError,
-    UnsupportedSourceError,
-    URLBlockedError,
-    VideoError,
-)
+from internvl_tools import errors
+from internvl_tools.errors import *  # noqa: F403
 
 __version__ = "0.1.0"
 
-# Public name -> module that defines it. Resolved on first attribute access (PEP 562) so that
-# ``import internvl_tools`` never pulls in torch or transformers.
-_LAZY: dict[str, str] = {
-    # media
-    "MediaPolicy": "internvl_tools.media",
-    "load_image": "internvl_tools.media",
-    "load_images": "internvl_tools.media",
-    "encode_image": "internvl_tools.media",
-    "to_data_uri": "internvl_tools.media",
-    # tiling
-    "select_grid": "internvl_tools.tiling",
-    "tile_image": "internvl_tools.tiling",
-    "tile_images": "internvl_tools.tiling",
-    "TiledImage": "internvl_tools.tiling",
-    "split_tile_budget": "internvl_tools.tiling",
-    # video
-    "sample_frame_indices": "internvl_tools.video",
-    "load_video": "internvl_tools.video",
-    "VideoFrames": "internvl_tools.video",
-    # prompts
-    "Template": "internvl_tools.prompts",
-    "get_template": "internvl_tools.prompts",
-    "build_prompt": "internvl_tools.prompts",
-    "detect_template": "internvl_tools.prompts",
-    "detect_family": "internvl_tools.prompts",
-    "FamilyInfo": "internvl_tools.prompts",
-    "TEMPLATES": "internvl_tools.prompts",
-    "build_chat_prompt": "internvl_tools.prompts",
-    "expand_image_placeholders": "internvl_tools.prompts",
-    "ChatPrompt": "internvl_tools.prompts",
-    "PromptTurn": "internvl_tools.prompts",
-    "ImageSlot": "internvl_tools.prompts",
-    "VideoSlot": "internvl_tools.prompts",
-    # engine and results
-    "InternVL": "internvl_tools.engines.local",
-    "VisionLanguageModel": "internvl_tools.engines.base",
-    "GenerationOptions": "internvl_tools.generation",
-    "ChatResult": "internvl_tools.results",
-    "Usage": "internvl_tools.results",
-    "Message": "internvl_tools.messages",
-    "TextPart": "internvl_tools.messages",
-    "ImagePart": "internvl_tools.messages",
-    "VideoPart": "internvl_tools.messages",
-    "normalize_messages": "internvl_tools.messages",
-    "balanced_device_map": "internvl_tools.checkpoints.device",
-    "json_schema_of": "internvl_tools.generation.structured",
-    "validate_output": "internvl_tools.generation.structured",
-    # grounding
-    "BoundingBox": "internvl_tools.grounding.types",
-    "GroundedObject": "internvl_tools.grounding.types",
-    "GroundingResult": "internvl_tools.grounding.types",
-    "GroundingWarning": "internvl_tools.grounding.types",
-    "RegionDescription": "internvl_tools.grounding.types",
-    "parse_grounding": "internvl_tools.grounding",
-    "draw_grounding": "internvl_tools.grounding",
-    "grounding_prompt": "internvl_tools.grounding",
-    "detection_prompt": "internvl_tools.grounding",
-    "region_prompt": "internvl_tools.grounding",
-    "grounded_ocr_prompt": "internvl_tools.grounding",
-    # documents
-    "read_pdf": "internvl_tools.documents",
-    "render_pages": "internvl_tools.documents",
-    "PageResult": "internvl_tools.documents",
-    "PageStream": "internvl_tools.documents",
-    "DocumentSummary": "internvl_tools.documents",
-    "RenderedPage": "internvl_tools.documents",
-    "load_results": "internvl_tools.documents",
-    "write_markdown": "internvl_tools.documents",
-    "parse_pages": "internvl_tools.documents",
-    # servers
-    "RemoteInternVL": "internvl_tools.engines.remote",
-    "OpenAIBackend": "internvl_tools.engines.remote",
-    "RemoteInfo": "internvl_tools.engines.remote",
-    "TextStream": "internvl_tools.generation",
-    # checkpoints
-    "CheckpointInfo": "internvl_tools.checkpoints",
-    "read_checkpoint_info": "internvl_tools.checkpoints",
-    "load_model": "internvl_tools.checkpoints",
-    # testing
+# The modules whose ``__all__`` make up the top-level API, in data-flow order. Subpackages keep further names
+# (``internvl_tools.grounding``, ``internvl_tools.documents``, ``internvl_tools.testing``, ...).
+PUBLIC_MODULES: tuple[str, ...] = (
+    "internvl_tools.media",
+    "internvl_tools.video",
+    "internvl_tools.tiling",
+    "internvl_tools.messages",
+    "internvl_tools.results",
+    "internvl_tools.prompts.builder",
+    "internvl_tools.checkpoints.config",
+    "internvl_tools.checkpoints.load",
+    "internvl_tools.checkpoints.device",
+    "internvl_tools.generation.options",
+    "internvl_tools.generation.structured",
+    "internvl_tools.engines.base",
+    "internvl_tools.engines.local",
+    "internvl_tools.engines.remote",
+    "internvl_tools.grounding.types",
+    "internvl_tools.grounding.parser",
+    "internvl_tools.grounding.drawing",
+    "internvl_tools.documents.models",
+    "internvl_tools.documents.sources",
+    "internvl_tools.documents.render",
+    "internvl_tools.documents.pipeline",
+    "internvl_tools.documents.output",
+)
+
+# Names that left the top level, still resolved (with a DeprecationWarning) from where they live now.
+_MOVED: dict[str, str] = {
     "make_tiny_checkpoint": "internvl_tools.testing",
     "tiny_checkpoint": "internvl_tools.testing",
 }
 
-__all__ = [
-    "__version__",
-    "ConfigError",
-    "ContextLengthError",
-    "DependencyMissingError",
-    "DocumentError",
-    "FetchError",
-    "GenerationError",
-    "ImageDecodeError",
-    "ImageTooLargeError",
-    "ImageTooSmallError",
-    "InternVLError",
-    "MediaError",
-    "MediaNotFoundError",
-    "MediaPolicyError",
-    "ModelLoadError",
-    "PageRenderError",
-    "PageSelectionError",
-    "PasswordError",
-    "PathNotAllowedError",
-    "RemoteFetchDisabledError",
-    "ServerAuthError",
-    "ServerConnectionError",
-    "ServerError",
-    "ServerRequestError",
-    "ServerTimeoutError",
-    "StructuredOutputError",
-    "TemplateError",
-    "UnsupportedSourceError",
-    "URLBlockedError",
-    "VideoError",
-    *_LAZY,
-]
+_ALL_LITERAL = re.compile(r"^__all__\s*=\s*(\[.*?\])", re.M | re.S)
+
+
+def module_all(module: str) -> list[str]:
+    """A module's ``__all__`` read from its source, so that listing the API imports nothing heavy."""
+    parts = module.split(".")[1:]
+    path = Path(__file__).parent.joinpath(*parts)
+    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text(encoding="utf-8")
+    match = _ALL_LITERAL.search(source)
+    if match is None:
+        raise RuntimeError(f"{module} has no literal __all__ list; the top-level API is derived from it.")
+    return list(ast.literal_eval(match.group(1)))
+
+
+def _lazy_map() -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for module in PUBLIC_MODULES:
+        for name in module_all(module):
+            mapping.setdefault(name, module)  # tests/test_exported_members.py checks each name has one home
+    return mapping
+
+
+_LAZY: dict[str, str] = _lazy_map()
+
+__all__ = ["__version__", *errors.__all__, *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
+    if module_name is None and name in _MOVED:
+        module_name = _MOVED[name]
+        warnings.warn(f"internvl_tools.{name} moved to {module_name}.{name}; import it from there.",
+                      DeprecationWarning, stacklevel=2)
     if module_name is None:
         raise AttributeError(f"module 'internvl_tools' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
-    globals()[name] = value
+    if name in _LAZY:
+        globals()[name] = value
     return value
 
 
@@ -177,26 +103,26 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from internvl_tools.engines.base import VisionLanguageModel
-    from internvl_tools.checkpoints.load import CheckpointInfo, load_model, read_checkpoint_info
-    from internvl_tools.checkpoints.device import balanced_device_map
-    from internvl_tools.documents.models import DocumentSummary, PageResult
-    from internvl_tools.documents.pipeline import PageStream, read_pdf
-    from internvl_tools.documents.render import RenderedPage, render_pages
-    from internvl_tools.documents.output import load_results, write_markdown
-    from internvl_tools.documents.sources import parse_pages
-    from internvl_tools.engines.local import InternVL
-    from internvl_tools.generation.options import GenerationOptions, TextStream
-    from internvl_tools.grounding.parser import detection_prompt, grounded_ocr_prompt, grounding_prompt, parse_grounding, region_prompt
-    from internvl_tools.grounding.drawing import draw_grounding
-    from internvl_tools.media import MediaPolicy, encode_image, load_image, load_images, to_data_uri
-    from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
-    from internvl_tools.prompts.builder import TEMPLATES, ChatPrompt, ImageSlot, PromptTurn, Template, VideoSlot, build_chat_prompt, build_prompt, expand_image_placeholders, get_template
-    from internvl_tools.checkpoints.config import FamilyInfo, detect_family, detect_template
-    from internvl_tools.engines.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
-    from internvl_tools.results import ChatResult, Usage
-    from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult, GroundingWarning, RegionDescription
-    from internvl_tools.testing.checkpoints import make_tiny_checkpoint, tiny_checkpoint
-    from internvl_tools.tiling import TiledImage, select_grid, split_tile_budget, tile_image, tile_images
-    from internvl_tools.video import VideoFrames, load_video, sample_frame_indices
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same modules, star-imported
+    from internvl_tools.checkpoints.config import *  # noqa: F403
+    from internvl_tools.checkpoints.device import *  # noqa: F403
+    from internvl_tools.checkpoints.load import *  # noqa: F403
+    from internvl_tools.documents.models import *  # noqa: F403
+    from internvl_tools.documents.output import *  # noqa: F403
+    from internvl_tools.documents.pipeline import *  # noqa: F403
+    from internvl_tools.documents.render import *  # noqa: F403
+    from internvl_tools.documents.sources import *  # noqa: F403
+    from internvl_tools.engines.base import *  # noqa: F403
+    from internvl_tools.engines.local import *  # noqa: F403
+    from internvl_tools.engines.remote import *  # noqa: F403
+    from internvl_tools.generation.options import *  # noqa: F403
+    from internvl_tools.generation.structured import *  # noqa: F403
+    from internvl_tools.grounding.drawing import *  # noqa: F403
+    from internvl_tools.grounding.parser import *  # noqa: F403
+    from internvl_tools.grounding.types import *  # noqa: F403
+    from internvl_tools.media import *  # noqa: F403
+    from internvl_tools.messages import *  # noqa: F403
+    from internvl_tools.prompts.builder import *  # noqa: F403
+    from internvl_tools.results import *  # noqa: F403
+    from internvl_tools.tiling import *  # noqa: F403
+    from internvl_tools.video import *  # noqa: F403

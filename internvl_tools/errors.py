@@ -2,9 +2,40 @@
 
 Every error the package raises on purpose derives from :class:`InternVLError`, so callers can catch the whole
 family with one ``except``. Errors about bad input also derive from :class:`ValueError` (and security refusals
-from :class:`PermissionError`), so code written against the standard exceptions keeps working.
+from :class:`PermissionError`), so code written against the standard exceptions keeps working. Each message names
+the input that failed and says how to fix it.
 
-Each message names the input that failed and says how to fix it.
+The tree (second base classes in brackets)::
+
+    InternVLError
+    ├── MediaError [ValueError] .................. an image, video or document could not be loaded or was refused
+    │   ├── ImageDecodeError
+    │   ├── ImageTooLargeError
+    │   ├── ImageTooSmallError
+    │   ├── UnsupportedSourceError [TypeError]
+    │   ├── MediaNotFoundError [FileNotFoundError]
+    │   ├── MediaPolicyError [PermissionError] ... the media policy refused the source
+    │   │   ├── RemoteFetchDisabledError
+    │   │   ├── URLBlockedError
+    │   │   └── PathNotAllowedError
+    │   ├── FetchError
+    │   ├── VideoError
+    │   └── DocumentError
+    │       ├── PasswordError [PermissionError]
+    │       ├── PageSelectionError
+    │       └── PageRenderError
+    ├── TemplateError [ValueError]
+    ├── ConfigError [ValueError]
+    ├── ModelLoadError
+    ├── DependencyMissingError [ImportError]
+    ├── ContextLengthError [ValueError]
+    ├── GenerationError
+    ├── StructuredOutputError [ValueError]
+    └── ServerError .............................. an OpenAI-compatible server answered with an error
+        ├── ServerRequestError [ValueError]
+        │   └── ServerAuthError [PermissionError]
+        ├── ServerTimeoutError [TimeoutError]
+        └── ServerConnectionError [ConnectionError]
 
 >>> from internvl_tools.errors import InternVLError, ImageDecodeError
 >>> issubclass(ImageDecodeError, InternVLError)
@@ -17,6 +48,7 @@ __all__ = [
     "ConfigError",
     "ContextLengthError",
     "DependencyMissingError",
+    "DocumentError",
     "FetchError",
     "GenerationError",
     "ImageDecodeError",
@@ -24,10 +56,19 @@ __all__ = [
     "ImageTooSmallError",
     "InternVLError",
     "MediaError",
+    "MediaNotFoundError",
     "MediaPolicyError",
     "ModelLoadError",
+    "PageRenderError",
+    "PageSelectionError",
+    "PasswordError",
     "PathNotAllowedError",
     "RemoteFetchDisabledError",
+    "ServerAuthError",
+    "ServerConnectionError",
+    "ServerError",
+    "ServerRequestError",
+    "ServerTimeoutError",
     "StructuredOutputError",
     "TemplateError",
     "URLBlockedError",
@@ -63,6 +104,10 @@ class UnsupportedSourceError(MediaError, TypeError):
     """The object given as an image is of a type or form we cannot read."""
 
 
+class MediaNotFoundError(MediaError, FileNotFoundError):
+    """An image path (or ``file://`` URI) names no readable regular file."""
+
+
 class MediaPolicyError(MediaError, PermissionError):
     """The media policy refused the source (URL fetching off, blocked address, path outside allowed dirs)."""
 
@@ -85,6 +130,22 @@ class FetchError(MediaError):
 
 class VideoError(MediaError):
     """A video could not be decoded or sampled."""
+
+
+class DocumentError(MediaError):
+    """A PDF or multi-page image could not be opened, or a document option is invalid (see the subclasses)."""
+
+
+class PasswordError(DocumentError, PermissionError):
+    """The PDF is encrypted and no password, or a wrong one, was given; pass ``password=...``."""
+
+
+class PageSelectionError(DocumentError):
+    """A page selection such as ``"1-3,7"`` is malformed or names pages the document does not have."""
+
+
+class PageRenderError(DocumentError):
+    """One page could not be loaded or rendered (the rest of the document is unaffected)."""
 
 
 # --- prompts / config / model ------------------------------------------------------------------------------------
@@ -118,33 +179,7 @@ class StructuredOutputError(InternVLError, ValueError):
     """Constrained output could not be produced or did not validate against the schema."""
 
 
-class MediaNotFoundError(MediaError, FileNotFoundError):
-    """An image path (or ``file://`` URI) names no readable regular file."""
-
-
-__all__.append("MediaNotFoundError")
-
-
-class DocumentError(MediaError):
-    """A PDF or multi-page image could not be opened, or a document option is invalid (see the subclasses)."""
-
-
-class PasswordError(DocumentError, PermissionError):
-    """The PDF is encrypted and no password, or a wrong one, was given; pass ``password=...``."""
-
-
-class PageSelectionError(DocumentError):
-    """A page selection such as ``"1-3,7"`` is malformed or names pages the document does not have."""
-
-
-class PageRenderError(DocumentError):
-    """One page could not be loaded or rendered (the rest of the document is unaffected)."""
-
-
-__all__ += ["DocumentError", "PageRenderError", "PageSelectionError", "PasswordError"]
-
-
-# --- OpenAI-compatible servers (internvl_tools.engines.remote) ------------------------------------------------------------
+# --- OpenAI-compatible servers (internvl_tools.engines.remote) ---------------------------------------------
 
 
 class ServerError(InternVLError):
@@ -171,4 +206,3 @@ class ServerConnectionError(ServerError, ConnectionError):
     """The server could not be reached, or closed the connection mid-answer."""
 
 
-__all__ += ["ServerAuthError", "ServerConnectionError", "ServerError", "ServerRequestError", "ServerTimeoutError"]
