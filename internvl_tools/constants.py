@@ -1,7 +1,8 @@
 """Strings and numbers that come from the InternVL models themselves, kept in one place.
 
 Sources: OpenGVLab/InternVL ``internvl_chat/internvl/conversation.py`` and ``train/constants.py``
-(see ``research/internvl_reference.md`` §1–2).
+(see ``docs/internvl_reference.md`` §1–2). Also the package's own named limits and defaults, so that no number or
+model name is written twice.
 """
 
 from __future__ import annotations
@@ -39,8 +40,16 @@ CLIP_MEAN: tuple[float, float, float] = (0.4814546248, 0.4578275, 0.40821073)
 CLIP_STD: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
 
 DEFAULT_IMAGE_SIZE = 448
+#: Tile budget per image when neither the caller nor the checkpoint sets one (README ``load_image``, InternVL3/3.5
+#: training, transformers' GotOcr2 ``max_patches``; docs/internvl_reference.md §2.1).
 DEFAULT_MAX_TILES = 12
+#: Largest tile budget per image the package accepts (CLI, server, engines, request models); grid selection is
+#: verified against upstream up to this budget (docs/internvl_reference.md §5).
+MAX_TILES_LIMIT = 40
 DEFAULT_TOKENS_PER_TILE = 256
+
+#: The checkpoint used when none is named (CLI, integrations): transformers-native, small, loads without remote code.
+DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
 
 #: System message of the Hermes-2, internlm2-chat and phi3-chat templates (note "InternVL, " with ASCII comma).
 SYSTEM_MESSAGE_OLD = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"  # noqa: E501
@@ -53,7 +62,7 @@ SYSTEM_MESSAGE_GPT_OSS = (
     "# Valid channels: final. Channel must be included for every message."
 )
 
-#: Official prompts (see research/internvl_reference.md §4).
+#: Official prompts (see docs/internvl_reference.md §4).
 GROUNDING_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: <ref>{}</ref>"
 DETECTION_PROMPT = "Please detect and label all objects in the following image and mark their positions."
 GROUNDING_SCALE = 1000

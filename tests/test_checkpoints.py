@@ -18,7 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from internvl_tools.checkpoints import (
+    checkpoint_format,
     convert_original_state_dict,
+    detect_family,
+    llm_type_of,
     load_model,
     load_tokenizer,
     merge_internlm2_wqkv,
@@ -611,6 +614,20 @@ def test_read_checkpoint_info_errors(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
     with pytest.raises(ConfigError, match="not an InternVL"):
         read_checkpoint_info(tmp_path)
+
+
+def test_one_config_reader_for_format_and_language_model(tmp_path: Path) -> None:
+    # llm_config.architectures names the class upstream builds; a stale model_type beside it does not win, and
+    # reading the info, detecting the family and mapping the weights all see the same language model.
+    config = {**_INTERNVL2_2B, "llm_config": {**_INTERNVL2_2B["llm_config"], "model_type": "llama"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    info = read_checkpoint_info(tmp_path)
+    assert info.llm_type == llm_type_of(config) == detect_family(config).llm_type == "internlm2"
+    assert native_config_from_original(config, image_token_id=7).text_config.model_type == "llama"  # InternLM2 → Llama
+    assert checkpoint_format(config) == "original"
+    assert checkpoint_format({"model_type": "internvl", "architectures": ["InternVLChatModel"]}) == "native"
+    with pytest.raises(ConfigError, match="not an InternVL"):
+        checkpoint_format({"model_type": "qwen2_vl"})
 
 
 def test_unreachable_hub_id_gives_model_load_error() -> None:

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from internvl_tools.demo import synth
-from internvl_tools.demo.evaluate import MODEL_DIR, char_accuracy, edit_distance, iou, parse_box
+from internvl_tools.demo.evaluate import MODEL_DIR, char_accuracy, iou, parse_box
+from internvl_tools.demo.metrics import edit_distance
 
 # Measured on the committed weights (evaluate.py, fixed inputs below); floors are set 10 points lower.
 OCR_FLOOR = 0.87  # measured 0.971 on these 10 tiles
@@ -122,7 +123,7 @@ def engine():
 
 def test_shipped_checkpoint_is_small_native_and_described():
     from internvl_tools.checkpoints import read_checkpoint_info
-    from internvl_tools.demo.train import SYSTEM_MESSAGE
+    from internvl_tools.demo.tasks import SYSTEM_MESSAGE
 
     info = read_checkpoint_info(MODEL_DIR)
     assert (info.format, info.template, info.image_size, info.tokens_per_tile) == ("native", "internvl2_5", 128, 16)
@@ -133,15 +134,15 @@ def test_shipped_checkpoint_is_small_native_and_described():
 
 
 def test_engine_builds_the_training_prompt_and_pixels(engine):
-    from internvl_tools.demo import train
+    from internvl_tools.demo import tasks, train
 
     state = engine._state()
     for sample in (synth.text_tile(random.Random(3)), synth.page(random.Random(3), 3)):
         msg = [{"role": "user", "content": [{"type": "image", "image": sample.image},
-                                            {"type": "text", "text": train.ocr_prompt()}]}]
+                                            {"type": "text", "text": tasks.ocr_prompt()}]}]
         prepared = engine._prepare(msg, state)
         tiled = train.tile(sample)
-        assert prepared.text == train.prompt_text(train.ocr_prompt(), tiled.num_tiles)
+        assert prepared.text == train.prompt_text(tasks.ocr_prompt(), tiled.num_tiles)
         assert float((prepared.pixel_values - tiled.pixel_values).abs().max()) == 0.0
 
 
@@ -151,7 +152,7 @@ def test_shipped_model_answers_through_the_engine(engine):
 
 
 def _held_out(task: str, n: int, seed: int):
-    from internvl_tools.demo.train import make_example
+    from internvl_tools.demo.tasks import make_example
 
     rng = random.Random(seed)
     return [make_example(task, rng) for _ in range(n)]
@@ -193,7 +194,7 @@ def test_read_pdf_transcribes_generated_scanned_pages(engine, tmp_path):
 
 
 def test_chart_answers_on_fixed_held_out_charts(engine):
-    from internvl_tools.demo.train import TABLE_QUESTION
+    from internvl_tools.demo.tasks import TABLE_QUESTION
 
     items = _held_out("chart_value", 10, 464646)
     values = [engine.ask(s.image, q, max_new_tokens=8).strip() for s, q, _ in items]

@@ -1,6 +1,7 @@
-"""Specification of internvl_tools.prompts: the official chat() prompts byte for byte, and the engine's builder.
+"""Specification of internvl_tools.prompts: the official chat() prompts byte for byte, and the engine's builder;
+and of family detection (internvl_tools.checkpoints.config), which picks the template.
 
-Expected strings are written out by hand from research/internvl_reference.md §1–3 and §7 (and the upstream
+Expected strings are written out by hand from docs/internvl_reference.md §1–3 and §7 (and the upstream
 conversation rules they describe). The system messages are literal copies of §1.2, not imported from
 ``internvl_tools.constants``, so a typo there fails here.
 """
@@ -13,19 +14,17 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from internvl_tools.checkpoints.config import FamilyInfo, detect_family, detect_template
 from internvl_tools.errors import ConfigError, TemplateError
 from internvl_tools.prompts import (
     TEMPLATES,
     ChatPrompt,
-    FamilyInfo,
     ImageSlot,
     PromptTurn,
     Template,
     VideoSlot,
     build_chat_prompt,
     build_prompt,
-    detect_family,
-    detect_template,
     expand_image_placeholders,
     get_template,
 )
@@ -704,6 +703,28 @@ DETECTION_CASES = [
         original("internvl2_5", "Qwen2ForCausalLM", "qwen2", system_message="Be terse."),
         "OpenGVLab/InternVL2_5-1B",
         FamilyInfo("original", "internvl2_5", "qwen2", "InternVL2.5", "Be terse."),
+    ),
+    # The language-model class decides over a contradicting llm_config.model_type (upstream InternVLChatConfig
+    # builds the language model from architectures[0]); detection and weight mapping read it the same way.
+    (
+        "llm-architecture-over-model-type",
+        original("internvl2_5", "InternLM2ForCausalLM", "llama", **DYNAMIC),
+        None,
+        FamilyInfo("original", "internvl2_5", "internlm2", "InternVL2.5"),
+    ),
+    # Native: text_config.model_type decides (transformers' AutoConfig dispatches on it).
+    (
+        "native-model-type-over-architecture",
+        native("qwen3", "Qwen2ForCausalLM"),
+        None,
+        FamilyInfo("native", "internvl2_5", "qwen3", "InternVL3.5"),
+    ),
+    # model_type decides the format over a contradicting top-level architectures entry.
+    (
+        "model-type-over-architectures",
+        {**native("qwen2", "Qwen2ForCausalLM"), "architectures": ["InternVLChatModel"]},
+        None,
+        FamilyInfo("native", "internvl2_5", "qwen2", "InternVL3"),
     ),
     # A name that contradicts the config does not override it.
     (

@@ -1,4 +1,4 @@
-"""Read InternVL checkpoints of every generation and load them on transformers' native InternVL architecture.
+"""Load InternVL checkpoints of every generation on transformers' native InternVL architecture, without remote code.
 
 Native checkpoints (``InternVLForConditionalGeneration``: InternVL3 ``-hf``, InternVL3.5 ``-HF``) load as they are.
 Original-format checkpoints (``architectures: ["InternVLChatModel"]``: InternVL-Chat-V1-2 .. InternVL3) are mapped
@@ -12,47 +12,35 @@ at load time, without remote code, onto the native classes:
 * ``ps_version "v1"`` (transposed pixel shuffle): the loaded model instance gets a pixel shuffle that transposes the
   token grid back (:func:`apply_pixel_shuffle_v1`).
 
-The image-context token id is read from the checkpoint's tokenizer.
+The image-context token id is read from the checkpoint's tokenizer. The mappings themselves are in
+:mod:`internvl_tools.checkpoints.weights`; what the checkpoint is (:class:`CheckpointInfo`) is read by
+:mod:`internvl_tools.checkpoints.config`. This module owns finding, reading and assembling the files.
 
 >>> import tempfile
 >>> from internvl_tools.testing import make_tiny_checkpoint
->>> info = read_checkpoint_info(make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original"))
->>> info.format, info.llm_type, info.template, info.tokens_per_tile
-('original', 'internlm2', 'internlm2-chat', 4)
+>>> type(load_tokenizer(make_tiny_checkpoint(tempfile.mkdtemp(), "internlm2", "original"))).__name__
+'InternLM2Tokenizer'
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, IMG_CONTEXT_TOKEN
+from internvl_tools.checkpoints.config import CheckpointInfo, read_checkpoint_info
+from internvl_tools.checkpoints.device import balanced_device_map
+from internvl_tools.checkpoints.weights import (
+    apply_pixel_shuffle_v1,
+    convert_original_state_dict,
+    native_config_from_original,
+)
+from internvl_tools.constants import DEFAULT_MODEL, IMG_CONTEXT_TOKEN
 from internvl_tools.errors import ConfigError, ModelLoadError
-from internvl_tools.checkpoints.weights import _checkpoint_format, _first, apply_pixel_shuffle_v1, convert_original_state_dict, llm_type_of, merge_internlm2_wqkv, merge_vit_qkv, native_config_from_original, split_internlm2_wqkv, split_vit_qkv, to_original_state_dict
 
-if TYPE_CHECKING:  # pragma: no cover
-    pass
+__all__ = ["load_model", "load_tokenizer"]
 
-__all__ = [
-    "CheckpointInfo",
-    "apply_pixel_shuffle_v1",
-    "convert_original_state_dict",
-    "llm_type_of",
-    "load_model",
-    "load_tokenizer",
-    "merge_internlm2_wqkv",
-    "merge_vit_qkv",
-    "native_config_from_original",
-    "read_checkpoint_info",
-    "split_internlm2_wqkv",
-    "split_vit_qkv",
-    "to_original_state_dict",
-]
-
-# Remote-code problems on transformers 5.x (see research/internvl_reference.md §5).
+# Remote-code problems on transformers 5.x (see docs/internvl_reference.md §5).
 _REMOTE_CODE_NOTES = (
     "Known problems with the checkpoints' own code on transformers 5.x: InternLM2/Phi-3-backed models fail at "
     "construction with KeyError: 'type' (their _init_rope reads rope_scaling['type']) and lack GenerationMixin "
@@ -60,145 +48,6 @@ _REMOTE_CODE_NOTES = (
     "self.post_init() (else AttributeError 'all_tied_weights_keys'); timm and einops must be installed. Loading "
     "without trust_remote_code maps the weights onto transformers' native InternVL classes instead."
 )
-
-
-# --- checkpoint metadata --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """What the engine needs to know about a checkpoint, read from its JSON files alone."""
-
-    path: Path
-    format: str
-    llm_type: str
-    template: str
-    image_size: int
-    patch_size: int
-    downsample_ratio: float
-    tokens_per_tile: int
-    max_dynamic_patch: int
-    min_dynamic_patch: int
-    use_thumbnail: bool
-    dynamic_image_size: bool
-    ps_version: str
-    image_mean: tuple[float, float, float]
-    image_std: tuple[float, float, float]
-    context_length: int | None
-    system_message: str | None
-    raw_config: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def num_hidden_layers(self) -> int:
-        """Decoder layers of the language model (what ``device_map="balanced"`` spreads over GPUs)."""
-        text = self.raw_config.get("llm_config") or self.raw_config.get("text_config") or {}
-        layers = text.get("num_hidden_layers")
-        if not layers:
-            raise ConfigError(f"{self.path}: the config does not say how many decoder layers the model has.")
-        return int(layers)
-
-
-def _detect_template(config: Mapping[str, Any]) -> str:
-    try:
-        from internvl_tools.checkpoints.config import detect_template
-    except ImportError:  # prompts.py not present (partial install or during development)
-        return _fallback_template(config)
-    return detect_template(config)
-
-
-def _fallback_template(config: Mapping[str, Any]) -> str:
-    if config.get("template"):
-        return str(config["template"])
-    text = config.get("text_config") or {}
-    if text.get("model_type") == "gpt_oss":
-        return "internvl3_5_gpt_oss"
-    return "internvl2_5"
-
-
-def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
-    """Read ``config.json`` (and ``preprocessor_config.json``) of a local checkpoint directory. No torch.
-
-    >>> import tempfile
-    >>> from internvl_tools.testing import make_tiny_checkpoint
-    >>> info = read_checkpoint_info(make_tiny_checkpoint(tempfile.mkdtemp(), "qwen2", "native"))
-    >>> info.format, info.tokens_per_tile, info.ps_version
-    ('native', 4, 'v2')
-    """
-    directory = Path(path)
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise ConfigError(
-            f"{directory} has no config.json; pass an InternVL checkpoint directory (or a hub id to load_model)."
-        )
-    try:
-        raw = json.loads(config_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{config_file} is not readable JSON: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{config_file} must hold a JSON object")
-    fmt = _checkpoint_format(raw, directory)
-    pre: dict[str, Any] = {}
-    pre_file = directory / "preprocessor_config.json"
-    if pre_file.is_file():
-        try:
-            pre = json.loads(pre_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{pre_file} is not readable JSON: {exc}") from exc
-    elif (directory / "processor_config.json").is_file():
-        # transformers 5 saves the image processor nested inside processor_config.json.
-        try:
-            nested = json.loads((directory / "processor_config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{directory / 'processor_config.json'} is not readable JSON: {exc}") from exc
-        pre = nested.get("image_processor") or {}
-    mean = tuple(float(x) for x in pre.get("image_mean", IMAGENET_MEAN))
-    std = tuple(float(x) for x in pre.get("image_std", IMAGENET_STD))
-    vision = raw.get("vision_config") or {}
-    patch_size = _first(vision.get("patch_size", 14))
-    downsample = float(raw.get("downsample_ratio", 0.5))
-
-    if fmt == "native":
-        text = raw.get("text_config") or {}
-        image_size = _first(vision.get("image_size", 448))
-        context = text.get("max_position_embeddings")
-        max_patch = int(pre.get("max_patches", 12))
-        min_patch = int(pre.get("min_patches", 1))
-        # GotOcr2 always appends a thumbnail when it tiles; crop_to_patches is the dynamic tiling switch.
-        use_thumbnail = True
-        dynamic = bool(pre.get("crop_to_patches", True))
-        ps_version = "v2"
-    else:
-        llm = raw.get("llm_config") or {}
-        image_size = int(raw.get("force_image_size") or _first(vision.get("image_size", 448)))
-        context = llm.get("max_position_embeddings")
-        # Defaults are the InternVLChatConfig class defaults, which apply when a key is absent.
-        max_patch = int(raw.get("max_dynamic_patch", 6))
-        min_patch = int(raw.get("min_dynamic_patch", 1))
-        use_thumbnail = bool(raw.get("use_thumbnail", False))
-        dynamic = bool(raw.get("dynamic_image_size", False))
-        ps_version = str(raw.get("ps_version") or "v1")
-    tokens = int((image_size // patch_size) ** 2 * downsample**2)
-    system = raw.get("system_message")
-    return CheckpointInfo(
-        path=directory,
-        format=fmt,
-        llm_type=llm_type_of(raw),
-        template=_detect_template(raw),
-        image_size=image_size,
-        patch_size=patch_size,
-        downsample_ratio=downsample,
-        tokens_per_tile=tokens,
-        max_dynamic_patch=max_patch,
-        min_dynamic_patch=min_patch,
-        use_thumbnail=use_thumbnail,
-        dynamic_image_size=dynamic,
-        ps_version=ps_version,
-        image_mean=(mean[0], mean[1], mean[2]),
-        image_std=(std[0], std[1], std[2]),
-        context_length=int(context) if context is not None else None,
-        system_message=str(system) if system is not None else None,
-        raw_config=raw,
-    )
 
 
 # --- loading ----------------------------------------------------------------------------------------------------------
@@ -221,9 +70,9 @@ def _is_internlm2_tokenizer(directory: Path, info: CheckpointInfo | None) -> boo
 def load_tokenizer(path: str | Path, info: CheckpointInfo | None = None) -> Any:
     """Load a checkpoint's tokenizer without remote code.
 
-    InternLM2 sentencepiece tokenizers become :class:`internvl_tools.tokenizers.InternLM2Tokenizer` (exact ids);
-    everything else goes through ``AutoTokenizer`` with ``trust_remote_code=False``. Grounding tokens are special
-    tokens: decode with ``skip_special_tokens=False`` to keep ``<ref>``/``<box>``.
+    InternLM2 sentencepiece tokenizers become :class:`~internvl_tools.checkpoints.tokenizers.InternLM2Tokenizer`
+    (exact ids); everything else goes through ``AutoTokenizer`` with ``trust_remote_code=False``. Grounding tokens
+    are special tokens: decode with ``skip_special_tokens=False`` to keep ``<ref>``/``<box>``.
 
     >>> tok = load_tokenizer("/models/InternVL2-2B")   # doctest: +SKIP
     """
@@ -257,9 +106,7 @@ def _resolve(path: str | Path, *, revision: str | None, local_files_only: bool, 
         return local
     name = str(path)
     if local.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ModelLoadError(
-            f"{name!r} is neither a checkpoint directory nor a hub id like 'OpenGVLab/InternVL3-1B-hf'."
-        )
+        raise ModelLoadError(f"{name!r} is neither a checkpoint directory nor a hub id like '{DEFAULT_MODEL}'.")
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:  # pragma: no cover - huggingface_hub ships with transformers
@@ -386,8 +233,6 @@ def load_model(
     )
     info = read_checkpoint_info(directory)
     if device_map == "balanced":
-        from internvl_tools.checkpoints.device import balanced_device_map
-
         if not torch.cuda.is_available():
             raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
         device_map = balanced_device_map(info.num_hidden_layers, torch.cuda.device_count())

@@ -1,6 +1,9 @@
 """Loading checkpoints for the engine: model names the package resolves itself, and the process-wide registry
 that lets every engine (and every LangChain / LlamaIndex wrapper) with the same settings share one copy of the weights.
 
+It sits on top of the rest of :mod:`internvl_tools.checkpoints` (and of :mod:`internvl_tools.testing` for the
+``tiny`` names), so the package ``__init__`` does not import it: import it as ``internvl_tools.checkpoints.registry``.
+
 >>> resolve_model_source("OpenGVLab/InternVL3-1B-hf")
 'OpenGVLab/InternVL3-1B-hf'
 """
@@ -12,8 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from internvl_tools.checkpoints.device import (
+    quantization_config,
+    resolve_attn_implementation,
+    resolve_device,
+    resolve_dtype,
+)
+from internvl_tools.checkpoints.load import load_model
 from internvl_tools.errors import ModelLoadError
-from internvl_tools.generation.options import _chat_special_ids
+from internvl_tools.generation.text import chat_special_ids
+from internvl_tools.prompts.templates import get_template
+from internvl_tools.testing.checkpoints import tiny_checkpoint
 
 __all__ = ["DEMO_MODEL_NAMES", "LoadedModel", "load_shared", "resolve_model_source"]
 
@@ -34,10 +46,7 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_REGISTRY: dict[tuple, LoadedModel] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
+#: Loaded checkpoints by engine settings; engines share an entry under :data:`REGISTRY_LOCK`.
 REGISTRY: dict[tuple, LoadedModel] = {}
 REGISTRY_LOCK = threading.Lock()
 
@@ -54,15 +63,13 @@ def resolve_model_source(model: str | Path) -> str:
     """
     name = str(model)
     if name == "tiny" or name.startswith("tiny-"):
-        from internvl_tools.testing.checkpoints import tiny_checkpoint
-
         family = name.split("-", 1)[1] if "-" in name else "qwen2"
         fmt = "native"
         if family.endswith("-original"):
             family, fmt = family.removesuffix("-original"), "original"
         return str(tiny_checkpoint(family=family, format=fmt))
     if name in DEMO_MODEL_NAMES:
-        directory = Path(__file__).resolve().parent / "demo" / "model"
+        directory = Path(__file__).resolve().parents[1] / "demo" / "model"
         if not (directory / "config.json").is_file():
             raise ModelLoadError(
                 f"The demo model is not in this installation ({directory} has no config.json); reinstall "
@@ -74,10 +81,6 @@ def resolve_model_source(model: str | Path) -> str:
 
 def load_shared(source: str, settings: Any) -> LoadedModel:
     """Load weights and tokenizer for ``source`` with the engine ``settings`` (device, dtype, ...)."""
-    from internvl_tools.checkpoints.load import load_model
-    from internvl_tools.checkpoints.device import quantization_config, resolve_attn_implementation, resolve_device, resolve_dtype
-    from internvl_tools.prompts.builder import get_template
-
     device = resolve_device(settings.device)
     dtype = resolve_dtype(settings.dtype, device)
     attn = resolve_attn_implementation(settings.attn_implementation, device, dtype)
@@ -115,5 +118,5 @@ def load_shared(source: str, settings: Any) -> LoadedModel:
         dtype=dtype,
         eos_token_id=int(eos),
         pad_token_id=int(pad),
-        drop_ids=frozenset(_chat_special_ids(tokenizer)),
+        drop_ids=frozenset(chat_special_ids(tokenizer)),
     )

@@ -3,11 +3,13 @@
 Vision encoder (fused ``qkv`` split, layer scales renamed, 300M and 6B styles), the ``mlp1`` projector, the
 pixel-shuffle version, and the language model (Qwen2 and Llama as they are; InternLM2's grouped ``wqkv`` split into
 q/k/v of a Llama model; Phi-3 onto transformers' Phi3 with its longrope scaling). Every mapping has its exact
-inverse, used to write original-format test checkpoints (:mod:`internvl_tools.testing`). Loading lives in
-:mod:`internvl_tools.checkpoints`.
+inverse, used to write original-format test checkpoints (:mod:`internvl_tools.testing`). What a config *is*
+(format, language model) is read by :mod:`internvl_tools.checkpoints.config`; loading lives in
+:mod:`internvl_tools.checkpoints.load`.
 
->>> llm_type_of({"llm_config": {"architectures": ["Qwen2ForCausalLM"]}})
-'qwen2'
+>>> import torch
+>>> [t.tolist() for t in split_vit_qkv(torch.arange(3.0))]
+[[0.0], [1.0], [2.0]]
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from __future__ import annotations
 import re
 import types
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from internvl_tools.checkpoints.config import checkpoint_format, first_int, llm_type_of
 from internvl_tools.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = [
     "apply_pixel_shuffle_v1",
     "convert_original_state_dict",
-    "llm_type_of",
     "merge_internlm2_wqkv",
     "merge_vit_qkv",
     "native_config_from_original",
@@ -36,55 +37,8 @@ __all__ = [
     "to_original_state_dict",
 ]
 
-_LLM_TYPES = {
-    "Qwen2ForCausalLM": "qwen2",
-    "Qwen3ForCausalLM": "qwen3",
-    "Qwen3MoeForCausalLM": "qwen3_moe",
-    "LlamaForCausalLM": "llama",
-    "InternLM2ForCausalLM": "internlm2",
-    "InternLM3ForCausalLM": "internlm3",
-    "Phi3ForCausalLM": "phi3",
-    "GptOssForCausalLM": "gpt_oss",
-    "Gemma2ForCausalLM": "gemma2",
-}
 #: Language models whose original weights we can map onto a native class.
 _MAPPABLE = ("qwen2", "llama", "internlm2", "phi3")
-
-
-def _first(value: Any) -> int:
-    if isinstance(value, (list, tuple)):
-        return int(value[0])
-    return int(value)
-
-
-def _checkpoint_format(config: Mapping[str, Any], where: Path) -> str:
-    archs = config.get("architectures") or []
-    model_type = config.get("model_type")
-    if model_type == "internvl" or "InternVLForConditionalGeneration" in archs:
-        return "native"
-    if model_type == "internvl_chat" or "InternVLChatModel" in archs:
-        return "original"
-    raise ConfigError(
-        f"{where} is not an InternVL checkpoint config (model_type={model_type!r}, architectures={archs!r}); "
-        "expected model_type 'internvl' (transformers-native, e.g. OpenGVLab/InternVL3-1B-hf) or 'internvl_chat' "
-        "(original InternVLChatModel, e.g. OpenGVLab/InternVL2-1B)."
-    )
-
-
-def llm_type_of(config: Mapping[str, Any]) -> str:
-    """The language-model family of an InternVL config dict ("qwen2", "internlm2", "phi3", ...).
-
-    >>> llm_type_of({"llm_config": {"architectures": ["InternLM2ForCausalLM"]}})
-    'internlm2'
-    """
-    if "llm_config" in config:
-        llm = config.get("llm_config") or {}
-        archs = llm.get("architectures") or []
-        if archs and archs[0] in _LLM_TYPES:
-            return _LLM_TYPES[archs[0]]
-        return str(llm.get("model_type") or (archs[0] if archs else "unknown"))
-    text = config.get("text_config") or {}
-    return str(text.get("model_type") or "qwen2")
 
 
 # --- fused-layout helpers ---------------------------------------------------------------------------------------------
@@ -454,7 +408,7 @@ def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int |
     """
     from transformers import InternVLConfig, InternVLVisionConfig
 
-    if _checkpoint_format(cfg, Path("<config>")) != "original":
+    if checkpoint_format(cfg) != "original":
         raise ConfigError("native_config_from_original expects an original InternVLChatModel config dict")
     if image_token_id is None:
         image_token_id = cfg.get("image_token_id") or cfg.get("img_context_token_id")
@@ -466,8 +420,8 @@ def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int |
     vision = dict(cfg.get("vision_config") or {})
     # Missing keys take the InternVisionConfig class defaults (the 6B style).
     norm_type = str(vision.get("norm_type", "rms_norm"))
-    patch = _first(vision.get("patch_size", 14))
-    vit_image = _first(vision.get("image_size", 224))
+    patch = first_int(vision.get("patch_size", 14))
+    vit_image = first_int(vision.get("image_size", 224))
     image_size = int(cfg.get("force_image_size") or vit_image)
     downsample = float(cfg.get("downsample_ratio", 0.5))
     vision_config = InternVLVisionConfig(

@@ -18,6 +18,8 @@ import argparse
 import sys
 import time
 
+from internvl_tools.constants import DEFAULT_MAX_TILES
+
 DEFAULT_MODEL = "demo"
 
 
@@ -33,7 +35,7 @@ def _preprocess_report(image_path: str) -> None:
     tile_image(image.resize((64, 64)), mode="exact")
     for mode in ("exact", "fast"):
         start = time.perf_counter()
-        tiled[mode] = tile_image(image, max_tiles=12, mode=mode)
+        tiled[mode] = tile_image(image, max_tiles=DEFAULT_MAX_TILES, mode=mode)
         timings[mode] = (time.perf_counter() - start) * 1000
     t = tiled["fast"]
     cols, rows = t.grid

@@ -9,6 +9,10 @@ synthetic data (generator seed 999999, never used in training), through ``Intern
 - charts: label correct per table row, exact printed value for "What is the value of X in the chart?";
 - whole scanned pages: written into a PDF and read back with ``engine.read_pdf`` (OCR), character accuracy.
 
+The tasks and questions come from :mod:`internvl_tools.demo.tasks`, the text scores from
+:mod:`internvl_tools.demo.metrics` (``char_accuracy`` is importable from here too); this module owns the box scores
+(:func:`parse_box`, :func:`iou`), the evaluation runs, the ``make demo`` job and the model card.
+
 >>> char_accuracy("Total 12", "Total 13")
 0.875
 """
@@ -24,37 +28,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from internvl_tools.demo import synth
+from internvl_tools.demo.metrics import char_accuracy, line_hits
+from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TABLE_QUESTION, VALUE_QUESTION, make_example
+
 HELD_OUT_SEED = 999_999
 MODEL_DIR = Path(__file__).resolve().parent / "model"
-
-
-def edit_distance(a: str, b: str) -> int:
-    """Levenshtein distance.
-
-    >>> edit_distance("kitten", "sitting")
-    3
-    """
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
-
-
-def char_accuracy(prediction: str, reference: str) -> float:
-    """``max(0, 1 - edit_distance / len(reference))`` on stripped strings."""
-    prediction, reference = prediction.strip(), reference.strip()
-    if not reference:
-        return float(not prediction)
-    return max(0.0, 1.0 - edit_distance(prediction, reference) / len(reference))
-
-
-def line_hits(prediction: str, reference: str) -> tuple[int, int]:
-    """(reference lines reproduced exactly at the same index, number of reference lines)."""
-    pred, ref = prediction.strip().split("\n"), reference.strip().split("\n")
-    return sum(p.strip() == r for p, r in zip(pred, ref, strict=False)), len(ref)
 
 
 _BOX = re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
@@ -98,9 +77,6 @@ def _chart_rows(text: str) -> list[tuple[str, str]]:
 def evaluate(engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SEED, batch_size: int = 16
              ) -> dict[str, Any]:
     """Measure the four skills through ``engine`` on held-out synthetic data; returns a flat dict of metrics."""
-    from internvl_tools.demo import synth
-    from internvl_tools.demo.train import TABLE_QUESTION, make_example
-
     rng = random.Random(seed)
     report: dict[str, Any] = {"seed": seed}
 
@@ -172,8 +148,6 @@ def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024,
     ``reference_report`` (an ``eval_report.json``), the summary also shows what the model measured on the held-out
     evaluation, so a reader can see the demo is consistent with the model card.
     """
-    from internvl_tools.demo import synth
-
     rng = random.Random(seed)
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -195,8 +169,6 @@ def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024,
     out.append(f"-- grounding {word.text!r}: model {grounded.raw_text!r}; truth box {word.box} px; IoU {score:.2f}")
     chart = synth.chart_tile(rng)
     label, value = chart.chart[len(chart.chart) // 2]
-    from internvl_tools.demo.train import VALUE_QUESTION
-
     answer = engine.ask(chart.image, VALUE_QUESTION.format(label), max_new_tokens=8)
     exact = answer.strip() == str(value)
     out.append(f"-- chart: Q {VALUE_QUESTION.format(label)!r}: model {answer.strip()!r}, truth {value!r} "
@@ -267,7 +239,7 @@ the image.
   `<IMG_CONTEXT>`, `<ref>`, `</ref>`, `<box>`, `</box>`, …) and `extra_special_tokens`.
 - Preprocessing: dynamic tiling with a thumbnail, at most 4 tiles (`max_patches` 4), ImageNet mean/std.
 - Prompts: the `internvl2_5` template through `internvl_tools.prompts.build_chat_prompt`, exactly as the engine
-  sends them. `config.json` sets a short `system_message` ("{_system()}") which the engine uses by default;
+  sends them. `config.json` sets a short `system_message` ("{SYSTEM_MESSAGE}") which the engine uses by default;
   passing another `system_message` is out of distribution.
 - Skills and prompts it was trained on:
   - transcription: the engine's OCR prompt (`internvl_tools.documents.tasks.OCR_PROMPT`, also what
@@ -347,12 +319,6 @@ def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
     print(json.dumps(report, indent=2))
     print(write_card(model_dir, run, report, commands, wall))
     return 0
-
-
-def _system() -> str:
-    from internvl_tools.demo.train import SYSTEM_MESSAGE
-
-    return SYSTEM_MESSAGE
 
 
 def main(argv: list[str] | None = None) -> int:

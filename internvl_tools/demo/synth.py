@@ -5,7 +5,7 @@ Everything is drawn with Pillow's built-in font (``ImageFont.load_default(size=.
 
 Layouts are snapped to the demo model's token grid: a tile is 128x128 px and each of its 16 image tokens covers a
 32x32 cell, so a text line sits centred in one of 4 grid rows and starts at x = 4 + 32k. (Free layouts were far
-harder for a model this small to learn in the CPU budget; see ``/work/shared/research/tiny_trained_vlm.md``.)
+harder for a model this small to learn in the CPU budget; see ``docs/tiny_trained_vlm.md``.)
 
 Sample kinds:
 

@@ -10,7 +10,7 @@ Inputs are built by the package's own code, exactly as the engine builds them at
 :func:`internvl_tools.prompts.build_chat_prompt` with the ``internvl2_5`` template and the checkpoint's system
 message for the prompt. The recipe (grid-snapped layouts, a byte-level BPE tokenizer with single-digit tokens, and a
 training-only auxiliary loss that makes each image token predict which characters lie in its 32-px cell) follows
-``/work/shared/research/tiny_trained_vlm.md``. The auxiliary head is not part of the saved model.
+``docs/tiny_trained_vlm.md``. The auxiliary head is not part of the saved model.
 
 Determinism: sample ``i`` is drawn from ``random.Random(seed * 10**7 + i)`` and the model from ``torch.manual_seed``;
 the LR schedule is step-based (``--steps``); ``--minutes`` is a safety cap that stops early (the card says where).
@@ -29,98 +29,33 @@ import time
 from pathlib import Path
 from typing import Any
 
+from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD
 from internvl_tools.demo import synth
+from internvl_tools.demo.evaluate import iou, parse_box
+from internvl_tools.demo.metrics import char_accuracy
+from internvl_tools.demo.tasks import (
+    MIXTURE,
+    SYSTEM_MESSAGE,
+    TABLE_QUESTION,
+    TEMPLATE,
+    VALUE_QUESTION,
+    draw_task,
+    grounding_question,
+    make_example,
+)
+from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT
+from internvl_tools.generation.text import encode_prompt
+from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
+from internvl_tools.prompts.templates import get_template
+from internvl_tools.testing.tokenizers import HF_CHAT_TEMPLATE
+from internvl_tools.tiling import tile_image
 
-TEMPLATE = "internvl2_5"
-#: The checkpoint's ``system_message`` (config.json): short, so prompts stay short; the engine uses it by default.
-SYSTEM_MESSAGE = "You are a small demo model that reads synthetic documents."
 IMAGE_SIZE = 128
 PATCH = 16
 TOKENS_PER_TILE = 16
 MAX_TILES = 4
-VALUE_QUESTION = "What is the value of {} in the chart?"
-TABLE_QUESTION = "Convert the chart to a table."
-#: Task mixture (name, weight).
-MIXTURE = (
-    ("easy_ocr", 0.10),
-    ("ocr", 0.18),
-    ("table_ocr", 0.07),
-    ("ground", 0.23),
-    ("chart_value", 0.13),
-    ("chart_table", 0.08),
-    ("page_ocr", 0.21),
-)
 AUX_WEIGHT = 20.0
 SLOTS = 4  # horizontal 8-px sub-slots per 32-px cell in the auxiliary target
-
-
-def ocr_prompt() -> str:
-    """The engine's page-OCR prompt (``read_pdf(task="ocr")``), also used for single tiles."""
-    from internvl_tools.documents.tasks import OCR_PROMPT
-
-    return OCR_PROMPT
-
-
-def grounding_question(phrase: str) -> str:
-    """The official grounding prompt, as ``engine.ground`` sends it."""
-    from internvl_tools.grounding.parser import grounding_prompt
-
-    return grounding_prompt(phrase)
-
-
-def box_answer(word: synth.Word) -> str:
-    """The grounding answer: ``<ref>W</ref><box>[[x1, y1, x2, y2]]</box>`` on the 0-1000 scale."""
-    x1, y1, x2, y2 = word.box_1000
-    return f"<ref>{word.text}</ref><box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
-
-
-def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]:
-    """One training example: (sample, question, answer) for ``task``."""
-    if task == "easy_ocr":
-        s = synth.text_tile(rng, easy=True)
-        return s, ocr_prompt(), s.text
-    if task == "ocr":
-        s = synth.text_tile(rng)
-        if rng.random() < 0.3:
-            s.image = synth.scan(s.image, rng, strength=0.6)
-        return s, ocr_prompt(), s.text
-    if task == "table_ocr":
-        s = synth.table_tile(rng)
-        return s, ocr_prompt(), s.text
-    if task == "ground":
-        while True:
-            s = synth.text_tile(rng) if rng.random() < 0.8 else synth.table_tile(rng)
-            counts: dict[str, int] = {}
-            for w in s.words:
-                counts[w.text] = counts.get(w.text, 0) + 1
-            unique = [w for w in s.words if counts[w.text] == 1]
-            if unique:
-                word = rng.choice(unique)
-                if rng.random() < 0.3:
-                    s.image = synth.scan(s.image, rng, strength=0.6)
-                return s, grounding_question(word.text), box_answer(word)
-    if task == "chart_value":
-        s = synth.chart_tile(rng)
-        label, value = rng.choice(s.chart)
-        return s, VALUE_QUESTION.format(label), str(value)
-    if task == "chart_table":
-        s = synth.chart_tile(rng)
-        return s, TABLE_QUESTION, synth.chart_table(s.chart)
-    if task == "page_ocr":
-        s = synth.page(rng)
-        return s, ocr_prompt(), s.text
-    raise ValueError(f"unknown task {task!r}")
-
-
-def draw_task(rng: random.Random) -> str:
-    """Pick a task from :data:`MIXTURE`."""
-    r = rng.random()
-    acc = 0.0
-    for name, weight in MIXTURE:
-        acc += weight
-        if r < acc:
-            return name
-    return MIXTURE[-1][0]
 
 
 # --- tokenizer and model ----------------------------------------------------------------------------------------
@@ -134,9 +69,6 @@ SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<
 
 def tokenizer_corpus() -> list[str]:
     """Everything the model reads or writes: generator vocabulary, prompts, system messages, chat markup."""
-    from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT
-    from internvl_tools.prompts.builder import get_template
-
     words = [*synth.WORDS, *synth.MONTHS, "Month", "Value"]
     lines = [*words, *(f"x {w}" for w in words), *(f"\n{w}" for w in words)]
     lines += [OCR_PROMPT, CHART_PROMPT, grounding_question("Total"), VALUE_QUESTION.format("Jan"), TABLE_QUESTION,
@@ -149,8 +81,6 @@ def build_tokenizer() -> Any:
     """A byte-level BPE tokenizer with the Qwen2 pre-tokenizer (single-digit tokens) and InternVL's specials."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-
-    from internvl_tools.testing.checkpoints import HF_CHAT_TEMPLATE
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence([
@@ -195,9 +125,6 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
     """Write a complete native checkpoint directory (weights, config, tokenizer, processor) to ``directory``."""
     from transformers import GotOcr2ImageProcessorPil, InternVLProcessor, InternVLVideoProcessor
 
-    from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD
-    from internvl_tools.testing.checkpoints import HF_CHAT_TEMPLATE
-
     directory.mkdir(parents=True, exist_ok=True)
     model.config.system_message = SYSTEM_MESSAGE
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -226,16 +153,12 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
 
 def prompt_text(question: str, num_tiles: int) -> str:
     """The exact prompt the engine builds for one image of ``num_tiles`` tiles and ``question``."""
-    from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
-
     turn = PromptTurn("user", (ImageSlot(num_tiles), question))
     return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=TOKENS_PER_TILE).text
 
 
 def tile(sample: synth.Sample) -> Any:
     """Tile a sample's image exactly as the engine does (budget :data:`MAX_TILES`, thumbnail, ImageNet stats)."""
-    from internvl_tools.tiling import tile_image
-
     return tile_image(sample.image, max_tiles=MAX_TILES, image_size=IMAGE_SIZE, mode="fast")
 
 
@@ -270,12 +193,10 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any) -> di
     """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets."""
     import torch
 
-    from internvl_tools.generation.options import _encode
-
     ids_list, label_list, pixels, targets = [], [], [], []
     for sample, question, answer in examples:
         tiled = tile(sample)
-        prompt_ids = _encode(tokenizer, prompt_text(question, tiled.num_tiles))
+        prompt_ids = encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles))
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids_list.append(prompt_ids + answer_ids)
         label_list.append([-100] * len(prompt_ids) + answer_ids)
@@ -302,12 +223,10 @@ def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample
     """Greedy answers for examples, batched with left padding (used for checkpoint selection)."""
     import torch
 
-    from internvl_tools.generation.options import _encode
-
     prompts, pixels = [], []
     for sample, question, _ in examples:
         tiled = tile(sample)
-        prompts.append(_encode(tokenizer, prompt_text(question, tiled.num_tiles)))
+        prompts.append(encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles)))
         pixels.append(tiled.pixel_values)
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
@@ -326,8 +245,6 @@ def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample
 
 def quick_eval(model: Any, tokenizer: Any, seed: int = 999_999, n: int = 24) -> dict[str, float]:
     """Char accuracy (tiles, pages), grounding IoU>=0.5 rate, exact chart values on a small fixed held-out set."""
-    from internvl_tools.demo.evaluate import char_accuracy, iou, parse_box
-
     rng = random.Random(seed)
     tiles = [make_example("ocr", rng) for _ in range(n)]
     pages = [make_example("page_ocr", rng) for _ in range(n // 3)]

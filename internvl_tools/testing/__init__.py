@@ -1,6 +1,8 @@
-"""Testing helpers: tiny random InternVL checkpoints built offline, byte-identical per seed, cached on disk."""
+"""Testing helpers: tiny random InternVL checkpoints built offline, byte-identical per seed, cached on disk
+(:mod:`.checkpoints`), and their tokenizers (:mod:`.tokenizers`)."""
 
-from internvl_tools.testing import checkpoints
+from internvl_tools.testing import checkpoints, tokenizers
 from internvl_tools.testing.checkpoints import *  # noqa: F403
+from internvl_tools.testing.tokenizers import *  # noqa: F403
 
-__all__ = [*checkpoints.__all__]
+__all__ = [*checkpoints.__all__, *tokenizers.__all__]

@@ -23,8 +23,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER
+from internvl_tools.checkpoints.weights import to_original_state_dict
+from internvl_tools.constants import DEFAULT_MAX_TILES, IMAGENET_MEAN, IMAGENET_STD
 from internvl_tools.errors import ConfigError
+from internvl_tools.testing.tokenizers import (
+    HF_CHAT_TEMPLATE,
+    TINY_VOCAB_SIZE,
+    build_bpe_tokenizer,
+    write_internlm2_tokenizer,
+    write_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import InternVLConfig, InternVLForConditionalGeneration
@@ -32,8 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "FAMILIES",
     "FORMATS",
-    "HF_CHAT_TEMPLATE",
-    "TINY_VOCAB_SIZE",
     "make_tiny_checkpoint",
     "random_tiny_model",
     "tiny_checkpoint",
@@ -42,8 +48,6 @@ __all__ = [
 
 FAMILIES: tuple[str, ...] = ("qwen2", "llama", "internlm2", "phi3")
 FORMATS: tuple[str, ...] = ("native", "original")
-#: Every tiny model has this many embedding rows; tokenizers are smaller (a padded vocabulary, like InternVL2_5-1B).
-TINY_VOCAB_SIZE = 512
 
 _TEMPLATES = {"qwen2": "internvl2_5", "llama": "Hermes-2", "internlm2": "internlm2-chat", "phi3": "phi3-chat"}
 _LLM_ARCHS = {
@@ -57,55 +61,6 @@ _AUTO_MAP = {
     "AutoModel": "modeling_internvl_chat.InternVLChatModel",
     "AutoModelForCausalLM": "modeling_internvl_chat.InternVLChatModel",
 }
-_CHATML = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-_PHI3_MARKERS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
-_INTERNLM2_MARKERS = (
-    "<|plugin|>",
-    "<|interpreter|>",
-    "<|action_end|>",
-    "<|action_start|>",
-    "<|im_end|>",
-    "<|im_start|>",
-)
-
-#: The chat template shipped with the native ``-hf`` checkpoints: ChatML, no default system message.
-HF_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}{{ '<IMG_CONTEXT>\\n' }}"
-    "{% elif content['type'] == 'video' %}{{ '<video>\\n' }}"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
-# A small multilingual corpus: enough merges that ordinary text does not decode byte by byte, and CJK / emoji in
-# the training data so the tokenizers see multi-byte characters (byte fallback covers everything else).
-_CORPUS_LINES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Please describe the image in detail. What is the total on this invoice?",
-    "Image-1: Image-2: Frame1: Frame2: Frame3: Compare the two pictures.",
-    "Sure, I will detect and label all objects in the image and mark their positions.",
-    "Please provide the bounding box coordinate of the region this sentence describes:",
-    "the red car, the lady, a cat on the sofa, two dogs, a chart with bars, a table of numbers",
-    "0 1 2 3 4 5 6 7 8 9 10 100 1000 [[12, 34, 567, 890]] [[0, 0, 1000, 1000]] 3.14 -42 50%",
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZ abcdefghijklmnopqrstuvwxyz !\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
-    "user assistant system Hello! Hi there. And then? Answer the question using a single word or phrase.",
-    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。",
-    "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。",
-    "请识别图中所有文字，并输出坐标框。图片里有什么？这是一只猫。日本語のテキスト。한국어 텍스트.",
-    "Emoji: 😀 😂 🚗 🐱 🐶 📄 📊 ✅ ❤️ 👍 🎉 — café naïve résumé Ünïcödé ß ø å",
-    "def main():\n    return {'key': \"value\", 'items': [1, 2, 3]}\n\tindented\n\n",
-)
-
-
-def _corpus() -> list[str]:
-    # Repeat so that BPE / unigram training sees frequent pairs; ordering is fixed for determinism.
-    return [line for _ in range(8) for line in _CORPUS_LINES]
 
 
 def _check_args(family: str, format: str) -> None:
@@ -113,123 +68,6 @@ def _check_args(family: str, format: str) -> None:
         raise ConfigError(f"unknown tiny-checkpoint family {family!r}; choose one of {', '.join(FAMILIES)}")
     if format not in FORMATS:
         raise ConfigError(f"unknown tiny-checkpoint format {format!r}; choose 'native' or 'original'")
-
-
-# --- tokenizers --------------------------------------------------------------------------------------------------
-
-
-def _special_tokens(family: str) -> list[str]:
-    tokens = [*_CHATML, *INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER]
-    if family == "phi3":
-        tokens += list(_PHI3_MARKERS)
-    return tokens
-
-
-def _build_bpe_tokenizer(family: str) -> Any:
-    """Train a byte-level BPE tokenizer (Qwen2-style: no BOS) on the built-in corpus."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = _special_tokens(family)
-    backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB_SIZE - 32,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(_corpus(), trainer=trainer)
-    eos = "<|end|>" if family == "phi3" else "<|im_end|>"
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        eos_token=eos,
-        pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
-        additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", eos)],
-        chat_template=HF_CHAT_TEMPLATE,
-    )
-
-
-def _write_internlm2_tokenizer(directory: Path) -> dict[str, int]:
-    """Write an InternLM2-style sentencepiece tokenizer; return the configured ids of the added tokens.
-
-    Like the real one: ``<unk>``/``<s>``/``</s>`` are ids 0/1/2, the chat markers are sentencepiece pieces
-    ``[UNUSED_TOKEN_141..146]`` renamed by ``added_tokens_decoder``, and the nine InternVL tokens follow the
-    sentencepiece vocabulary.
-    """
-    import io
-
-    import sentencepiece as spm
-
-    unused = [f"[UNUSED_TOKEN_{i}]" for i in range(141, 147)]
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(_corpus()),
-        model_writer=model,
-        model_type="bpe",
-        vocab_size=490,
-        character_coverage=1.0,
-        byte_fallback=True,
-        add_dummy_prefix=False,
-        remove_extra_whitespaces=False,
-        normalization_rule_name="identity",
-        split_digits=True,
-        user_defined_symbols=unused,
-        unk_id=0,
-        bos_id=1,
-        eos_id=2,
-        pad_id=-1,
-        num_threads=1,
-        minloglevel=2,
-    )
-    (directory / "tokenizer.model").write_bytes(model.getvalue())
-    sp = spm.SentencePieceProcessor()
-    sp.LoadFromSerializedProto(model.getvalue())
-    size = sp.get_piece_size()
-
-    ids: dict[str, int] = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for marker, piece in zip(_INTERNLM2_MARKERS, unused, strict=True):
-        ids[marker] = sp.piece_to_id(piece)
-    for offset, token in enumerate(INTERNVL_SPECIAL_TOKENS):
-        ids[token] = size + offset
-
-    def entry(content: str) -> dict[str, Any]:
-        return {
-            "content": content,
-            "lstrip": False,
-            "normalized": False,
-            "rstrip": False,
-            "single_word": False,
-            "special": True,
-        }
-
-    config = {
-        "tokenizer_class": "InternLM2Tokenizer",
-        "auto_map": {"AutoTokenizer": ["tokenization_internlm2.InternLM2Tokenizer", None]},
-        "added_tokens_decoder": {str(i): entry(t) for t, i in sorted(ids.items(), key=lambda kv: kv[1])},
-        "additional_special_tokens": [*_INTERNLM2_MARKERS[4:], *INTERNVL_SPECIAL_TOKENS],
-        "bos_token": "<s>",
-        "eos_token": "</s>",
-        "pad_token": "</s>",
-        "unk_token": "<unk>",
-        "add_bos_token": True,
-        "add_eos_token": False,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 4096,
-    }
-    _write_json(directory / "tokenizer_config.json", config)
-    _write_json(
-        directory / "special_tokens_map.json",
-        {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "</s>", "unk_token": "<unk>"},
-    )
-    return ids
 
 
 # --- configs and weights -----------------------------------------------------------------------------------------
@@ -442,7 +280,7 @@ def _original_config(family: str, native: InternVLConfig, *, ps_version: str) ->
         "downsample_ratio": native.downsample_ratio,
         "dynamic_image_size": True,
         "force_image_size": image_size,
-        "max_dynamic_patch": 12,
+        "max_dynamic_patch": DEFAULT_MAX_TILES,
         "min_dynamic_patch": 1,
         "ps_version": ps_version,
         "select_layer": native.vision_feature_layer,
@@ -477,10 +315,6 @@ def _original_config(family: str, native: InternVLConfig, *, ps_version: str) ->
     }
 
 
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def _write_preprocessor(directory: Path, image_size: int, *, native: bool) -> None:
     config: dict[str, Any] = {
         "image_processor_type": "GotOcr2ImageProcessor" if native else "CLIPImageProcessor",
@@ -491,7 +325,7 @@ def _write_preprocessor(directory: Path, image_size: int, *, native: bool) -> No
         "do_resize": True,
         "image_mean": list(IMAGENET_MEAN),
         "image_std": list(IMAGENET_STD),
-        "max_patches": 12,
+        "max_patches": DEFAULT_MAX_TILES,
         "min_patches": 1,
         "resample": 3,
         "rescale_factor": 1 / 255,
@@ -499,7 +333,7 @@ def _write_preprocessor(directory: Path, image_size: int, *, native: bool) -> No
     }
     if native:
         config["processor_class"] = "InternVLProcessor"
-    _write_json(directory / "preprocessor_config.json", config)
+    write_json(directory / "preprocessor_config.json", config)
 
 
 def make_tiny_checkpoint(
@@ -539,11 +373,11 @@ def make_tiny_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
 
     if family == "internlm2" and format == "original":
-        ids = _write_internlm2_tokenizer(directory)
+        ids = write_internlm2_tokenizer(directory)
         image_token_id, eos_id, pad_id, bos_id = ids["<IMG_CONTEXT>"], ids["<|im_end|>"], ids["</s>"], ids["<s>"]
         tokenizer = None
     else:
-        tokenizer = _build_bpe_tokenizer(family)
+        tokenizer = build_bpe_tokenizer(family)
         image_token_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
         eos_id = tokenizer.eos_token_id
         pad_id = tokenizer.pad_token_id
@@ -567,17 +401,15 @@ def make_tiny_checkpoint(
         _save_processor(directory, tokenizer, image_size, config.image_seq_length)
         return directory
 
-    from internvl_tools.checkpoints.weights import to_original_state_dict
-
     raw = _original_config(family, config, ps_version=ps_version)
     state = to_original_state_dict(model.state_dict(), raw)
     state = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in sorted(state.items())}
     save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(directory / "config.json", raw)
+    write_json(directory / "config.json", raw)
     generation = {"eos_token_id": eos_id, "pad_token_id": pad_id}
     if bos_id is not None:
         generation["bos_token_id"] = bos_id
-    _write_json(directory / "generation_config.json", generation)
+    write_json(directory / "generation_config.json", generation)
     _write_preprocessor(directory, image_size, native=False)
     if tokenizer is not None:
         tokenizer.save_pretrained(directory)
@@ -593,7 +425,7 @@ def _save_processor(directory: Path, tokenizer: Any, image_size: int, image_seq_
         image_mean=list(IMAGENET_MEAN),
         image_std=list(IMAGENET_STD),
         crop_to_patches=True,
-        max_patches=12,
+        max_patches=DEFAULT_MAX_TILES,
         min_patches=1,
     )
     video_processor = InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD))

@@ -1,0 +1,113 @@
+"""The demo model's tasks: its prompt format (template, system message), the questions it is trained and evaluated
+on, and :func:`make_example`, which draws one (sample, question, answer) from the synthetic documents.
+
+Training (:mod:`internvl_tools.demo.train`) and evaluation (:mod:`internvl_tools.demo.evaluate`) both read them
+from here, so a question changes in one place.
+
+>>> import random
+>>> sample, question, answer = make_example("chart_value", random.Random(0))
+>>> question.startswith("What is the value of "), answer.isdigit()
+(True, True)
+"""
+
+from __future__ import annotations
+
+import random
+
+from internvl_tools.demo import synth
+from internvl_tools.documents.tasks import OCR_PROMPT
+from internvl_tools.grounding.prompts import grounding_prompt
+
+__all__ = [
+    "MIXTURE",
+    "SYSTEM_MESSAGE",
+    "TABLE_QUESTION",
+    "TEMPLATE",
+    "VALUE_QUESTION",
+    "box_answer",
+    "draw_task",
+    "grounding_question",
+    "make_example",
+    "ocr_prompt",
+]
+
+TEMPLATE = "internvl2_5"
+#: The checkpoint's ``system_message`` (config.json): short, so prompts stay short; the engine uses it by default.
+SYSTEM_MESSAGE = "You are a small demo model that reads synthetic documents."
+VALUE_QUESTION = "What is the value of {} in the chart?"
+TABLE_QUESTION = "Convert the chart to a table."
+#: Task mixture (name, weight).
+MIXTURE = (
+    ("easy_ocr", 0.10),
+    ("ocr", 0.18),
+    ("table_ocr", 0.07),
+    ("ground", 0.23),
+    ("chart_value", 0.13),
+    ("chart_table", 0.08),
+    ("page_ocr", 0.21),
+)
+
+
+def ocr_prompt() -> str:
+    """The engine's page-OCR prompt (``read_pdf(task="ocr")``), also used for single tiles."""
+    return OCR_PROMPT
+
+
+def grounding_question(phrase: str) -> str:
+    """The official grounding prompt, as ``engine.ground`` sends it."""
+    return grounding_prompt(phrase)
+
+
+def box_answer(word: synth.Word) -> str:
+    """The grounding answer: ``<ref>W</ref><box>[[x1, y1, x2, y2]]</box>`` on the 0-1000 scale."""
+    x1, y1, x2, y2 = word.box_1000
+    return f"<ref>{word.text}</ref><box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
+
+
+def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]:
+    """One training example: (sample, question, answer) for ``task``."""
+    if task == "easy_ocr":
+        s = synth.text_tile(rng, easy=True)
+        return s, ocr_prompt(), s.text
+    if task == "ocr":
+        s = synth.text_tile(rng)
+        if rng.random() < 0.3:
+            s.image = synth.scan(s.image, rng, strength=0.6)
+        return s, ocr_prompt(), s.text
+    if task == "table_ocr":
+        s = synth.table_tile(rng)
+        return s, ocr_prompt(), s.text
+    if task == "ground":
+        while True:
+            s = synth.text_tile(rng) if rng.random() < 0.8 else synth.table_tile(rng)
+            counts: dict[str, int] = {}
+            for w in s.words:
+                counts[w.text] = counts.get(w.text, 0) + 1
+            unique = [w for w in s.words if counts[w.text] == 1]
+            if unique:
+                word = rng.choice(unique)
+                if rng.random() < 0.3:
+                    s.image = synth.scan(s.image, rng, strength=0.6)
+                return s, grounding_question(word.text), box_answer(word)
+    if task == "chart_value":
+        s = synth.chart_tile(rng)
+        label, value = rng.choice(s.chart)
+        return s, VALUE_QUESTION.format(label), str(value)
+    if task == "chart_table":
+        s = synth.chart_tile(rng)
+        return s, TABLE_QUESTION, synth.chart_table(s.chart)
+    if task == "page_ocr":
+        s = synth.page(rng)
+        return s, ocr_prompt(), s.text
+    raise ValueError(f"unknown task {task!r}")
+
+
+def draw_task(rng: random.Random) -> str:
+    """Pick a task from :data:`MIXTURE`."""
+    r = rng.random()
+    acc = 0.0
+    for name, weight in MIXTURE:
+        acc += weight
+        if r < acc:
+            return name
+    return MIXTURE[-1][0]
