@@ -43,8 +43,11 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.engines.local",
     "internvl_tools.engines.remote",
     "internvl_tools.grounding.types",
-    "internvl_tools.grounding.parser",
+    "internvl_tools.grounding.prompts",
+    "internvl_tools.grounding.records",
     "internvl_tools.grounding.drawing",
+    "internvl_tools.grounding.result",
+    "internvl_tools.grounding.parser",
     "internvl_tools.documents.models",
     "internvl_tools.documents.sources",
     "internvl_tools.documents.render",
@@ -119,6 +122,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.generation.structured import *  # noqa: F403
     from internvl_tools.grounding.drawing import *  # noqa: F403
     from internvl_tools.grounding.parser import *  # noqa: F403
+    from internvl_tools.grounding.prompts import *  # noqa: F403
+    from internvl_tools.grounding.records import *  # noqa: F403
+    from internvl_tools.grounding.result import *  # noqa: F403
     from internvl_tools.grounding.types import *  # noqa: F403
     from internvl_tools.media import *  # noqa: F403
     from internvl_tools.messages import *  # noqa: F403

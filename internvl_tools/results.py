@@ -48,3 +48,18 @@ class ChatResult(BaseModel):
 
     def __str__(self) -> str:
         return self.text
+
+    @classmethod
+    def from_error(cls, exc: BaseException, model: str | None = None) -> ChatResult:
+        """The result of an item that could not be answered: no text, no tokens, ``finish_reason="error"``.
+
+        >>> ChatResult.from_error(ValueError("bad image"), "m").error
+        'ValueError: bad image'
+        """
+        return cls(
+            text="",
+            usage=Usage(prompt_tokens=0, completion_tokens=0),
+            finish_reason="error",
+            model=model,
+            error=f"{type(exc).__name__}: {exc}",
+        )

@@ -325,7 +325,7 @@ def _spy_prompts(engine: InternVL, monkeypatch: pytest.MonkeyPatch) -> list[str]
 
 
 def test_ground_returns_pixel_boxes_of_the_original_image(tiny_engine: InternVL, monkeypatch) -> None:
-    from internvl_tools.grounding.types import GroundingResult
+    from internvl_tools.grounding.result import GroundingResult
 
     seen = _spy_prompts(tiny_engine, monkeypatch)
     img = _image(21, (640, 427))
@@ -354,7 +354,8 @@ def test_ground_maps_the_models_scale_to_pixels(tiny_engine: InternVL, monkeypat
 
 
 def test_detect_and_grounded_ocr_and_region(tiny_engine: InternVL, monkeypatch) -> None:
-    from internvl_tools.grounding.types import GroundingResult, RegionDescription
+    from internvl_tools.grounding.result import GroundingResult
+    from internvl_tools.grounding.types import RegionDescription
 
     seen = _spy_prompts(tiny_engine, monkeypatch)
     img = _image(23, (300, 200))

@@ -35,9 +35,10 @@ from internvl_tools.grounding import (
     to_swift_record,
     write_jsonl,
 )
-from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult, GroundingWarning
+from internvl_tools.grounding.result import GroundingResult
+from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingWarning
 
-LADY = (427, 640)  # the RefCOCO image of research/internvl_reference.md §7
+LADY = (427, 640)  # the RefCOCO image of docs/internvl_reference.md §7
 
 
 def xyxy(result: GroundingResult) -> list[list[float]]:

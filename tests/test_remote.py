@@ -27,7 +27,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from internvl_tools import InternVL, remote
+from internvl_tools import InternVL
+from internvl_tools.engines import remote
+from internvl_tools.engines.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
 from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
@@ -38,7 +40,6 @@ from internvl_tools.errors import (
     ServerRequestError,
     ServerTimeoutError,
 )
-from internvl_tools.engines.remote import OpenAIBackend, RemoteInfo, RemoteInternVL
 
 
 def _completion(text: str = "hello", finish: str | None = "stop", usage: dict | None = None) -> dict:
@@ -396,6 +397,30 @@ def test_stream_yields_the_deltas_of_server_sent_events() -> None:
     script = Script(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
     assert list(_client(script).stream("hi", max_new_tokens=4)) == ["Hel", "lo 世", "界"]
     assert script.bodies()[0]["stream"] is True
+
+
+def test_stream_is_a_text_stream_whose_result_has_the_servers_usage_and_finish_reason() -> None:
+    from internvl_tools.generation.stream import TextStream
+
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    body = _sse(_delta("Hel"), _delta("lo"), _delta(finish="length"), {"choices": [], "usage": usage, "model": "srv"})
+    script = Script(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    stream = _client(script).stream("hi", max_new_tokens=3)
+    assert isinstance(stream, TextStream) and stream.result is None
+    assert "".join(stream) == "Hello"
+    assert stream.result is not None
+    assert (stream.result.text, stream.result.finish_reason, stream.result.model) == ("Hello", "length", "srv")
+    assert (stream.result.usage.prompt_tokens, stream.result.usage.completion_tokens) == (7, 3)
+    assert script.bodies()[0]["stream_options"] == {"include_usage": True}
+
+
+def test_stream_result_without_usage_from_the_server_has_zero_counts() -> None:
+    body = _sse(_delta("Hi"), _delta(finish="stop"))
+    script = Script(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
+    stream = _client(script).stream("hi")
+    assert list(stream) == ["Hi"]
+    assert stream.result is not None and stream.result.finish_reason == "stop"
+    assert stream.result.usage.total_tokens == 0
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -31,38 +30,32 @@ from typing import Any
 from internvl_tools.demo import synth
 from internvl_tools.demo.metrics import char_accuracy, line_hits
 from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TABLE_QUESTION, VALUE_QUESTION, make_example
+from internvl_tools.grounding.parser import parse_grounding
+from internvl_tools.grounding.types import BoundingBox
 
 HELD_OUT_SEED = 999_999
 MODEL_DIR = Path(__file__).resolve().parent / "model"
 
 
-_BOX = re.compile(r"\[\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)")
-
-
 def parse_box(text: str) -> tuple[float, float, float, float] | None:
-    """The first ``[[x1, y1, x2, y2`` of an answer, or None.
+    """The first box of an answer on InternVL's 0–1000 scale, as written, or None (read by ``parse_grounding``).
+
+    Parsed for a 1000 x 1000 image, so the pixel boxes are the numbers of the answer (clipped to the scale).
 
     >>> parse_box("<ref>Tax</ref><box>[[1, 2, 3, 4]]</box>")
     (1.0, 2.0, 3.0, 4.0)
     """
-    m = _BOX.search(text)
-    if m is None:
-        return None
-    x1, y1, x2, y2 = (float(g) for g in m.groups())
-    return (x1, y1, x2, y2)
+    boxes = parse_grounding(text, (1000, 1000)).boxes
+    return boxes[0].xyxy if boxes else None
 
 
 def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes.
+    """Intersection over union of two ``(x1, y1, x2, y2)`` boxes (``BoundingBox.iou`` for plain tuples).
 
     >>> iou((0, 0, 2, 2), (1, 0, 3, 2))
     0.3333333333333333
     """
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+    return BoundingBox.from_xyxy(a).iou(BoundingBox.from_xyxy(b))
 
 
 def _chart_rows(text: str) -> list[tuple[str, str]]:

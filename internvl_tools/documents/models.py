@@ -11,8 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from internvl_tools.grounding.result import GroundingResult
 from internvl_tools.results import Usage
-from internvl_tools.grounding.types import GroundingResult
 
 __all__ = ["DocumentSummary", "PageResult"]
 

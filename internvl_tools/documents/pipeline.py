@@ -263,7 +263,7 @@ class _Run:
         if self.task == "chart":
             return CHART_PROMPT
         if self.task == "grounded_ocr":
-            from internvl_tools.grounding.parser import grounded_ocr_prompt
+            from internvl_tools.grounding.prompts import grounded_ocr_prompt
 
             return grounded_ocr_prompt()
         return self.question or ""

@@ -1,8 +1,11 @@
-"""Engines: the VisionLanguageModel contract, the local InternVL engine and the client for OpenAI-compatible servers."""
+"""Engines: the VisionLanguageModel contract, conversation → model input, generation on loaded weights, the local
+InternVL engine and the client for OpenAI-compatible servers."""
 
-from internvl_tools.engines import base, local, remote
+from internvl_tools.engines import base, generate, local, prepare, remote
 from internvl_tools.engines.base import *  # noqa: F403
+from internvl_tools.engines.generate import *  # noqa: F403
 from internvl_tools.engines.local import *  # noqa: F403
+from internvl_tools.engines.prepare import *  # noqa: F403
 from internvl_tools.engines.remote import *  # noqa: F403
 
-__all__ = [*base.__all__, *local.__all__, *remote.__all__]
+__all__ = [*base.__all__, *prepare.__all__, *generate.__all__, *local.__all__, *remote.__all__]

@@ -113,19 +113,19 @@ class VisionLanguageModel(ABC):
         Returns a :class:`~internvl_tools.schemas.GroundingResult` with boxes in pixels of the original image
         (``max_new_tokens`` defaults to 100, as the official RefCOCO evaluation).
         """
-        from internvl_tools.grounding.parser import grounding_prompt
+        from internvl_tools.grounding.prompts import grounding_prompt
 
         return self._grounded_answer(image, grounding_prompt(phrase), generation, 100)
 
     def detect(self, image: Any, labels: Sequence[str] | None = None, **generation: Any) -> Any:
         """Detect all objects (the official detection prompt), or only ``labels``; a ``GroundingResult``."""
-        from internvl_tools.grounding.parser import detection_prompt
+        from internvl_tools.grounding.prompts import detection_prompt
 
         return self._grounded_answer(image, detection_prompt(labels), generation, 1024)
 
     def ocr_boxes(self, image: Any, *, language: str = "en", **generation: Any) -> Any:
         """Grounded OCR: text lines with their boxes, as a ``GroundingResult`` whose labels are the lines."""
-        from internvl_tools.grounding.parser import grounded_ocr_prompt
+        from internvl_tools.grounding.prompts import grounded_ocr_prompt
 
         return self._grounded_answer(image, grounded_ocr_prompt(language), generation, 1024)  # type: ignore[arg-type]
 
@@ -134,7 +134,7 @@ class VisionLanguageModel(ABC):
 
         Returns a :class:`~internvl_tools.schemas.RegionDescription` (the box, the answer, the image size).
         """
-        from internvl_tools.grounding.parser import region_prompt
+        from internvl_tools.grounding.prompts import region_prompt
         from internvl_tools.media import load_image
         from internvl_tools.grounding.types import BoundingBox, RegionDescription
 

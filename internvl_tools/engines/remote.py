@@ -2,8 +2,8 @@
 
 The server does the tiling, so images travel as lossless PNG data URIs of the original image (EXIF orientation
 applied, size-capped before anything is sent). ``ask``, ``extract``, ``ground``, ``detect``, ``describe_region``
-and ``read_pdf`` come from :class:`~internvl_tools.base.VisionLanguageModel` and use the same prompts and parsers
-as the local engine.
+and ``read_pdf`` come from :class:`~internvl_tools.engines.base.VisionLanguageModel` and use the same prompts and
+parsers as the local engine.
 
 >>> vlm = RemoteInternVL("http://127.0.0.1:23333", model="OpenGVLab/InternVL3-1B")   # cheap: nothing is sent yet
 >>> vlm.base_url
@@ -26,7 +26,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +46,7 @@ from internvl_tools.errors import (
     ServerTimeoutError,
 )
 from internvl_tools.generation.options import GenerationOptions
+from internvl_tools.generation.stream import TextStream
 from internvl_tools.messages import ImagePart, TextPart, VideoPart, normalize_messages
 from internvl_tools.results import ChatResult, Usage
 
@@ -405,6 +406,7 @@ class RemoteInternVL(VisionLanguageModel):
             payload["seed"] = options.seed
         if stream:
             payload["stream"] = True
+            payload["stream_options"] = {"include_usage": True}  # the token counts in a last chunk (OpenAI API)
         return payload
 
     def _result(self, body: Any) -> ChatResult:
@@ -425,16 +427,23 @@ class RemoteInternVL(VisionLanguageModel):
         payload = self._payload(messages, generation)
         return self._result(self._request("POST", "/chat/completions", payload).json())
 
-    def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
+    def stream(self, messages: Any, **generation: Any) -> TextStream:
         """Yield text deltas from server-sent events; a connection lost mid-answer raises
-        :class:`~internvl_tools.errors.ServerConnectionError` (a stalled one :class:`ServerTimeoutError`)."""
-        payload = self._payload(messages, generation, stream=True)
-        return self._stream(payload)
+        :class:`~internvl_tools.errors.ServerConnectionError` (a stalled one :class:`ServerTimeoutError`).
 
-    def _stream(self, payload: dict[str, Any]) -> Iterator[str]:
+        Once exhausted, ``result`` holds the whole answer with the server's finish reason and token counts (zero
+        counts when the server sends none, as for :meth:`chat`)."""
+        payload = self._payload(messages, generation, stream=True)
+        return TextStream(self._stream(payload))
+
+    def _stream(self, payload: dict[str, Any]) -> Generator[str, None, ChatResult]:
         response = self._send("POST", "/chat/completions", payload, stream=True)
         received = 0
         finished = False
+        pieces: list[str] = []
+        finish_reason: Any = None
+        usage: Any = None
+        model: Any = None
         try:
             for line in response.iter_lines():
                 if not line.startswith("data:"):
@@ -450,13 +459,17 @@ class RemoteInternVL(VisionLanguageModel):
                 if isinstance(chunk, dict) and chunk.get("error"):
                     message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
                     raise ServerError(f"The server failed mid-stream after {received} characters: {message}")
+                usage = chunk.get("usage") or usage
+                model = chunk.get("model") or model
                 for choice in chunk.get("choices") or []:
                     delta = (choice.get("delta") or {}).get("content")
                     if delta:
                         received += len(delta)
+                        pieces.append(delta)
                         yield delta
                     if choice.get("finish_reason") is not None:
                         finished = True
+                        finish_reason = choice["finish_reason"]
         except httpx.TimeoutException as exc:
             raise ServerTimeoutError(
                 f"The server sent nothing for {self.timeout:g}s mid-stream (after {received} characters)."
@@ -473,6 +486,12 @@ class RemoteInternVL(VisionLanguageModel):
                 f"The stream ended after {received} characters without a finish reason or [DONE]; the server "
                 "stopped mid-answer."
             )
+        return ChatResult(
+            text="".join(pieces),
+            usage=_usage(usage),
+            finish_reason=_finish_reason(finish_reason),  # type: ignore[arg-type]
+            model=model or self._model,
+        )
 
     def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
         """Answer several conversations with up to ``min(batch_size, max_concurrency)`` requests in flight.
@@ -480,8 +499,6 @@ class RemoteInternVL(VisionLanguageModel):
         A conversation the server refuses (bad image, too long, HTTP 4xx or 5xx after retries) comes back with
         ``finish_reason="error"``; an unreachable server, a timeout or a bad API key raise, as they concern all.
         """
-        from internvl_tools.generation.options import _error_result
-
         if isinstance(conversations, (str, dict)):
             raise ConfigError("batch() takes a list of conversations; for one conversation use chat().")
         if batch_size < 1:
@@ -495,7 +512,7 @@ class RemoteInternVL(VisionLanguageModel):
             except fatal:
                 raise
             except InternVLError as exc:
-                return _error_result(exc, self._model or "")
+                return ChatResult.from_error(exc, self._model or "")
 
         if not conversations:
             return []

@@ -1,8 +1,19 @@
-"""Generation: options, the decoding loop, stop strings, streams and grammar-constrained (JSON-schema) output."""
+"""Generation: options, token text, stopping criteria, streams, the decoding loop and grammar-constrained (JSON-schema)
+output."""
 
-from internvl_tools.generation import options, decoding, structured
-from internvl_tools.generation.options import *  # noqa: F403
+from internvl_tools.generation import decoding, options, stopping, stream, structured, text
 from internvl_tools.generation.decoding import *  # noqa: F403
+from internvl_tools.generation.options import *  # noqa: F403
+from internvl_tools.generation.stopping import *  # noqa: F403
+from internvl_tools.generation.stream import *  # noqa: F403
 from internvl_tools.generation.structured import *  # noqa: F403
+from internvl_tools.generation.text import *  # noqa: F403
 
-__all__ = [*options.__all__, *decoding.__all__, *structured.__all__]
+__all__ = [
+    *options.__all__,
+    *text.__all__,
+    *stopping.__all__,
+    *stream.__all__,
+    *decoding.__all__,
+    *structured.__all__,
+]

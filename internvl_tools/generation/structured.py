@@ -24,13 +24,29 @@ from typing import Any
 from internvl_tools.errors import DependencyMissingError, StructuredOutputError
 
 __all__ = [
+    "JSON_SCHEMA_INSTRUCTION",
     "JSONSchemaLogitsProcessor",
     "compile_json_schema",
     "escape_control_characters",
+    "json_instruction",
     "json_schema_of",
     "minimal_json_length",
     "validate_output",
 ]
+
+
+#: The sentence that states a JSON schema in a prompt; :func:`json_instruction` appends the schema to it.
+JSON_SCHEMA_INSTRUCTION = "Answer with a JSON object that follows this JSON schema:"
+
+
+def json_instruction(schema: Mapping[str, Any]) -> str:
+    """The prompt text that asks for JSON following ``schema`` (the grammar enforces it; this tells the model).
+
+    >>> print(json_instruction({"type": "object"}))
+    Answer with a JSON object that follows this JSON schema:
+    {"type": "object"}
+    """
+    return f"{JSON_SCHEMA_INSTRUCTION}\n{json.dumps(schema)}"
 
 
 def _compatible_typeddict(schema: Any) -> Any:

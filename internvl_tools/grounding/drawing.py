@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from internvl_tools.errors import ConfigError
-from internvl_tools.grounding.types import BoundingBox, GroundingResult
 
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
+if TYPE_CHECKING:  # pragma: no cover - for type checkers only; GroundingResult.draw() calls into this module
     from PIL import Image
+
+    from internvl_tools.grounding.result import GroundingResult
+    from internvl_tools.grounding.types import BoundingBox
 
 __all__ = ["DEFAULT_PALETTE", "draw", "draw_grounding"]
 

@@ -1,11 +1,12 @@
-"""Grounding with InternVL: prompt builders and a tolerant parser for ``<ref>…</ref><box>[[…]]</box>``; drawing
-(:mod:`internvl_tools.grounding.drawing`) and export to fine-tuning data (:mod:`internvl_tools.grounding.records`) are
-re-exported here.
+"""The tolerant parser of InternVL grounding answers, ``<ref>…</ref><box>[[…]]</box>``, into pixel boxes.
+
+The prompts that ask for boxes are in :mod:`internvl_tools.grounding.prompts`; writing results back out (fine-tuning
+records) and drawing them are in :mod:`~internvl_tools.grounding.records` and :mod:`~internvl_tools.grounding.drawing`.
 
 InternVL answers grounding prompts with ``<ref>phrase</ref><box>[[x1, y1, x2, y2], ...]</box>``: integers on a
 0–1000 scale relative to the *whole original image* (``round(x / W * 1000)``). :func:`parse_grounding` turns
 any such text into pixel boxes and never raises on the text: every problem becomes a
-:class:`~internvl_tools.schemas.GroundingWarning` that says what was wrong and where (character offsets).
+:class:`~internvl_tools.grounding.types.GroundingWarning` that says what was wrong and where (character offsets).
 
 >>> r = parse_grounding("<ref>the lady</ref><box>[[243, 469, 558, 746]]</box>", (427, 640))
 >>> [round(v, 3) for v in r.boxes[0].xyxy]
@@ -42,154 +43,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Sequence
-from typing import Literal
+from collections.abc import Iterator
 
-from internvl_tools.constants import DETECTION_PROMPT, GROUNDING_PROMPT, GROUNDING_SCALE
-
-# Drawing lives in its own module; re-exported here because the boxes' picture is part of the grounding API.
-from internvl_tools.grounding.drawing import DEFAULT_PALETTE, draw, draw_grounding
+from internvl_tools.constants import GROUNDING_SCALE
 from internvl_tools.errors import ConfigError
-from internvl_tools.grounding.types import BoundingBox, CoordSystem, GroundedObject, GroundingResult, GroundingWarning, WarningCode, _check_image_size
-
-__all__ = [
-    "DEFAULT_PALETTE",
-    "DETECTION_ANSWER_PREFACE",
-    "GROUNDED_OCR_PROMPT",
-    "GROUNDED_OCR_PROMPT_ZH",
-    "REGION_PROMPT",
-    "detection_prompt",
-    "draw",
-    "draw_grounding",
-    "format_box",
-    "format_grounding",
-    "grounded_ocr_prompt",
-    "grounding_prompt",
-    "parse_grounding",
-    "region_prompt",
-    "to_internvl_record",
-    "to_swift_record",
-    "write_jsonl",
-]
-
-# --------------------------------------------------------------------------------------------------------------
-# Prompts
-# --------------------------------------------------------------------------------------------------------------
-
-#: How InternVL's detection data begins every answer (InternVL docs, chat_data_format, V3Det example).
-DETECTION_ANSWER_PREFACE = "Sure, I will detect and label all objects in the image and mark their positions."
-
-#: Our wording for the reverse task (box -> description). InternVL has no official prompt or eval for it; only
-#: the input syntax ``<box>[[x1, y1, x2, y2]]</box>`` on the 0–1000 scale is implied. The phrasing mirrors the
-#: official grounding prompt ("…the region this sentence describes"). ``{box}`` is replaced by the box.
-REGION_PROMPT = "Please provide a short description of the region {box}."
-
-#: Our wording for grounded OCR in English. There is no official prompt; some InternVL OCR data has
-#: ``<ref>text</ref><box>[[…]]</box>`` lines, so we ask for exactly that, which :func:`parse_grounding` reads.
-GROUNDED_OCR_PROMPT = (
-    "Please recognize all the text in the image. For each line of text, output the text and its position "
-    "as <ref>text</ref><box>[[x1, y1, x2, y2]]</box>."
+from internvl_tools.grounding.result import GroundingResult
+from internvl_tools.grounding.types import (
+    BoundingBox,
+    CoordSystem,
+    GroundedObject,
+    GroundingWarning,
+    WarningCode,
+    check_image_size,
 )
-#: The Chinese prompt a maintainer suggested for text with boxes (InternVL issue #239).
-GROUNDED_OCR_PROMPT_ZH = "请识别图中所有文字，并输出坐标框"
 
-
-def _check_phrase(phrase: str, what: str) -> str:
-    if not isinstance(phrase, str) or not phrase.strip():
-        raise ConfigError(f"{what} must be a non-empty string, got {phrase!r}")
-    lowered = phrase.lower()
-    if any(tag in lowered for tag in ("<ref>", "</ref>", "<box>", "</box>")):
-        raise ConfigError(f"{what} {phrase!r} contains a <ref>/<box> tag; pass the plain phrase, the tags are added")
-    return phrase.strip()
-
-
-def grounding_prompt(phrase: str) -> str:
-    """The official referring-expression prompt (InternVL's RefCOCO eval and training data).
-
-    >>> grounding_prompt("the red car")
-    'Please provide the bounding box coordinate of the region this sentence describes: <ref>the red car</ref>'
-    """
-    return GROUNDING_PROMPT.format(_check_phrase(phrase, "phrase"))
-
-
-def detection_prompt(labels: Sequence[str] | None = None) -> str:
-    """The official detection prompt; with ``labels``, our wording that names the categories.
-
-    Without labels this is byte-identical to InternVL's detection data. With labels there is no official
-    wording; we wrap each category in ``<ref>`` so the model echoes it as ``<ref>cat</ref><box>…</box>``.
-
-    >>> detection_prompt()
-    'Please detect and label all objects in the following image and mark their positions.'
-    >>> detection_prompt(["cat", "dog"]).split(": ")[1]
-    '<ref>cat</ref>, <ref>dog</ref>.'
-    """
-    if labels is None:
-        return DETECTION_PROMPT
-    if isinstance(labels, str):
-        labels = [labels]
-    names = [_check_phrase(label, "label") for label in labels]
-    if not names:
-        raise ConfigError("labels is empty; pass None for the open detection prompt or at least one category name")
-    joined = ", ".join(f"<ref>{name}</ref>" for name in names)
-    return f"Please detect all instances of the following categories in the image and mark their positions: {joined}."
-
-
-def _as_box(box: BoundingBox | Sequence[float]) -> BoundingBox:
-    if isinstance(box, BoundingBox):
-        return box
-    try:
-        return BoundingBox.from_xyxy(box)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"box must be a BoundingBox or (x1, y1, x2, y2) in pixels, got {box!r}") from exc
-
-
-def format_box(box: BoundingBox | Sequence[float], image_size: tuple[int, int]) -> str:
-    """A pixel box as InternVL writes it: ``<box>[[x1, y1, x2, y2]]</box>`` on the 0–1000 scale.
-
-    >>> format_box([100, 200, 300, 400], (427, 640))
-    '<box>[[234, 312, 703, 625]]</box>'
-    """
-    return f"<box>{_format_list([_as_box(box)], image_size)}</box>"
-
-
-def region_prompt(
-    box: BoundingBox | Sequence[float], image_size: tuple[int, int], question: str | None = None
-) -> str:
-    """A question about one region, the box given in pixels and written on InternVL's 0–1000 scale.
-
-    ``question`` may hold ``{box}`` where the box goes; otherwise the box is appended. Without a question,
-    :data:`REGION_PROMPT` (our wording; InternVL has none) asks for a short description.
-
-    >>> region_prompt([100, 200, 300, 400], (427, 640))
-    'Please provide a short description of the region <box>[[234, 312, 703, 625]]</box>.'
-    >>> region_prompt([0, 0, 427, 640], (427, 640), "What colour is {box}?")
-    'What colour is <box>[[0, 0, 1000, 1000]]</box>?'
-    """
-    box_text = format_box(box, image_size)
-    template = REGION_PROMPT if question is None else question
-    if not isinstance(template, str) or not template.strip():
-        raise ConfigError(f"question must be a non-empty string or None, got {question!r}")
-    if "{box}" in template:
-        return template.replace("{box}", box_text)
-    return f"{template.rstrip()} {box_text}"
-
-
-def grounded_ocr_prompt(language: Literal["en", "zh"] = "en") -> str:
-    """A prompt asking for all text with boxes (no official wording exists; see :data:`GROUNDED_OCR_PROMPT`).
-
-    >>> grounded_ocr_prompt("zh")
-    '请识别图中所有文字，并输出坐标框'
-    """
-    if language == "en":
-        return GROUNDED_OCR_PROMPT
-    if language == "zh":
-        return GROUNDED_OCR_PROMPT_ZH
-    raise ConfigError(f"language must be 'en' or 'zh', got {language!r}")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Parser
-# --------------------------------------------------------------------------------------------------------------
+__all__ = ["parse_grounding"]
 
 # One character for one character, so offsets into the normalised text are offsets into the original.
 _NORMALISE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)}  # full-width ASCII: ［，］１２＜ref＞ …
@@ -490,8 +358,9 @@ class _Parser:
                 self.last_struct_end = start
                 if kind == "eof":
                     if not self.list_truncated:
-                        self.warn("truncated", f"text ends before </box> (opened at offset {box_start})",
-                                  box_start, start)
+                        self.warn(
+                            "truncated", f"text ends before </box> (opened at offset {box_start})", box_start, start
+                        )
                 else:
                     self.warn(
                         "unclosed_tag",
@@ -540,8 +409,12 @@ class _Parser:
                     stack[-1].ignored_opens += 1
                     if not deep_warned:
                         deep_warned = True
-                        self.warn("too_deep", f"brackets nested deeper than {_MAX_DEPTH} at offset {start}; "
-                                  "extra levels ignored", start, end)
+                        self.warn(
+                            "too_deep",
+                            f"brackets nested deeper than {_MAX_DEPTH} at offset {start}; extra levels ignored",
+                            start,
+                            end,
+                        )
                     continue
                 stack[-1].has_child = True
                 stack.append(_Node(start))
@@ -701,7 +574,7 @@ def parse_grounding(text: str, image_size: tuple[int, int], coords: CoordSystem 
     >>> [w.code for w in parse_grounding("<ref>a</ref><box>[[10, 20, 30", (100, 100)).warnings]
     ['truncated']
     """
-    size = _check_image_size(image_size)
+    size = check_image_size(image_size)
     if coords not in ("norm1000", "norm1", "pixel"):
         raise ConfigError(f"coords must be 'norm1000', 'norm1' or 'pixel', got {coords!r}")
     if text is None:
@@ -711,10 +584,3 @@ def parse_grounding(text: str, image_size: tuple[int, int], coords: CoordSystem 
     elif not isinstance(text, str):
         text = str(text)
     return _Parser(text, size, coords).run()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Formatting and export live in grounding_records (re-exported: they are part of the grounding API)
-# --------------------------------------------------------------------------------------------------------------
-
-from internvl_tools.grounding.records import _format_list, format_grounding, to_internvl_record, to_swift_record, write_jsonl

@@ -13,25 +13,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from internvl_tools.constants import DETECTION_PROMPT, IMAGE_PLACEHOLDER
 from internvl_tools.errors import ConfigError
-from internvl_tools.grounding.types import BoundingBox, GroundedObject, GroundingResult
+from internvl_tools.grounding.prompts import DETECTION_ANSWER_PREFACE, format_box_list, grounding_prompt
+from internvl_tools.grounding.types import GroundedObject
+
+if TYPE_CHECKING:  # pragma: no cover - GroundingResult's export methods call into this module, so only read its type
+    from internvl_tools.grounding.result import GroundingResult
 
 __all__ = ["format_grounding", "to_internvl_record", "to_swift_record", "write_jsonl"]
 
 
-def _format_list(boxes: Sequence[BoundingBox], image_size: tuple[int, int]) -> str:
-    inner = ", ".join("[" + ", ".join(str(v) for v in box.to_normalized(image_size)) + "]" for box in boxes)
-    return f"[{inner}]"
-
-
 def _object_line(obj: GroundedObject, image_size: tuple[int, int]) -> str:
     ref = f"<ref>{obj.label}</ref>" if obj.label is not None else ""
-    return f"{ref}<box>{_format_list(obj.boxes, image_size)}</box>"
+    return f"{ref}<box>{format_box_list(obj.boxes, image_size)}</box>"
 
 
 def format_grounding(result: GroundingResult) -> str:
@@ -58,8 +57,6 @@ def _default_exchange(result: GroundingResult, question: str | None) -> tuple[st
         label = objects[0].label
         assert label is not None
         merged = GroundedObject(label=label, boxes=[b for obj in objects for b in obj.boxes])
-        from internvl_tools.grounding.parser import grounding_prompt
-
         return grounding_prompt(label), [merged], False
     return DETECTION_PROMPT, objects, True
 
@@ -81,8 +78,6 @@ def to_internvl_record(
     """
     question, objects, preface = _default_exchange(result, question)
     lines = "\n".join(_object_line(obj, result.image_size) for obj in objects)
-    from internvl_tools.grounding.parser import DETECTION_ANSWER_PREFACE
-
     answer = f"{DETECTION_ANSWER_PREFACE}\n\n{lines}\n" if preface else lines
     human = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}\n{question}"
     width, height = result.image_size
@@ -121,8 +116,6 @@ def to_swift_record(result: GroundingResult, image_path: str | Path, question: s
         bboxes.extend([round(v, 3) for v in box.xyxy] for box in obj.boxes)
         lines.append(head + "<bbox>" * len(obj.boxes))
     body = "\n".join(lines)
-    from internvl_tools.grounding.parser import DETECTION_ANSWER_PREFACE
-
     answer = f"{DETECTION_ANSWER_PREFACE}\n\n{body}\n" if preface else body
     user = question if IMAGE_PLACEHOLDER in question else f"{IMAGE_PLACEHOLDER}{question}"
     return {

@@ -1,10 +1,10 @@
-"""Typed results of internvl-tools (pydantic v2), safe to send as JSON tool artifacts and API payloads.
+"""The values of grounding (pydantic v2): boxes in pixels, the objects they belong to and the parser's warnings.
 
-The file is organised by feature, one section each. Only plain data and cheap methods live here; parsing,
-drawing and file export live in the feature modules (``internvl_tools.grounding`` for boxes) and are imported
-lazily by the convenience methods below, so importing this module costs only pydantic.
+This is the bottom of :mod:`internvl_tools.grounding`: it imports nothing of the subpackage, and everything else
+(the prompts, the parser, the records, the drawing and :class:`~internvl_tools.grounding.result.GroundingResult`)
+builds on it. The values are safe to send as JSON tool artifacts and API payloads.
 
-Grounding conventions (see ``research/internvl_reference.md`` §4):
+Grounding conventions (see ``docs/internvl_reference.md`` §4):
 
 * Pixel boxes are ``(x1, y1, x2, y2)`` floats in the *original* image, ``x`` to the right and ``y`` down, with
   ``x1 <= x2`` and ``y1 <= y2`` (corners given in the wrong order are swapped on construction).
@@ -19,25 +19,18 @@ Grounding conventions (see ``research/internvl_reference.md`` §4):
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, model_validator
 
-from internvl_tools.errors import ConfigError, DependencyMissingError
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers only
-    import numpy as np
-    from PIL import Image
+from internvl_tools.errors import ConfigError
 
 __all__ = [
     "UNLABELED",
     "BoundingBox",
     "CoordSystem",
     "GroundedObject",
-    "GroundingResult",
     "GroundingWarning",
     "RegionDescription",
     "WarningCode",
@@ -75,8 +68,15 @@ WarningCode = Literal[
 UNLABELED = "object"
 
 
-def _check_image_size(value: Any) -> tuple[int, int]:
-    """Validate a caller-given ``(width, height)``; raises :class:`ConfigError` naming the bad value."""
+def check_image_size(value: Any) -> tuple[int, int]:
+    """Validate a caller-given ``(width, height)``; raises :class:`ConfigError` naming the bad value.
+
+    Shared by the boxes, the result, the prompts and the parser so that every entry point refuses a bad size the
+    same way (not in ``__all__``: a helper of the subpackage, not part of the grounding API).
+
+    >>> check_image_size((640.0, 480))
+    (640, 480)
+    """
     try:
         width, height = value
         ok = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (width, height))
@@ -147,15 +147,13 @@ class BoundingBox(BaseModel):
         return cls(x1=x, y1=y, x2=x + w, y2=y + h)
 
     @classmethod
-    def from_normalized(
-        cls, values: Sequence[float], image_size: tuple[int, int], scale: float = 1000
-    ) -> BoundingBox:
+    def from_normalized(cls, values: Sequence[float], image_size: tuple[int, int], scale: float = 1000) -> BoundingBox:
         """Map ``(x1, y1, x2, y2)`` on a ``0..scale`` grid to pixels: ``v / scale * W`` (and ``H`` for y).
 
         >>> BoundingBox.from_normalized([0.5, 0.5, 1, 1], (200, 100), scale=1).xyxy
         (100.0, 50.0, 200.0, 100.0)
         """
-        width, height = _check_image_size(image_size)
+        width, height = check_image_size(image_size)
         if not scale > 0:
             raise ConfigError(f"scale must be positive, got {scale!r}")
         x1, y1, x2, y2 = (float(v) for v in values)
@@ -172,7 +170,7 @@ class BoundingBox(BaseModel):
         >>> BoundingBox(x1=100, y1=200, x2=300, y2=400).to_normalized((427, 640))
         (234, 312, 703, 625)
         """
-        width, height = _check_image_size(image_size)
+        width, height = check_image_size(image_size)
         if not scale > 0:
             raise ConfigError(f"scale must be positive, got {scale!r}")
 
@@ -227,7 +225,7 @@ class BoundingBox(BaseModel):
         >>> BoundingBox(x1=-5, y1=10, x2=120, y2=50).clamp((100, 40)).xyxy
         (0.0, 10.0, 100.0, 40.0)
         """
-        width, height = _check_image_size(image_size)
+        width, height = check_image_size(image_size)
         return BoundingBox(
             x1=min(max(self.x1, 0.0), width),
             y1=min(max(self.y1, 0.0), height),
@@ -244,8 +242,8 @@ class BoundingBox(BaseModel):
 class GroundingWarning(BaseModel):
     """One problem found while parsing model text: what (``code``, ``message``) and where (``start``/``end``).
 
-    ``start`` and ``end`` are character offsets into :attr:`GroundingResult.raw_text` (``raw_text[start:end]``
-    is the offending part).
+    ``start`` and ``end`` are character offsets into the result's ``raw_text`` (``raw_text[start:end]`` is the
+    offending part).
     """
 
     code: WarningCode
@@ -269,189 +267,6 @@ class GroundedObject(BaseModel):
 
     label: str | None = None
     boxes: list[BoundingBox] = Field(default_factory=list)
-
-
-class GroundingResult(BaseModel):
-    """Objects found in one image, in the order the model named them, plus the text and the parse's warnings.
-
-    A label the model repeats gives separate objects (one per ``<ref>``), kept in order; :meth:`by_label`
-    merges them. In Jupyter the result shows itself drawn on its image once one is attached
-    (:meth:`with_image`); the image is never serialised.
-
-    >>> from internvl_tools.grounding import parse_grounding
-    >>> r = parse_grounding("<ref>cat</ref><box>[[0, 0, 500, 500]]</box>", (200, 100))
-    >>> r.labels, [b.xyxy for b in r.boxes]
-    (['cat'], [(0.0, 0.0, 100.0, 50.0)])
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    objects: list[GroundedObject] = Field(default_factory=list)
-    image_size: tuple[int, int] = Field(description="(width, height) of the original image in pixels.")
-    raw_text: str = Field(default="", description="The model text the result was parsed from.")
-    coords: CoordSystem = Field(default="norm1000", description="How the numbers in raw_text were read.")
-    warnings: list[GroundingWarning] = Field(default_factory=list)
-
-    _image: Any = PrivateAttr(default=None)
-
-    @field_validator("image_size", mode="before")
-    @classmethod
-    def _valid_size(cls, value: Any) -> tuple[int, int]:
-        return _check_image_size(value)
-
-    # --- shortcuts --------------------------------------------------------------------------------------
-
-    @property
-    def boxes(self) -> list[BoundingBox]:
-        """All boxes, flattened in order."""
-        return [box for obj in self.objects for box in obj.boxes]
-
-    @property
-    def labels(self) -> list[str | None]:
-        """The label of each box in :attr:`boxes` (same length and order)."""
-        return [obj.label for obj in self.objects for _ in obj.boxes]
-
-    def by_label(self) -> dict[str | None, list[BoundingBox]]:
-        """Boxes grouped by label, labels in order of first appearance (repeated refs merged).
-
-        >>> from internvl_tools.grounding import parse_grounding
-        >>> text = "<ref>a</ref><box>[[0,0,1,1]]</box><ref>b</ref><box>[[2,2,3,3]]</box><ref>a</ref><box>[[4,4,5,5]]"
-        >>> {k: len(v) for k, v in parse_grounding(text, (1000, 1000)).by_label().items()}
-        {'a': 2, 'b': 1}
-        """
-        groups: dict[str | None, list[BoundingBox]] = {}
-        for obj in self.objects:
-            groups.setdefault(obj.label, []).extend(obj.boxes)
-        return groups
-
-    # --- image ------------------------------------------------------------------------------------------
-
-    def with_image(self, image: Image.Image) -> GroundingResult:
-        """Attach the image the boxes refer to (kept private, never serialised); returns ``self``."""
-        self._image = image
-        return self
-
-    @property
-    def image(self) -> Image.Image | None:
-        """The attached image, if any."""
-        return self._image
-
-    def draw(self, image: Image.Image | None = None, **kwargs: Any) -> Image.Image:
-        """Draw the boxes on ``image`` (default: the attached image); see :func:`internvl_tools.grounding.draw`."""
-        from internvl_tools.grounding.drawing import draw
-
-        target = image if image is not None else self._image
-        if target is None:
-            raise ConfigError("no image to draw on: pass one, or attach it first with result.with_image(image)")
-        return draw(target, self, **kwargs)
-
-    def _repr_png_(self) -> bytes | None:
-        # Jupyter calls this; returning None falls back to the text repr when no image is attached.
-        if self._image is None:
-            return None
-        buffer = io.BytesIO()
-        self.draw().save(buffer, format="PNG")
-        return buffer.getvalue()
-
-    # --- exports ----------------------------------------------------------------------------------------
-
-    def to_text(self) -> str:
-        """The result in InternVL's own syntax, one ``<ref>..</ref><box>[[..]]</box>`` line per object.
-
-        >>> GroundingResult(objects=[GroundedObject(label="cat", boxes=[BoundingBox(x1=0, y1=0, x2=100, y2=50)])],
-        ...                 image_size=(200, 100)).to_text()
-        '<ref>cat</ref><box>[[0, 0, 500, 500]]</box>'
-        """
-        from internvl_tools.grounding.records import format_grounding
-
-        return format_grounding(self)
-
-    def to_coco(
-        self, image_id: int = 0, *, categories: Sequence[str] | None = None, first_annotation_id: int = 1
-    ) -> dict[str, list[dict[str, Any]]]:
-        """COCO-style ``{"images", "annotations", "categories"}`` for this one image.
-
-        ``bbox`` is ``[x, y, width, height]`` in pixels. Category ids count from 1 in the order of
-        ``categories`` if given (other labels are appended), else in order of first appearance; boxes
-        without a label use the category ``"object"``.
-
-        >>> r = GroundingResult(objects=[GroundedObject(label="cat", boxes=[BoundingBox(x1=1, y1=2, x2=4, y2=6)])],
-        ...                     image_size=(10, 10))
-        >>> r.to_coco()["annotations"][0]["bbox"], r.to_coco()["categories"]
-        ([1.0, 2.0, 3.0, 4.0], [{'id': 1, 'name': 'cat'}])
-        """
-        names: list[str] = list(dict.fromkeys(categories or ()))
-        for label in self.labels:
-            name = label if label is not None else UNLABELED
-            if name not in names:
-                names.append(name)
-        ids = {name: i + 1 for i, name in enumerate(names)}
-        width, height = self.image_size
-        annotations = []
-        for offset, (label, box) in enumerate(zip(self.labels, self.boxes, strict=True)):
-            annotations.append(
-                {
-                    "id": first_annotation_id + offset,
-                    "image_id": image_id,
-                    "category_id": ids[label if label is not None else UNLABELED],
-                    "bbox": list(box.xywh),
-                    "area": box.area,
-                    "iscrowd": 0,
-                }
-            )
-        return {
-            "images": [{"id": image_id, "width": width, "height": height}],
-            "annotations": annotations,
-            "categories": [{"id": ids[name], "name": name} for name in names],
-        }
-
-    def to_supervision(self) -> tuple[np.ndarray, list[str]]:
-        """``(xyxy, class_names)``: an ``(N, 4)`` float32 array and one name per box (``"object"`` if unlabeled).
-
-        Feed them to ``supervision.Detections(xyxy=..., data={"class_name": ...})``, or use
-        :meth:`to_detections`. Needs numpy.
-        """
-        try:
-            import numpy as np
-        except ImportError as exc:  # pragma: no cover - numpy is a core dependency
-            raise DependencyMissingError("to_supervision() needs numpy: pip install numpy") from exc
-        xyxy = np.array([box.xyxy for box in self.boxes], dtype=np.float32).reshape(-1, 4)
-        return xyxy, [label if label is not None else UNLABELED for label in self.labels]
-
-    def to_detections(self) -> Any:
-        """A ``supervision.Detections`` (class ids in order of first appearance, names in ``data["class_name"]``).
-
-        Needs the optional ``supervision`` package, which internvl-tools does not depend on.
-        """
-        try:
-            import numpy as np
-            import supervision as sv
-        except ImportError as exc:
-            raise DependencyMissingError(
-                "to_detections() needs the 'supervision' package: pip install supervision "
-                "(or use to_supervision() for plain arrays)"
-            ) from exc
-        xyxy, names = self.to_supervision()
-        ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
-        return sv.Detections(
-            xyxy=xyxy,
-            class_id=np.array([ids[n] for n in names], dtype=int),
-            data={"class_name": np.array(names, dtype=str)},
-        )
-
-    def to_internvl_jsonl_record(
-        self, image_path: str | Path, question: str | None = None, *, record_id: int = 0
-    ) -> dict[str, Any]:
-        """One line of InternVL fine-tuning data (``chat_data_format``), see :func:`grounding.to_internvl_record`."""
-        from internvl_tools.grounding.records import to_internvl_record
-
-        return to_internvl_record(self, image_path, question, record_id=record_id)
-
-    def to_swift_record(self, image_path: str | Path, question: str | None = None) -> dict[str, Any]:
-        """One line of ms-swift grounding data (``objects`` form), see :func:`grounding.to_swift_record`."""
-        from internvl_tools.grounding.records import to_swift_record
-
-        return to_swift_record(self, image_path, question)
 
 
 class RegionDescription(BaseModel):
