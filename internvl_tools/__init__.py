@@ -38,6 +38,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.checkpoints.load",
     "internvl_tools.checkpoints.device",
     "internvl_tools.generation.options",
+    "internvl_tools.generation.stream",
     "internvl_tools.generation.structured",
     "internvl_tools.engines.base",
     "internvl_tools.engines.local",
@@ -119,6 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.engines.local import *  # noqa: F403
     from internvl_tools.engines.remote import *  # noqa: F403
     from internvl_tools.generation.options import *  # noqa: F403
+    from internvl_tools.generation.stream import *  # noqa: F403
     from internvl_tools.generation.structured import *  # noqa: F403
     from internvl_tools.grounding.drawing import *  # noqa: F403
     from internvl_tools.grounding.parser import *  # noqa: F403

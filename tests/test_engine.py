@@ -202,12 +202,12 @@ def test_extract_with_a_dict_schema_returns_a_dict(tiny_engine: InternVL) -> Non
 
 
 def test_grounding_tokens_are_kept_in_decoded_text(tiny_engine: InternVL) -> None:
-    from internvl_tools.generation import _decode
+    from internvl_tools.generation.text import decode_tokens
 
     state = tiny_engine._state()
     tok = state.tokenizer
     ids = tok("<ref>car</ref><box>[[1, 2, 3, 4]]</box><|im_end|>", add_special_tokens=False)["input_ids"]
-    assert _decode(tok, ids, state.drop_ids) == "<ref>car</ref><box>[[1, 2, 3, 4]]</box>"
+    assert decode_tokens(tok, ids, state.drop_ids) == "<ref>car</ref><box>[[1, 2, 3, 4]]</box>"
 
 
 @pytest.mark.parametrize(
@@ -369,7 +369,10 @@ def test_detect_and_grounded_ocr_and_region(tiny_engine: InternVL, monkeypatch) 
 
 
 def test_stream_result_matches_chat(tiny_engine: InternVL) -> None:
+    from internvl_tools.generation.stream import TextStream
+
     stream = tiny_engine.stream(CONVERSATIONS[0], **GREEDY)
+    assert isinstance(stream, TextStream) and stream.result is None
     text = "".join(stream)
     chat = tiny_engine.chat(CONVERSATIONS[0], **GREEDY)
     assert stream.result is not None
@@ -405,13 +408,13 @@ def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(tiny_
                                                                            first_done_at: str | None) -> None:
     import torch
 
-    from internvl_tools.generation import _StopStrings
+    from internvl_tools.generation.stopping import StopStrings
 
     state = tiny_engine._state()
     tokenizer = state.tokenizer
     prompt = [tokenizer.pad_token_id or 0] * 3
     ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    criterion = _StopStrings(tokenizer, stops, len(prompt), state.drop_ids)
+    criterion = StopStrings(tokenizer, stops, len(prompt), state.drop_ids)
     fired = None
     for k in range(1, len(ids) + 1):
         if bool(criterion(torch.tensor([prompt + ids[:k]]), None)[0]):

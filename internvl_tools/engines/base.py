@@ -4,21 +4,58 @@ A backend implements four primitives (``chat``, ``stream``, ``batch``, ``generat
 policy; everything built from them lives here once: ``ask``, ``extract``, ``ground``, ``detect``, ``ocr_boxes``,
 ``describe_region`` and ``read_pdf``. The LangChain and LlamaIndex integrations accept any backend.
 
->>> issubclass(__import__("internvl_tools.engines.local").engine.InternVL, VisionLanguageModel)
-True
+>>> from internvl_tools.engines.local import InternVL
+>>> from internvl_tools.engines.remote import RemoteInfo
+>>> issubclass(InternVL, VisionLanguageModel), isinstance(RemoteInfo(), ModelInfo)
+(True, True)
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from internvl_tools.errors import ConfigError, StructuredOutputError
+from internvl_tools.generation.structured import json_instruction, json_schema_of, validate_output
 from internvl_tools.messages import user_message
 from internvl_tools.results import ChatResult
 
-__all__ = ["VisionLanguageModel"]
+if TYPE_CHECKING:
+    from internvl_tools.documents.pipeline import PageStream
+    from internvl_tools.generation.stream import TextStream
+    from internvl_tools.grounding.result import GroundingResult
+    from internvl_tools.grounding.types import RegionDescription
+
+__all__ = ["ModelInfo", "VisionLanguageModel"]
+
+
+@runtime_checkable
+class ModelInfo(Protocol):
+    """What the pipelines read about a backend's checkpoint (``read_pdf`` sizes pages from it): a
+    :class:`~internvl_tools.CheckpointInfo` for local weights, a :class:`~internvl_tools.RemoteInfo` for a server.
+    ``context_length`` and ``tokens_per_tile`` are ``None`` when a server does not report them."""
+
+    @property
+    def image_size(self) -> int: ...
+
+    @property
+    def max_dynamic_patch(self) -> int: ...
+
+    @property
+    def dynamic_image_size(self) -> bool: ...
+
+    @property
+    def use_thumbnail(self) -> bool: ...
+
+    @property
+    def template(self) -> str | None: ...
+
+    @property
+    def context_length(self) -> int | None: ...
+
+    @property
+    def tokens_per_tile(self) -> int | None: ...
 
 
 class VisionLanguageModel(ABC):
@@ -32,11 +69,11 @@ class VisionLanguageModel(ABC):
         """Answer a conversation (see :meth:`internvl_tools.InternVL.chat`)."""
 
     @abstractmethod
-    def stream(self, messages: Any, **generation: Any) -> Iterator[str]:
+    def stream(self, messages: Any, **generation: Any) -> TextStream:
         """Yield text deltas whose concatenation equals ``chat(...).text``.
 
-        Backends return a :class:`~internvl_tools.generation.TextStream`, whose ``result`` (a ``ChatResult`` with
-        usage and finish reason) is set once the stream is exhausted.
+        The :class:`~internvl_tools.generation.TextStream` holds the ``ChatResult`` (usage and finish reason) in
+        ``result`` once it is exhausted.
         """
 
     @abstractmethod
@@ -49,7 +86,7 @@ class VisionLanguageModel(ABC):
 
     @property
     @abstractmethod
-    def info(self) -> Any:
+    def info(self) -> ModelInfo:
         """Facts the pipelines need: ``image_size``, ``max_dynamic_patch``, ``dynamic_image_size``, ``template``."""
 
     def ask(self, images: Any, question: str, **generation: Any) -> str:
@@ -77,15 +114,11 @@ class VisionLanguageModel(ABC):
         Returns a validated instance for model schemas, a dict for dict schemas. Valid JSON is guaranteed whenever
         the schema can be completed within ``max_new_tokens`` (default 1024 here).
         """
-        import json
-
-        from internvl_tools.generation.structured import json_schema_of, validate_output
-
         generation.setdefault("max_new_tokens", 1024)
         json_schema = json_schema_of(schema)
         question = prompt
         if schema_in_prompt:
-            question = f"{prompt}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(json_schema)}"
+            question = f"{prompt}\n{json_instruction(json_schema)}"
         messages = [user_message(question, images)]
         result = self.generate_structured(messages, json_schema, **generation)
         if result.finish_reason != "stop":
@@ -97,7 +130,9 @@ class VisionLanguageModel(ABC):
 
     # ------------------------------------------------------------------------------------------------ grounding
 
-    def _grounded_answer(self, image: Any, prompt: str, generation: dict[str, Any], default_tokens: int) -> Any:
+    def _grounded_answer(
+        self, image: Any, prompt: str, generation: dict[str, Any], default_tokens: int
+    ) -> GroundingResult:
         from internvl_tools.grounding.parser import parse_grounding
         from internvl_tools.media import load_image
 
@@ -107,36 +142,38 @@ class VisionLanguageModel(ABC):
         # Boxes are on the 0-1000 scale of the whole original image, whatever the tiling: map to its pixels.
         return parse_grounding(result.text, pil.size).with_image(pil)
 
-    def ground(self, image: Any, phrase: str, **generation: Any) -> Any:
+    def ground(self, image: Any, phrase: str, **generation: Any) -> GroundingResult:
         """Find ``phrase`` in the image with the official referring-expression prompt.
 
-        Returns a :class:`~internvl_tools.schemas.GroundingResult` with boxes in pixels of the original image
+        Returns a :class:`~internvl_tools.grounding.GroundingResult` with boxes in pixels of the original image
         (``max_new_tokens`` defaults to 100, as the official RefCOCO evaluation).
         """
         from internvl_tools.grounding.prompts import grounding_prompt
 
         return self._grounded_answer(image, grounding_prompt(phrase), generation, 100)
 
-    def detect(self, image: Any, labels: Sequence[str] | None = None, **generation: Any) -> Any:
+    def detect(self, image: Any, labels: Sequence[str] | None = None, **generation: Any) -> GroundingResult:
         """Detect all objects (the official detection prompt), or only ``labels``; a ``GroundingResult``."""
         from internvl_tools.grounding.prompts import detection_prompt
 
         return self._grounded_answer(image, detection_prompt(labels), generation, 1024)
 
-    def ocr_boxes(self, image: Any, *, language: str = "en", **generation: Any) -> Any:
+    def ocr_boxes(self, image: Any, *, language: str = "en", **generation: Any) -> GroundingResult:
         """Grounded OCR: text lines with their boxes, as a ``GroundingResult`` whose labels are the lines."""
         from internvl_tools.grounding.prompts import grounded_ocr_prompt
 
         return self._grounded_answer(image, grounded_ocr_prompt(language), generation, 1024)  # type: ignore[arg-type]
 
-    def describe_region(self, image: Any, box: Any, question: str | None = None, **generation: Any) -> Any:
+    def describe_region(
+        self, image: Any, box: Any, question: str | None = None, **generation: Any
+    ) -> RegionDescription:
         """Ask about one region; ``box`` is in pixels of the image and is written on the model's 0-1000 scale.
 
-        Returns a :class:`~internvl_tools.schemas.RegionDescription` (the box, the answer, the image size).
+        Returns a :class:`~internvl_tools.grounding.RegionDescription` (the box, the answer, the image size).
         """
         from internvl_tools.grounding.prompts import region_prompt
-        from internvl_tools.media import load_image
         from internvl_tools.grounding.types import BoundingBox, RegionDescription
+        from internvl_tools.media import load_image
 
         pil = load_image(image, policy=self.media_policy)
         bbox = box if isinstance(box, BoundingBox) else BoundingBox.from_xyxy(box)
@@ -147,11 +184,13 @@ class VisionLanguageModel(ABC):
 
     # ------------------------------------------------------------------------------------------------ documents
 
-    def read_pdf(self, source: Any, **kwargs: Any) -> Any:
+    def read_pdf(self, source: Any, **kwargs: Any) -> PageStream:
         """Run a task over the pages of a PDF (or TIFF / image): OCR by default; see
         :func:`internvl_tools.documents.read_pdf` for ``task``, ``question``, ``pages``, ``dpi``, ``batch_size``,
         ``resume_from`` and the rest. Returns a lazy ``PageStream`` of ``PageResult`` (``.summary`` at the end).
         """
+        # documents/ is a surface above the engines (it drives any backend); it never imports engines/, so this
+        # convenience is no cycle. Imported on use: an engine does not load the document pipeline until asked.
         from internvl_tools.documents.pipeline import read_pdf
 
         return read_pdf(self, source, **kwargs)
