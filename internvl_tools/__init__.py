@@ -33,6 +33,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.tiling",
     "internvl_tools.messages",
     "internvl_tools.results",
+    "internvl_tools.prompts.templates",
     "internvl_tools.prompts.builder",
     "internvl_tools.checkpoints.config",
     "internvl_tools.checkpoints.load",
@@ -43,6 +44,7 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.engines.base",
     "internvl_tools.engines.local",
     "internvl_tools.engines.remote",
+    "internvl_tools.engines.settings",
     "internvl_tools.grounding.types",
     "internvl_tools.grounding.prompts",
     "internvl_tools.grounding.records",
@@ -119,6 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.engines.base import *  # noqa: F403
     from internvl_tools.engines.local import *  # noqa: F403
     from internvl_tools.engines.remote import *  # noqa: F403
+    from internvl_tools.engines.settings import *  # noqa: F403
     from internvl_tools.generation.options import *  # noqa: F403
     from internvl_tools.generation.stream import *  # noqa: F403
     from internvl_tools.generation.structured import *  # noqa: F403
@@ -131,6 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.media import *  # noqa: F403
     from internvl_tools.messages import *  # noqa: F403
     from internvl_tools.prompts.builder import *  # noqa: F403
+    from internvl_tools.prompts.templates import *  # noqa: F403
     from internvl_tools.results import *  # noqa: F403
     from internvl_tools.tiling import *  # noqa: F403
     from internvl_tools.video import *  # noqa: F403

@@ -66,3 +66,8 @@ SYSTEM_MESSAGE_GPT_OSS = (
 GROUNDING_PROMPT = "Please provide the bounding box coordinate of the region this sentence describes: <ref>{}</ref>"
 DETECTION_PROMPT = "Please detect and label all objects in the following image and mark their positions."
 GROUNDING_SCALE = 1000
+
+#: Environment variable holding the API key of an OpenAI-compatible server (``serve``, the remote engine).
+API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
+#: Older names still read, with a DeprecationWarning.
+LEGACY_API_KEY_ENVS: tuple[str, ...] = ("INTERNVL_API_KEY",)

@@ -26,6 +26,7 @@ import re
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from internvl_tools.constants import API_KEY_ENV, LEGACY_API_KEY_ENVS
 from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.errors import (
     ConfigError,
@@ -50,11 +52,29 @@ from internvl_tools.generation.stream import TextStream
 from internvl_tools.messages import ImagePart, TextPart, VideoPart, normalize_messages
 from internvl_tools.results import ChatResult, Usage
 
-__all__ = ["API_KEY_ENV", "OpenAIBackend", "RemoteInfo", "RemoteInternVL"]
+__all__ = ["OpenAIBackend", "RemoteInfo", "RemoteInternVL", "api_key_from_env"]
 
-API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CONTEXT_RE = re.compile(r"context length|maximum context|context window|too long|max_model_len", re.IGNORECASE)
+
+
+def api_key_from_env(environ: Any = None) -> str | None:
+    """The server API key from ``INTERNVL_TOOLS_API_KEY``; the older ``INTERNVL_API_KEY`` still works, with a warning.
+
+    >>> api_key_from_env({"INTERNVL_TOOLS_API_KEY": "k"})
+    'k'
+    >>> api_key_from_env({}) is None
+    True
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(API_KEY_ENV)
+    if value:
+        return str(value)
+    for legacy in LEGACY_API_KEY_ENVS:
+        if env.get(legacy):
+            warnings.warn(f"{legacy} is deprecated; set {API_KEY_ENV} instead.", DeprecationWarning, stacklevel=2)
+            return str(env[legacy])
+    return None
 
 
 @dataclass(frozen=True)
@@ -167,7 +187,7 @@ class RemoteInternVL(VisionLanguageModel):
             raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
         self.base_url = _normalize_base_url(base_url)
         self._model = model
-        self.api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        self.api_key = api_key if api_key is not None else api_key_from_env()
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
         self.max_retries = int(max_retries)
