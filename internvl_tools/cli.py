@@ -499,7 +499,7 @@ def _config_directory(name: str) -> Path:
 
 
 def _cmd_info(args: argparse.Namespace, stage: _Stage) -> int:
-    from internvl_tools.checkpoints.load import read_checkpoint_info
+    from internvl_tools.checkpoints.config import read_checkpoint_info
     from internvl_tools.checkpoints.device import resolve_attn_implementation, resolve_device, resolve_dtype
     from internvl_tools.checkpoints.config import detect_family
 

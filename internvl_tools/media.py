@@ -28,18 +28,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import io
 import ipaddress
 import os
 import re
 import stat
+import struct
 import threading
 import urllib.parse
 import urllib.request
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 import numpy as np
@@ -61,10 +63,16 @@ from internvl_tools.errors import (
 __all__ = [
     "DEFAULT_IMAGE_FORMATS",
     "MediaPolicy",
+    "allowed_formats",
+    "check_image_size",
+    "confine_path",
+    "decode_frame",
     "describe_source",
     "encode_image",
     "load_image",
     "load_images",
+    "open_confined",
+    "open_image",
     "resolve_local_path",
     "to_data_uri",
 ]
@@ -177,10 +185,13 @@ class MediaPolicy:
         dirs_t = (dirs,) if isinstance(dirs, (str, os.PathLike)) else tuple(dirs)
         return cls(**{"allowed_dirs": dirs_t, "allow_remote": False, **overrides})
 
-    def _exempt(self, host: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+    def exempts(self, host: str, addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        """Whether ``allow_private_hosts`` exempts ``host`` (a lower-case name) or ``addr`` from the address rules."""
         if host in self._exempt_names:
             return True
         return addr is not None and any(addr.version == n.version and addr in n for n in self._exempt_nets)
+
+    _exempt = exempts  # the old name, kept until every caller uses exempts
 
 
 _DEFAULT_POLICY = MediaPolicy()
@@ -189,7 +200,12 @@ _DEFAULT_POLICY = MediaPolicy()
 # --- describing inputs in errors --------------------------------------------------------------------------------
 
 
-def _redact_url(url: str) -> str:
+def redact_url(url: str) -> str:
+    """``url`` fit for an error message: credentials replaced by ``***``, long URLs shortened.
+
+    >>> redact_url("https://user:hunter2@example.com/a.png")
+    'https://***@example.com/a.png'
+    """
     try:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
@@ -198,6 +214,9 @@ def _redact_url(url: str) -> str:
         netloc = "***@" + parts.netloc.rsplit("@", 1)[-1]
         url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
     return _truncate(url)
+
+
+_redact_url = redact_url  # the old name, kept until every caller uses redact_url
 
 
 def _truncate(text: str, limit: int = 120) -> str:
@@ -492,33 +511,268 @@ def _exists(path: Path) -> bool:
 def resolve_local_path(raw: str, policy: MediaPolicy) -> Path:
     """``raw`` as a path the policy lets us read: resolved (symlinks followed) and inside ``allowed_dirs``.
 
-    Relative paths are taken from the first allowed directory; raises :class:`PathNotAllowedError` when local files
-    are off or the path resolves outside. Shared by images and videos.
+    A thin policy wrapper around :func:`confine_path` (``must_exist=False``: whether the file is there is checked
+    when it is opened). Relative paths are taken from the first allowed directory that has them (else the first);
+    raises :class:`PathNotAllowedError` when local files are off or the path resolves outside, and
+    :class:`MediaNotFoundError` for a path that cannot name a file (symlink loop, NUL byte, bad encoding). Shared
+    by images and videos.
 
     >>> resolve_local_path("a.png", MediaPolicy.sandboxed(["/srv/uploads"])).as_posix()
     '/srv/uploads/a.png'
     """
     if not policy.allow_local_files:
         raise PathNotAllowedError(
-            f"Reading local files is disabled by the media policy (path {_truncate(raw)!r}); pass the image as "
-            "bytes or enable MediaPolicy(allow_local_files=True)."
+            f"Reading local files is disabled by the media policy (path {_truncate(_path_text(raw))!r}); pass the "
+            "image as bytes or enable MediaPolicy(allow_local_files=True)."
         )
-    path = Path(raw).expanduser()
-    if policy.allowed_dirs is None:
-        return path
-    if not path.is_absolute():
-        path = policy.allowed_dirs[0] / path
+    return confine_path(raw, policy.allowed_dirs, must_exist=False)
+
+
+#: Longest single file-name component most file systems take (bytes); longer names fail with ENAMETOOLONG.
+_NAME_MAX = 255
+
+
+def confine_path(
+    raw: str | bytes | os.PathLike[Any],
+    allowed_dirs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    *,
+    relative: bool = False,
+    must_exist: bool = True,
+    max_bytes: int | None = None,
+) -> Path:
+    """The package's one path check: ``raw`` as a readable path inside ``allowed_dirs``, or a typed error.
+
+    Every problem a path can have comes back as a :class:`~internvl_tools.errors.MediaError` whose message names
+    the problem and the fix, never as a bare ``OSError``/``ValueError``/``RuntimeError``:
+
+    * :class:`MediaNotFoundError`: empty, NUL byte, not encodable as a file name, too long, ``~user`` with no such
+      user, symlink loop, missing, permission denied, a directory, FIFO, device or socket instead of a regular
+      file (a FIFO or ``/dev/zero`` would block or never end, so they are refused before anything opens them).
+    * :class:`PathNotAllowedError`: resolves (symlinks followed, ``..`` folded) outside ``allowed_dirs``; with
+      ``relative=True`` also absolute paths (POSIX or Windows style), ``~`` and any ``..`` component.
+    * :class:`MediaPolicyError`: bigger than ``max_bytes``.
+
+    Args:
+        raw: the path as ``str``, ``bytes`` (non-UTF-8 names are kept as the OS gives them) or ``os.PathLike``.
+        allowed_dirs: directories the path must resolve into; ``None`` confines nothing (the other checks apply).
+            A relative path is taken from the first of them that has it (else the first); without dirs, from the
+            working directory.
+        relative: the path comes from an untrusted caller (an agent's tool call): refuse absolute paths, ``~``
+            and ``..`` outright instead of resolving them.
+        must_exist: also require an existing, readable-looking regular file (``stat``, no open). With ``False``
+            only the name and the confinement are checked (for callers that open later).
+        max_bytes: refuse regular files larger than this.
+
+    Returns the resolved path when ``allowed_dirs`` is given, else the ``~``-expanded path as given. To close the
+    check-then-open race as well, open with :func:`open_confined`.
+
+    >>> confine_path("a.png", ["/srv/uploads"], must_exist=False).as_posix()
+    '/srv/uploads/a.png'
+    >>> confine_path("../etc/passwd", ["/srv/uploads"], relative=True)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    internvl_tools.errors.PathNotAllowedError: Paths may not contain '..' ('../etc/passwd'); give a path inside...
+    """
+    text = _path_text(raw)
+    shown = _truncate(text)
+    if not text.strip():
+        raise MediaNotFoundError("The path is empty; pass the name of a file.")
+    if "\x00" in text:
+        raise MediaNotFoundError(
+            f"Path {shown!r} contains a NUL byte, which no file name can hold; pass the path without it (it was "
+            "probably cut out of binary data)."
+        )
     try:
-        resolved = path.resolve()  # follows symlinks and folds '..', so escapes show up here
-    except (OSError, RuntimeError) as err:  # symlink loop, name too long
-        raise MediaNotFoundError(f"Path {_truncate(raw)!r} cannot be resolved ({err}).") from err
-    if not any(resolved.is_relative_to(d) for d in policy.allowed_dirs):
-        allowed = ", ".join(str(d) for d in policy.allowed_dirs)
-        raise PathNotAllowedError(
-            f"Path {_truncate(raw)!r} resolves to {str(resolved)!r}, outside the allowed directories ({allowed}). "
-            "Copy the file into an allowed directory or widen MediaPolicy.allowed_dirs."
+        encoded = os.fsencode(text)
+    except UnicodeError as err:
+        raise MediaNotFoundError(
+            f"Path {shown!r} has characters that cannot be part of a file name on this system ({err.reason}); pass "
+            "the name as bytes, or fix its encoding."
+        ) from err
+    too_long = len(encoded) > _MAX_PATH_CHARS or (
+        must_exist and any(len(part) > _NAME_MAX for part in re.split(rb"[/\\]", encoded))
+    )
+    if too_long:
+        raise MediaNotFoundError(
+            f"Path {shown!r} is too long ({len(encoded):,} bytes; file systems take at most {_NAME_MAX} bytes per "
+            f"name and {_MAX_PATH_CHARS} in all); shorten the name or move the file."
         )
-    return resolved
+    if relative:
+        _refuse_non_relative(text, shown)
+    path = Path(text)
+    if not relative:
+        try:
+            path = path.expanduser()
+        except RuntimeError as err:  # '~nosuchuser/...'
+            raise MediaNotFoundError(f"Cannot expand '~' in {shown!r} ({err}); write the path out in full.") from err
+    dirs = _confinement_dirs(allowed_dirs)
+    if dirs is not None:
+        if not path.is_absolute():
+            candidates = [d / path for d in dirs]
+            path = next((c for c in candidates if _lexists(c)), candidates[0])
+        try:
+            resolved = path.resolve()  # follows symlinks and folds '..', so escapes show up here
+        except (OSError, RuntimeError, ValueError) as err:
+            raise MediaNotFoundError(f"Cannot read {shown!r}: {_path_problem(err)}.") from err
+        if not any(resolved.is_relative_to(d) for d in dirs):
+            if relative:  # an agent learns neither the link's target nor our directory layout
+                raise PathNotAllowedError(f"{shown!r} resolves outside the allowed folder; it cannot be read.")
+            allowed = ", ".join(str(d) for d in dirs)
+            raise PathNotAllowedError(
+                f"Path {shown!r} resolves to {str(resolved)!r}, outside the allowed directories ({allowed}). Copy "
+                "the file into an allowed directory or widen the allowed directories (MediaPolicy.allowed_dirs)."
+            )
+        path = resolved
+    if must_exist:
+        try:
+            info = os.stat(path)
+        except (OSError, ValueError) as err:
+            if getattr(err, "errno", None) == errno.ENOENT:
+                where = "relative to the allowed folder" if relative else "check the name and the working directory"
+                raise MediaNotFoundError(f"No such file: {shown!r} ({where}){_windows_hint(text)}.") from err
+            raise MediaNotFoundError(f"Cannot read {shown!r}: {_path_problem(err)}.") from err
+        _check_regular(info, shown, max_bytes)
+    return path
+
+
+def open_confined(
+    raw: str | bytes | os.PathLike[Any],
+    allowed_dirs: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    *,
+    relative: bool = False,
+    max_bytes: int | None = None,
+) -> io.BufferedReader:
+    """Check ``raw`` with :func:`confine_path`, open it, and check the *opened* file again (no check-then-open race).
+
+    The file is opened non-blocking (a FIFO swapped in after the check cannot hang the open), then ``fstat`` must
+    show the same regular file that was checked, and where the OS tells (Linux), the opened file's real path must
+    still lie inside ``allowed_dirs``. Raises the same typed errors as :func:`confine_path`. The caller closes it.
+    """
+    path = confine_path(raw, allowed_dirs, relative=relative, must_exist=True, max_bytes=max_bytes)
+    shown = _truncate(_path_text(raw))
+    flags = os.O_RDONLY
+    for name in ("O_BINARY", "O_NONBLOCK", "O_NOCTTY", "O_CLOEXEC"):
+        flags |= getattr(os, name, 0)
+    try:
+        checked = os.stat(path)
+        fd = os.open(path, flags)
+    except (OSError, ValueError) as err:
+        raise MediaNotFoundError(f"Cannot open {shown!r}: {_path_problem(err)}.") from err
+    try:
+        info = os.fstat(fd)
+        _check_regular(info, shown, max_bytes)
+        swapped = (info.st_dev, info.st_ino) != (checked.st_dev, checked.st_ino)
+        dirs = _confinement_dirs(allowed_dirs)
+        real = _fd_real_path(fd)
+        if swapped or (dirs is not None and real is not None and not any(real.is_relative_to(d) for d in dirs)):
+            raise PathNotAllowedError(
+                f"{shown!r} changed while it was being opened (a file or link was swapped in); it was not read. "
+                "Try again, and keep untrusted writers out of the allowed directories."
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        handle = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    handle.raw.name = os.fspath(path)  # so messages name the file, not a descriptor number
+    return handle
+
+
+def _path_text(raw: Any) -> str:
+    if isinstance(raw, os.PathLike):
+        raw = os.fspath(raw)
+    if isinstance(raw, (bytes, bytearray)):
+        return os.fsdecode(bytes(raw))  # undecodable bytes become surrogate escapes and round-trip to the OS
+    if not isinstance(raw, str):
+        raise UnsupportedSourceError(f"A path must be str, bytes or os.PathLike, got {type(raw).__name__}.")
+    return raw
+
+
+def _refuse_non_relative(text: str, shown: str) -> None:
+    windows = PureWindowsPath(text)
+    if text.startswith(("~", "/", "\\")) or windows.drive or windows.root:
+        raise PathNotAllowedError(
+            f"Absolute paths are not accepted ({shown!r}, also '~' and drive letters); give a path relative to the "
+            "allowed folder, e.g. 'scans/receipt.png'."
+        )
+    if ".." in re.split(r"[/\\]", text):
+        raise PathNotAllowedError(f"Paths may not contain '..' ({shown!r}); give a path inside the allowed folder.")
+
+
+def _confinement_dirs(allowed_dirs: Any) -> tuple[Path, ...] | None:
+    if allowed_dirs is None:
+        return None
+    items = (allowed_dirs,) if isinstance(allowed_dirs, (str, bytes, os.PathLike)) else tuple(allowed_dirs)
+    if not items:
+        raise ConfigError("allowed_dirs is empty; pass None to allow any path, or some directories.")
+    dirs = []
+    for item in items:
+        try:
+            dirs.append(Path(os.fsdecode(item)).expanduser().resolve())
+        except (OSError, RuntimeError, ValueError) as err:
+            raise ConfigError(f"Allowed directory {item!r} cannot be resolved ({err}); fix the setting.") from err
+    return tuple(dirs)
+
+
+def _lexists(path: Path) -> bool:
+    try:
+        return os.path.lexists(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _path_problem(err: BaseException) -> str:
+    """What an OS error about a path means, and what to do about it."""
+    code = getattr(err, "errno", None)
+    if isinstance(err, RuntimeError) or code == errno.ELOOP:
+        return "it runs into a symlink loop; fix or remove the link"
+    if code == errno.ENAMETOOLONG:
+        return "the name is too long for the file system; shorten it"
+    if code in (errno.EACCES, errno.EPERM):
+        return "permission denied; make the file readable by this process"
+    if code == errno.ENOENT:
+        return "no such file; check the name"
+    if code == errno.ENOTDIR:
+        return "a part of the path is a file, not a directory; check the path"
+    if isinstance(err, ValueError):
+        return f"it is not a valid path ({err}); check the name"
+    return f"{getattr(err, 'strerror', None) or err}; check the path"
+
+
+def _windows_hint(text: str) -> str:
+    if os.name != "nt" and (PureWindowsPath(text).drive or "\\" in text):
+        return "; it looks like a Windows path, but this system separates folders with '/'"
+    return ""
+
+
+def _check_regular(info: os.stat_result, shown: str, max_bytes: int | None) -> None:
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        if max_bytes is not None and info.st_size > max_bytes:
+            raise MediaPolicyError(
+                f"{shown!r} is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit; pass a smaller file or "
+                "raise the limit."
+            )
+        return
+    if stat.S_ISDIR(mode):
+        kind = "a directory; name a file inside it"
+    elif stat.S_ISFIFO(mode):
+        kind = "a named pipe (FIFO), which could block forever; pass a regular file"
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        kind = "a device file (reading it may never end); pass a regular file"
+    elif stat.S_ISSOCK(mode):
+        kind = "a socket; pass a regular file"
+    else:
+        kind = "not a regular file; pass a regular file"
+    raise MediaNotFoundError(f"{shown!r} is {kind}.")
+
+
+def _fd_real_path(fd: int) -> Path | None:
+    """Where an open descriptor really points (Linux ``/proc``), or ``None`` where the OS does not say."""
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
 
 
 def _from_path(raw: str, desc: str, opts: _Options) -> Image.Image:
@@ -569,39 +823,126 @@ def _decode_bytes(data: bytes, desc: str, opts: _Options) -> Image.Image:
     return _decode_stream(io.BytesIO(data), desc, opts)
 
 
-def _open(fh: Any, desc: str, policy: MediaPolicy) -> Image.Image:
-    formats = [f for f in policy.image_formats if f in Image.OPEN] or None
+def open_image(
+    fp: Any, *, policy: MediaPolicy | None = None, desc: str | None = None, check_size: bool = True
+) -> Image.Image:
+    """Open untrusted image data with only the formats ``policy.image_formats`` allows; no pixel is decoded yet.
+
+    The one place the package hands user bytes to Pillow (images, document pages, multi-page TIFFs). Every
+    installed plugin is registered first (:func:`PIL.Image.init`), so the allow-list means the same in a fresh
+    process as after any other open, and ``formats=`` is always passed, so no other decoder (EPS runs Ghostscript)
+    ever sees the bytes. With ``check_size`` the width and height from the header are checked against
+    ``policy.max_pixels`` before anything is decoded; multi-frame callers pass ``False`` and check each frame with
+    :func:`decode_frame`. Raises :class:`ImageDecodeError` (unknown, refused or corrupt format) or
+    :class:`ImageTooLargeError` (pixel limit, Pillow's bomb limit, PNG text/ICC chunk limits). The caller closes
+    the image.
+
+    >>> open_image(io.BytesIO(b"%!PS-Adobe-3.0 EPSF-3.0\\n%%BoundingBox: 0 0 1 1\\n"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    internvl_tools.errors.ImageDecodeError: the image is not an image in an allowed format (PNG, JPEG, ...
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    desc = "the image" if desc is None else desc
+    formats = allowed_formats(policy)
+    if not formats:
+        raise ConfigError(
+            f"None of MediaPolicy.image_formats={policy.image_formats!r} is a format this Pillow can read; add one "
+            f"of {', '.join(sorted(Image.OPEN))}."
+        )
     try:
         with _OPEN_LOCK, warnings.catch_warnings():
             # Our own max_pixels check (below) is the policy; PIL's warning threshold would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(fh, formats=formats)
-    except Image.DecompressionBombError as err:
-        raise ImageTooLargeError(
-            f"{desc} is a decompression-bomb-sized image ({err}). PIL refuses images over "
-            f"2 x PIL.Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}; downscale it first."
-        ) from err
+            im = Image.open(fp, formats=formats)
     except Image.UnidentifiedImageError as err:
         raise ImageDecodeError(
-            f"{desc} is not an image in a supported format ({', '.join(policy.image_formats)}); "
-            "check that it is a complete image file, not HTML, text or an unsupported format."
+            f"{desc} is not an image in an allowed format ({', '.join(formats)}); check that it is a complete "
+            "image file, not HTML, text or another format (add the format to MediaPolicy.image_formats only if "
+            "you trust its decoder)."
         ) from err
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as err:
-        raise ImageDecodeError(f"{desc} has a corrupt image header ({err}); re-export the image.") from err
+    except BaseException as err:
+        raise _decoder_error(err, desc, policy, "has a corrupt image header") from err
+    if check_size:
+        try:
+            check_image_size(im.width, im.height, policy=policy, desc=desc)
+        except BaseException:
+            im.close()
+            raise
+    return im
+
+
+def allowed_formats(policy: MediaPolicy | None = None) -> list[str]:
+    """The Pillow format names :func:`open_image` tries for ``policy``: its ``image_formats`` this Pillow has.
+
+    >>> allowed_formats(MediaPolicy(image_formats=("png", "EPS-NOT-A-FORMAT")))
+    ['PNG']
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    Image.init()  # registers every installed plugin (once); Image.OPEN is filled lazily otherwise
+    return [f for f in policy.image_formats if f in Image.OPEN]
+
+
+def decode_frame(
+    im: Image.Image, index: int = 0, *, policy: MediaPolicy | None = None, desc: str | None = None
+) -> Image.Image:
+    """Seek ``im`` (from :func:`open_image`) to frame ``index``, check its size against the policy, decode it.
+
+    Each frame of a multi-page TIFF or animated GIF has its own size, so each is checked before it is decoded.
+    Returns ``im`` itself, loaded; errors are typed as in :func:`open_image`.
+    """
+    policy = _DEFAULT_POLICY if policy is None else policy
+    desc = "the image" if desc is None else desc
+    try:
+        if index != im.tell():
+            with _OPEN_LOCK, warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im.seek(index)
+    except BaseException as err:
+        raise _decoder_error(err, desc, policy, f"has no readable frame {index + 1}") from err
+    check_image_size(im.width, im.height, policy=policy, desc=desc)
+    try:
+        im.load()  # decode now, while the file is open and inside this try: truncation fails here
+    except BaseException as err:
+        what = "could not be decoded; the file is probably truncated or corrupt. Re-download or re-export it"
+        raise _decoder_error(err, desc, policy, what) from err
+    return im
+
+
+def check_image_size(width: int, height: int, *, policy: MediaPolicy | None = None, desc: str = "the image") -> None:
+    """Raise :class:`ImageTooLargeError` above ``policy.max_pixels`` (or :class:`ImageTooSmallError` at 0 pixels)."""
+    _check_dims(width, height, desc, _DEFAULT_POLICY if policy is None else policy)
+
+
+def _decoder_error(err: BaseException, desc: str, policy: MediaPolicy, what: str) -> BaseException:
+    """Pillow's decoder failures as the package's typed errors; anything else (KeyboardInterrupt) unchanged."""
+    if isinstance(err, Image.DecompressionBombError):
+        return ImageTooLargeError(
+            f"{desc} is a decompression-bomb-sized image ({err}); the limit is MediaPolicy(max_pixels="
+            f"{policy.max_pixels}), and Pillow refuses anything above 2 x PIL.Image.MAX_IMAGE_PIXELS="
+            f"{Image.MAX_IMAGE_PIXELS} on its own. Downscale it, or if you trust it raise both limits."
+        )
+    message = str(err)
+    if isinstance(err, ValueError) and ("MAX_TEXT_CHUNK" in message or "MAX_TEXT_MEMORY" in message):
+        return ImageTooLargeError(
+            f"{desc} has a PNG text or ICC-profile chunk that decompresses past Pillow's limit ({message}); it is "
+            "probably a decompression bomb. If you trust the file, raise PIL.PngImagePlugin.MAX_TEXT_CHUNK / "
+            "MAX_TEXT_MEMORY, or strip its metadata."
+        )
+    if isinstance(err, MemoryError):
+        return ImageTooLargeError(
+            f"{desc} needs more memory to decode than is available; lower MediaPolicy(max_pixels=...) or "
+            "downscale the image."
+        )
+    if isinstance(err, InternVLError):
+        return err
+    if isinstance(err, (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error)):
+        return ImageDecodeError(f"{desc} {what} ({type(err).__name__}: {err}).")
+    return err
 
 
 def _decode_stream(fh: Any, desc: str, opts: _Options) -> Image.Image:
-    im = _open(fh, desc, opts.policy)
-    _check_dims(im.width, im.height, desc, opts.policy)
-    try:
-        im.load()  # decode now, while the file is open and inside this try: truncation fails here
-    except Image.DecompressionBombError as err:
-        raise ImageTooLargeError(f"{desc} exceeds PIL's decompression-bomb limit ({err}).") from err
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, MemoryError) as err:
-        raise ImageDecodeError(
-            f"{desc} could not be decoded ({err}); the file is probably truncated or corrupt. Re-download or "
-            "re-export it."
-        ) from err
+    im = open_image(fh, policy=opts.policy, desc=desc)
+    decode_frame(im, 0, policy=opts.policy, desc=desc)
     return _finish(im, desc, opts)
 
 

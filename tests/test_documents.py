@@ -20,6 +20,7 @@ from internvl_tools.documents import (
     DEFAULT_LONGEST_SIDE,
     PageResult,
     default_longest_side,
+    iter_jsonl,
     load_results,
     page_count,
     parse_chart_answer,
@@ -31,6 +32,7 @@ from internvl_tools.documents import (
     write_jsonl,
     write_markdown,
 )
+from internvl_tools.documents.output import DamagedRecordWarning
 from internvl_tools.errors import (
     ConfigError,
     DocumentError,
@@ -424,13 +426,17 @@ def test_jsonl_roundtrip_markdown_and_resume(docs, tiny_engine, tmp_path) -> Non
     assert stream.summary.skipped == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert [(d["page"], d["error"] is None) for d in lines] == [(1, True), (2, False), (3, True)]
-    # a crash mid-write leaves half a line; resuming ignores it and redoes only the failed page
+    # a crash mid-write leaves half a line: resuming warns, redoes only the failed page, and appending drops the
+    # cut-off bytes first, so the retried record is whole (tests/reliability/test_documents_jsonl_resume.py: all cuts)
     with open(out, "a") as fh:
         fh.write('{"page": 3, "lab')
-    again = read_pdf(tiny_engine, docs["corrupt"], dpi=36, resume_from=out, **GEN)
+    with pytest.warns(DamagedRecordWarning, match="line 4"):
+        again = read_pdf(tiny_engine, docs["corrupt"], dpi=36, resume_from=out, **GEN)
     redone = list(again)
     assert [r.page for r in redone] == [2] and again.summary.skipped == 2
-    write_jsonl(redone, out, append=True)
+    with pytest.warns(DamagedRecordWarning, match="16 bytes"):
+        write_jsonl(redone, out, append=True)
+    assert [r.page for r in iter_jsonl(out)] == [1, 2, 3, 2]
     merged = load_results(out)
     assert [r.page for r in merged] == [1, 2, 3]
     md = write_markdown(merged, tmp_path / "run.md").read_text()

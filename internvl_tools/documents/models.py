@@ -26,7 +26,12 @@ class PageResult(BaseModel):
     ``text`` is the model's answer; ``data`` holds structured output (the schema's fields, or the chart's
     description and table); ``grounding`` the parsed boxes of ``grounded_ocr``. ``elapsed`` is the wall time given
     to this page in seconds: its render wait plus its share of the batch it was generated in. When the page failed
-    (render or generation), ``error`` and ``error_type`` say why and the run carried on.
+    (render, generation, or parsing the task's answer), ``error`` and ``error_type`` say why (``error_type`` is the
+    exception's class name, e.g. ``ContextLengthError``) and the run carried on.
+
+    ``ok`` is true only when the page was read: no ``error`` and no ``finish_reason == "error"`` (records written
+    before that rule, with an empty answer and ``finish_reason="error"``, count as failed too, so resume retries
+    them).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -52,7 +57,7 @@ class PageResult(BaseModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.finish_reason != "error"
 
 
 class DocumentSummary(BaseModel):

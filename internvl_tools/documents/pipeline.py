@@ -30,25 +30,39 @@ from internvl_tools.documents.tasks import (
     TEXT_TASKS,
     parse_chart_answer,
 )
-from internvl_tools.errors import ConfigError
+from internvl_tools.errors import ConfigError, StructuredOutputError
+from internvl_tools.grounding.prompts import grounded_ocr_prompt
+from internvl_tools.grounding.parser import parse_grounding
+from internvl_tools.generation.structured import json_schema_of, validate_output
 
 __all__ = ["PageStream", "read_pdf"]
 
 log = logging.getLogger("internvl_tools.documents")
 
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
+# How engines spell an item's error in ChatResult.error: "ContextLengthError: The prompt needs ... tokens".
+_ERROR_TEXT = re.compile(r"([A-Za-z_]\w*(?:Error|Exception)): (.*)", re.DOTALL)
 
 
 class PageStream(Iterator[PageResult]):
     """The iterator :func:`read_pdf` returns: yields :class:`PageResult` in page order; ``summary`` counts them.
 
     ``summary`` is live while iterating and final (``summary.finished``) once the stream is exhausted. ``close()``
-    (or leaving a ``with`` block) stops rendering and reaps the worker at once.
+    (or leaving a ``with`` block) stops rendering and reaps the worker at once. ``resume_from`` is the record file
+    the run resumed from (or None) and ``resumed_pages`` the pages it skips because they are done there.
     """
 
-    def __init__(self, gen: Iterator[PageResult], summary: DocumentSummary) -> None:
+    def __init__(
+        self,
+        gen: Iterator[PageResult],
+        summary: DocumentSummary,
+        resume_from: str | os.PathLike | None = None,
+        resumed_pages: frozenset[int] = frozenset(),
+    ) -> None:
         self._gen = gen
         self.summary = summary
+        self.resume_from = resume_from
+        self.resumed_pages = resumed_pages
 
     def __iter__(self) -> PageStream:
         return self
@@ -101,6 +115,25 @@ def _base(page: RenderedPage, task: str, question: str | None, model: str | None
     }
 
 
+def _error_fields(number: int, kind: str, message: str) -> dict[str, str]:
+    """``error`` / ``error_type`` of a failed page: the error's type name and its message, prefixed by the page."""
+    return {"error": f"page {number}: {kind}: {message}", "error_type": kind}
+
+
+def _exception_fields(number: int, exc: BaseException) -> dict[str, str]:
+    return _error_fields(number, type(exc).__name__, str(exc))
+
+
+def _answer_failure(answer: Any) -> tuple[str, str] | None:
+    """(type name, message) when an engine's answer is an error item (``finish_reason="error"`` or ``error`` set)."""
+    error = getattr(answer, "error", None)
+    if getattr(answer, "finish_reason", None) != "error" and not error:
+        return None
+    text = str(error or "the engine answered finish_reason='error' without saying why")
+    match = _ERROR_TEXT.fullmatch(text)
+    return (match.group(1), match.group(2)) if match else ("GenerationError", text)
+
+
 def _score(question: str, text: str) -> float:
     """Share of the question's words (3+ letters) found in the page's text layer."""
     wanted = {w.lower() for w in _WORD.findall(question)}
@@ -145,11 +178,16 @@ def read_pdf(
         batch_size: pages per batched generate (``engine.batch``); the next pages render meanwhile.
         progress: a tqdm bar (pages, pages/s); default on in terminals and notebooks, off otherwise.
         resume_from: a JSONL file of an earlier run (see :mod:`.output`); pages that succeeded there for the same
-            task are skipped (a missing file skips nothing).
+            task are skipped (a missing file skips nothing). Failed pages are read again, and so is a page whose
+            line is damaged (a warning names it). Append this run's results to the same file
+            (``write_jsonl(..., append=True)``).
         max_new_tokens: default per task (:data:`~.tasks.DEFAULT_MAX_NEW_TOKENS`); other generation options pass
             through (greedy decoding unless you ask for sampling).
 
-    A page that fails to render or generate yields a result with ``error`` set and the run continues. Opening errors
+    A page that fails to render or generate (including an engine answer with ``finish_reason="error"``, such as a
+    prompt too long for the context) or whose answer the task cannot parse yields a result with ``ok`` false and a
+    typed ``error`` / ``error_type`` (e.g. ``ContextLengthError`` with its numbers); it counts as failed in
+    ``summary`` and the run continues. Opening errors
     (missing file, encrypted without the right password, bad ``pages``) raise here, before any page is processed.
     """
     if question is not None:
@@ -179,25 +217,59 @@ def read_pdf(
     generation["max_new_tokens"] = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]
     summary = DocumentSummary(source=src.name, task=name, total=len(selected), skipped=len(done))
     show = _interactive() if progress is None else bool(progress)
-    run = _Run(engine, src, task, name, question, password, dpi, longest_side, batch_size, generation, summary,
-               backend, tile_grid)
+    run = _Run(
+        engine,
+        src,
+        task,
+        name,
+        question,
+        password,
+        dpi,
+        longest_side,
+        batch_size,
+        generation,
+        summary,
+        backend,
+        tile_grid,
+    )
     gen = run.iterate(todo, top_pages, show)
-    return PageStream(gen, summary)
+    return PageStream(gen, summary, resume_from, frozenset(done))
 
 
 class _Run:
-    def __init__(self, engine: Any, src: Any, task: Any, name: str, question: str | None, password: str | None,
-                 dpi: float | None, longest_side: int | None, batch_size: int, generation: dict,
-                 summary: DocumentSummary, backend: str, tile_grid: tuple[int, int] | None = None) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        src: Any,
+        task: Any,
+        name: str,
+        question: str | None,
+        password: str | None,
+        dpi: float | None,
+        longest_side: int | None,
+        batch_size: int,
+        generation: dict,
+        summary: DocumentSummary,
+        backend: str,
+        tile_grid: tuple[int, int] | None = None,
+    ) -> None:
         self.engine, self.src, self.task, self.name, self.question = engine, src, task, name, question
         self.password, self.dpi, self.longest_side, self.batch_size = password, dpi, longest_side, batch_size
         self.generation, self.summary, self.backend, self.tile_grid = generation, summary, backend, tile_grid
         self.model = getattr(engine, "model_name", None)
 
     def _render(self, numbers: list[int], with_text: bool = False) -> Any:
-        return render_pages(self.src, self.dpi, self.longest_side, pages=numbers, password=self.password,
-                            backend=self.backend, prefetch=max(2, self.batch_size), with_text=with_text,  # type: ignore[arg-type]
-                            tile_grid=self.tile_grid)
+        return render_pages(
+            self.src,
+            self.dpi,
+            self.longest_side,
+            pages=numbers,
+            password=self.password,
+            backend=self.backend,  # type: ignore[arg-type]
+            prefetch=max(2, self.batch_size),
+            with_text=with_text,
+            tile_grid=self.tile_grid,
+        )
 
     def iterate(self, todo: list[int], top_pages: int | None, show: bool) -> Iterator[PageResult]:
         start = time.perf_counter()
@@ -263,8 +335,6 @@ class _Run:
         if self.task == "chart":
             return CHART_PROMPT
         if self.task == "grounded_ocr":
-            from internvl_tools.grounding.prompts import grounded_ocr_prompt
-
             return grounded_ocr_prompt()
         return self.question or ""
 
@@ -275,8 +345,12 @@ class _Run:
         return [done[page.number] for page, _ in pages]
 
     def _failed(self, page: RenderedPage, render_s: float) -> PageResult:
-        return PageResult(**_base(page, self.name, self.question, self.model), error=page.error,
-                          error_type=page.error_type, elapsed=render_s)
+        return PageResult(
+            **_base(page, self.name, self.question, self.model),
+            error=page.error,
+            error_type=page.error_type or "PageRenderError",
+            elapsed=render_s,
+        )
 
     def _generate(self, batch: list[tuple[RenderedPage, float]]) -> list[PageResult]:
         if not batch:
@@ -286,8 +360,9 @@ class _Run:
         prompt = self._prompt()
         started = time.perf_counter()
         try:
-            answers: list[Any] = self.engine.batch([_user(p.image, prompt) for p, _ in batch],
-                                                   batch_size=len(batch), **self.generation)
+            answers: list[Any] = self.engine.batch(
+                [_user(p.image, prompt) for p, _ in batch], batch_size=len(batch), **self.generation
+            )
         except Exception:
             # One bad page (e.g. too long for the context) must not sink its batch-mates: retry one by one.
             answers = []
@@ -303,39 +378,81 @@ class _Run:
     def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
         base = _base(page, self.name, self.question, self.model)
         if isinstance(answer, Exception):
-            return PageResult(**base, error=f"page {page.number}: {type(answer).__name__}: {answer}",
-                              error_type=type(answer).__name__, elapsed=elapsed)
+            return PageResult(**base, **_exception_fields(page.number, answer), elapsed=elapsed)
+        failure = _answer_failure(answer)
+        if failure is not None:
+            # engine.batch answers an item it could not generate (too long, bad image) with finish_reason="error":
+            # that page was not read, so it is a failed page (resume retries it), never an empty success.
+            return PageResult(
+                **base,
+                **_error_fields(page.number, *failure),
+                usage=answer.usage,
+                finish_reason=answer.finish_reason,
+                elapsed=elapsed,
+            )
         data = grounding = None
         try:
             if self.task == "chart":
                 data = parse_chart_answer(answer.text)
             elif self.task == "grounded_ocr":
-                from internvl_tools.grounding.parser import parse_grounding
-
                 grounding = parse_grounding(answer.text, page.size_px)
-        except Exception as exc:  # a parser must never cost the page its text
+        except Exception as exc:
+            # Parsers are meant never to raise on a model's answer; if one does, the task's output (data, boxes)
+            # is missing, so the page failed. Its text is kept on the record so nothing is lost.
             log.warning("page %d: could not parse the %s answer: %s", page.number, self.task, exc)
-        return PageResult(**base, text=answer.text, data=data, grounding=grounding, usage=answer.usage,
-                          finish_reason=answer.finish_reason, elapsed=elapsed)
+            return PageResult(
+                **base,
+                text=answer.text,
+                **_exception_fields(page.number, exc),
+                usage=answer.usage,
+                finish_reason=answer.finish_reason,
+                elapsed=elapsed,
+            )
+        return PageResult(
+            **base,
+            text=answer.text,
+            data=data,
+            grounding=grounding,
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+            elapsed=elapsed,
+        )
 
     def _extract(self, page: RenderedPage, render_s: float) -> PageResult:
-        from internvl_tools.generation.structured import json_schema_of, validate_output
-
         started = time.perf_counter()
         base = _base(page, self.name, self.question, self.model)
         try:
             schema = json_schema_of(self.task)
             prompt = f"{SCHEMA_PROMPT}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
             answer = self.engine.generate_structured(_user(page.image, prompt), schema, **self.generation)
+            failure = _answer_failure(answer)
+            if failure is not None:
+                return PageResult(
+                    **base,
+                    **_error_fields(page.number, *failure),
+                    usage=answer.usage,
+                    finish_reason=answer.finish_reason,
+                    elapsed=render_s + time.perf_counter() - started,
+                )
             if answer.finish_reason != "stop":
-                raise ValueError(f"the JSON answer did not finish within max_new_tokens; partial: {answer.text[:80]!r}")
+                raise StructuredOutputError(
+                    f"the JSON answer did not finish within max_new_tokens={self.generation['max_new_tokens']} "
+                    f"(finish_reason={answer.finish_reason!r}); raise max_new_tokens. Partial: {answer.text[:80]!r}"
+                )
             value = validate_output(answer.text, self.task)
             data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         except Exception as exc:
-            return PageResult(**base, error=f"page {page.number}: {type(exc).__name__}: {exc}",
-                              error_type=type(exc).__name__, elapsed=render_s + time.perf_counter() - started)
-        return PageResult(**base, text=answer.text, data=data, usage=answer.usage, finish_reason=answer.finish_reason,
-                          elapsed=render_s + time.perf_counter() - started)
+            return PageResult(
+                **base, **_exception_fields(page.number, exc), elapsed=render_s + time.perf_counter() - started
+            )
+        return PageResult(
+            **base,
+            text=answer.text,
+            data=data,
+            usage=answer.usage,
+            finish_reason=answer.finish_reason,
+            elapsed=render_s + time.perf_counter() - started,
+        )
 
     def _rank(self, todo: list[int]) -> dict[int, float]:
         """Relevance in [0, 1] per page: text-layer word overlap; a yes/no screen for pages with no text layer."""
@@ -360,9 +477,23 @@ class _Run:
             return {}
         prompt = RELEVANCE_PROMPT.format(question=self.question)
         try:
-            answers = self.engine.batch([_user(p.image, prompt) for p in pages], batch_size=len(pages),
-                                        max_new_tokens=3, do_sample=False)
-        except Exception:
+            answers = self.engine.batch(
+                [_user(p.image, prompt) for p in pages], batch_size=len(pages), max_new_tokens=3, do_sample=False
+            )
+        except Exception as exc:
+            log.warning(
+                "pages %s: relevance screening failed (%s: %s); ranked as not relevant",
+                [p.number for p in pages],
+                type(exc).__name__,
+                exc,
+            )
             return {p.number: 0.0 for p in pages}
-        pairs = zip(pages, answers, strict=True)
-        return {p.number: 1.0 if a.text.strip().lower().startswith("yes") else 0.0 for p, a in pairs}
+        scores = {}
+        for page, answer in zip(pages, answers, strict=True):
+            failure = _answer_failure(answer)
+            if failure is not None:
+                log.warning(
+                    "page %d: relevance screening failed (%s: %s); ranked as not relevant", page.number, *failure
+                )
+            scores[page.number] = 1.0 if failure is None and answer.text.strip().lower().startswith("yes") else 0.0
+        return scores

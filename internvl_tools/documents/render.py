@@ -1,11 +1,13 @@
 """Render document pages to images lazily, at a resolution chosen for InternVL's tiling, in bounded memory.
 
-PDFium (through pypdfium2) is not thread-safe, even across documents. Rendering therefore runs either in a
-background **worker process** (the default for longer PDFs: PDFium's caches and any crash stay out of the
-caller's process) or in one background **thread** holding :data:`~.sources.PDFIUM_LOCK` (the default for short
-documents and images, where starting a process costs more than it saves). Either way pages travel through a
-queue of ``prefetch`` slots, so at most ``prefetch + 1`` rendered pages exist at a time, whatever the document's
-length, and the next pages render while the caller works on the current one.
+PDFium (through pypdfium2) is not thread-safe, even across documents, and a hostile PDF can ask it for gigabytes
+and minutes (3 million drawing operations in 76 KB). PDFs are therefore rendered by default in a **worker
+process** (:mod:`.worker`) started with ``python -c`` (it never re-imports the caller's ``__main__``, so scripts
+need no ``if __name__ == "__main__":`` guard), where the kernel bounds each page's memory and CPU time and a crash
+costs one page, not the caller. The **thread** backend (one thread holding :data:`~.sources.PDFIUM_LOCK`) is
+faster but unbounded: it is the default for images, whose decoding :func:`~internvl_tools.media.open_image`
+bounds, and an opt-in for trusted PDFs. Pages travel through ``prefetch`` queue slots (thread) or a pipe (process,
+one page ahead), so only a few rendered pages exist at a time, whatever the document's length.
 
 >>> from PIL import Image
 >>> [(p.number, p.size_px) for p in render_pages(Image.new("RGB", (40, 30)))]
@@ -16,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing as mp
 import queue as queue_mod
+import sys
 import threading
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
+
+from PIL import Image, ImageOps
 
 from internvl_tools.documents.sources import (
     PDFIUM_LOCK,
@@ -33,14 +36,22 @@ from internvl_tools.documents.sources import (
     page_count,
     parse_pages,
 )
+from internvl_tools.documents.worker import (
+    PageLimits,
+    PageWorker,
+    apply_memory_limit,
+    page_cpu_limit,
+    read_job,
+    render_in_workers,
+    write_frame,
+)
 from internvl_tools.errors import ConfigError, DocumentError, PageRenderError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from PIL import Image
+from internvl_tools.media import MediaPolicy, decode_frame, open_image
 
 __all__ = [
     "DEFAULT_LONGEST_SIDE",
     "PROCESS_MIN_PAGES",
+    "PageLimits",
     "RenderStream",
     "RenderedPage",
     "default_longest_side",
@@ -93,8 +104,9 @@ def grid_longest_side(width: float, height: float, image_size: int = 448, max_ti
 
     floor = default_longest_side(image_size, max_tiles)
     scale = floor / max(width, height)
-    cols, rows = select_grid(max(1, round(width * scale)), max(1, round(height * scale)), max_tiles=max_tiles,
-                             image_size=image_size)
+    cols, rows = select_grid(
+        max(1, round(width * scale)), max(1, round(height * scale)), max_tiles=max_tiles, image_size=image_size
+    )
     return max(floor, (cols if width >= height else rows) * image_size)
 
 
@@ -119,13 +131,14 @@ def tile_grid_for(engine: Any) -> tuple[int, int] | None:
 #: Default longest rendered side for 448-pixel tiles and a 12-tile budget (see :func:`default_longest_side`).
 DEFAULT_LONGEST_SIDE = default_longest_side()
 
-#: ``backend="auto"`` renders PDFs with at least this many selected pages in a worker process (crash isolation,
-#: PDFium memory kept out of the caller), shorter ones in a thread (faster for everyday documents). On the 2-core
-#: dev box the thread path renders and tiles about 2x more pages/s (no raw-bitmap IPC), see
-#: ``benchmarks/documents.py``; pass ``backend="thread"`` when speed matters more than isolation.
-PROCESS_MIN_PAGES = 64
+#: ``backend="auto"`` renders PDFs with at least this many selected pages in the worker process: every PDF, since
+#: only the worker can bound a hostile page's memory and time (issue 14). The thread path renders and tiles faster
+#: on the 2-core dev box (``benchmarks/documents.py``); pass ``backend="thread"`` for trusted PDFs when speed
+#: matters more than isolation.
+PROCESS_MIN_PAGES = 1
 
-#: Refuse to allocate a bitmap above this many pixels (a 1-metre poster at 600 DPI); lower ``dpi`` instead.
+#: Never render a bitmap above this many pixels (a 1-metre poster at 600 DPI), nor above the policy's
+#: ``max_pixels``: the scale is lowered until the page fits.
 MAX_PAGE_PIXELS = 120_000_000
 
 #: PDFium keeps every object it has parsed (image streams included) until the document closes, so memory grows
@@ -174,23 +187,29 @@ class RenderedPage:
 # ---------------------------------------------------------------------------------------------------- producing
 
 
-def _choose_scale(width: float, height: float, dpi: float | None, longest_side: int | None) -> float:
-    """Pixels per unit: ``dpi / 72``, capped so the longest side stays within ``longest_side`` when both are set."""
+def _choose_scale(
+    width: float, height: float, dpi: float | None, longest_side: int | None, max_pixels: int = MAX_PAGE_PIXELS
+) -> float:
+    """Pixels per unit: ``dpi / 72``, capped so the longest side stays within ``longest_side`` when both are set,
+    and lowered until the bitmap holds at most ``max_pixels`` pixels (so no page can ask for an unbounded one)."""
     longest = max(width, height)
-    if longest <= 0:
-        raise PageRenderError(f"The page has a zero size ({width} x {height}); it cannot be rendered.")
+    if not (longest > 0 and min(width, height) > 0) or not math.isfinite(longest):
+        raise PageRenderError(f"The page has a zero or invalid size ({width} x {height}); it cannot be rendered.")
     if dpi is None and longest_side is None:
         longest_side = DEFAULT_LONGEST_SIDE
     scale = dpi / 72.0 if dpi is not None else math.inf
     if longest_side is not None:
         # The tiny shrink keeps ceil(longest * scale) == longest_side despite float rounding.
         scale = min(scale, longest_side / longest * (1 - 1e-9))
-    if math.ceil(width * scale) * math.ceil(height * scale) > MAX_PAGE_PIXELS:
-        raise PageRenderError(
-            f"The page ({width:.0f} x {height:.0f} pt) would be larger than {MAX_PAGE_PIXELS} pixels at scale "
-            f"{scale:.2f}; pass a lower dpi or a longest_side."
-        )
-    return scale
+    for _ in range(64):
+        pixels = math.ceil(width * scale) * math.ceil(height * scale)
+        if pixels <= max_pixels:
+            return scale
+        scale *= min(math.sqrt(max_pixels / pixels), 1 - 1e-6)
+    raise PageRenderError(
+        f"The page ({width:g} x {height:g} pt) cannot be rendered within {max_pixels} pixels at any scale; its shape "
+        "is degenerate."
+    )
 
 
 def _label(doc: Any, index: int) -> str:
@@ -200,8 +219,15 @@ def _label(doc: Any, index: int) -> str:
         return str(index + 1)
 
 
-def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], opts: dict, lock: Any,
-               stopped: Callable[[], bool]) -> Iterator[dict]:
+def _pdf_pages(
+    src: DocumentSource,
+    password: str | None,
+    indices: list[int],
+    opts: dict,
+    lock: Any,
+    stopped: Callable[[], bool],
+    guard: Callable[[], Any],
+) -> Iterator[dict]:
     def reopen(old: Any) -> Any:
         with lock:
             if old is not None:
@@ -218,10 +244,16 @@ def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], op
                 return
             if done and done % REOPEN_EVERY == 0:
                 doc = reopen(doc)
-            meta: dict[str, Any] = {"number": index + 1, "label": str(index + 1), "width_pt": 0.0,
-                                    "height_pt": 0.0, "scale": 0.0, "rotation": 0}
+            meta: dict[str, Any] = {
+                "number": index + 1,
+                "label": str(index + 1),
+                "width_pt": 0.0,
+                "height_pt": 0.0,
+                "scale": 0.0,
+                "rotation": 0,
+            }
             try:
-                with lock:
+                with lock, guard():
                     meta["label"] = _label(doc, index)
                     page = doc[index]
                     try:
@@ -230,10 +262,15 @@ def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], op
                         longest_side = opts["longest_side"]
                         if opts["dpi"] is None and longest_side is None and opts.get("tile_grid"):
                             longest_side = grid_longest_side(width, height, *opts["tile_grid"])
-                        scale = _choose_scale(width, height, opts["dpi"], longest_side)
+                        scale = _choose_scale(width, height, opts["dpi"], longest_side, opts["max_pixels"])
                         meta["scale"] = scale
-                        image = page.render(scale=scale, rev_byteorder=True, may_draw_forms=True,
-                                            draw_annots=True, limit_image_cache=True).to_pil()
+                        image = page.render(
+                            scale=scale,
+                            rev_byteorder=True,
+                            may_draw_forms=True,
+                            draw_annots=True,
+                            limit_image_cache=True,
+                        ).to_pil()
                         if image.mode != "RGB":
                             image = image.convert("RGB")
                         if opts["with_text"]:
@@ -251,18 +288,26 @@ def _pdf_pages(src: DocumentSource, password: str | None, indices: list[int], op
 
 
 def _image_pages(src: DocumentSource, indices: list[int], opts: dict, stopped: Callable[[], bool]) -> Iterator[dict]:
-    from PIL import Image, ImageOps
-
-    handle = src.image if src.image is not None else Image.open(src.open_binary())
+    policy = opts.get("policy")
+    if src.image is not None:
+        handle = src.image
+    else:  # only the policy's formats; each frame's size is checked before it is decoded
+        handle = open_image(src.open_binary(), policy=policy, desc=src.name, check_size=False)
     try:
         for index in indices:
             if stopped():
                 return
-            meta: dict[str, Any] = {"number": index + 1, "label": str(index + 1), "width_pt": 0.0,
-                                    "height_pt": 0.0, "scale": 1.0, "rotation": 0}
+            meta: dict[str, Any] = {
+                "number": index + 1,
+                "label": str(index + 1),
+                "width_pt": 0.0,
+                "height_pt": 0.0,
+                "scale": 1.0,
+                "rotation": 0,
+            }
             try:
-                if index:
-                    handle.seek(index)
+                desc = f"{src.name} page {index + 1}"
+                decode_frame(handle, index, policy=policy, desc=desc)
                 frame = ImageOps.exif_transpose(handle.copy() if src.image is not None else handle)
                 frame = frame.convert("RGB")
                 source_dpi = _image_dpi(handle)
@@ -270,7 +315,7 @@ def _image_pages(src: DocumentSource, indices: list[int], opts: dict, stopped: C
                 meta.update(width_pt=width * 72.0 / source_dpi, height_pt=height * 72.0 / source_dpi)
                 if opts["dpi"] is not None or opts["longest_side"] is not None:
                     dpi = opts["dpi"] / source_dpi * 72.0 if opts["dpi"] is not None else None
-                    scale = _choose_scale(width, height, dpi, opts["longest_side"])
+                    scale = _choose_scale(width, height, dpi, opts["longest_side"], opts["max_pixels"])
                     size = (max(1, round(width * scale)), max(1, round(height * scale)))
                     if size != frame.size:
                         frame = frame.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
@@ -301,10 +346,17 @@ def _error_type(exc: BaseException) -> str:
     return "PageRenderError" if type(exc).__name__ == "PdfiumError" else type(exc).__name__
 
 
-def _produce(src: DocumentSource, password: str | None, indices: list[int], opts: dict, lock: Any,
-             stopped: Callable[[], bool]) -> Iterator[dict]:
+def _produce(
+    src: DocumentSource,
+    password: str | None,
+    indices: list[int],
+    opts: dict,
+    lock: Any,
+    stopped: Callable[[], bool],
+    guard: Callable[[], Any] = contextlib.nullcontext,
+) -> Iterator[dict]:
     if src.kind == "pdf":
-        return _pdf_pages(src, password, indices, opts, lock, stopped)
+        return _pdf_pages(src, password, indices, opts, lock, stopped, guard)
     return _image_pages(src, indices, opts, stopped)
 
 
@@ -324,19 +376,48 @@ def _put(q: Any, item: Any, stopped: Callable[[], bool]) -> bool:
     return False
 
 
-def _worker_main(src: DocumentSource, password: str | None, indices: list[int], opts: dict, q: Any, stop: Any) -> None:
-    """Entry point of the render process: pages go out as raw RGB bytes (no PNG encode/decode on either side)."""
+def serve_worker() -> None:
+    """Entry point of the render worker process (see :mod:`.worker`); not for direct use.
+
+    Reads one job from stdin, renders its pages under the per-page limits, writes them to stdout as frames.
+    """
+    out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print from a library must not corrupt the protocol
+    job, data = read_job(sys.stdin.buffer)
+    limits = PageLimits(timeout_s=job["timeout_s"], memory_mb=job["memory_mb"])
+    opts = dict(job["opts"])
+    if opts.get("tile_grid") is not None:
+        opts["tile_grid"] = tuple(opts["tile_grid"])
+    src = DocumentSource(kind="pdf", name=job["name"], path=job["path"], data=None if job["path"] else data)
+    del data
+    apply_memory_limit(limits)  # from here on, everything this process maps counts
     try:
-        for item in _produce(src, password, indices, opts, contextlib.nullcontext(), stop.is_set):
+        for item in _produce(
+            src,
+            job["password"],
+            job["indices"],
+            opts,
+            contextlib.nullcontext(),
+            lambda: False,
+            lambda: page_cpu_limit(limits),
+        ):
             image = item.pop("image", None)
-            if image is not None:
-                item["raw"] = (image.size, image.tobytes())
-            if not _put(q, item, stop.is_set):
-                return
-    except BaseException as exc:  # opening failed after all: report, do not die silently
-        _put(q, {"fatal": f"{type(exc).__name__}: {exc}", "trace": traceback.format_exc()}, stop.is_set)
+            if image is None:
+                write_frame(out, item)
+                continue
+            raw = image.tobytes()
+            item["size"] = list(image.size)
+            del image
+            write_frame(out, item, raw)
+            del raw
+    except BrokenPipeError:  # the parent stopped reading (closed early): nothing left to do
         return
-    _put(q, _DONE, stop.is_set)
+    except BaseException as exc:  # opening failed after all: report, do not die silently
+        with contextlib.suppress(OSError):
+            write_frame(out, {"fatal": f"{type(exc).__name__}: {exc}"})
+        return
+    with contextlib.suppress(OSError):
+        write_frame(out, {"done": True})
 
 
 class RenderStream(Iterator["RenderedPage"]):
@@ -346,8 +427,18 @@ class RenderStream(Iterator["RenderedPage"]):
     selected 1-based numbers in order; ``backend`` the transport actually used (``"process"`` or ``"thread"``).
     """
 
-    def __init__(self, src: DocumentSource, password: str | None, indices: list[int], n_pages: int, opts: dict,
-                 backend: str, prefetch: int, on_error: str) -> None:
+    def __init__(
+        self,
+        src: DocumentSource,
+        password: str | None,
+        indices: list[int],
+        n_pages: int,
+        opts: dict,
+        backend: str,
+        prefetch: int,
+        on_error: str,
+        limits: PageLimits | None = None,
+    ) -> None:
         self.source = src
         self.page_count = n_pages
         self.page_numbers = [i + 1 for i in indices]
@@ -357,9 +448,10 @@ class RenderStream(Iterator["RenderedPage"]):
         self._opts = opts
         self._prefetch = prefetch
         self._on_error = on_error
+        self._limits = PageLimits() if limits is None else limits
         self._gen: Iterator[RenderedPage] | None = None
         self._closed = False
-        self.process: Any = None  # the current worker process (process backend), for inspection and tests
+        self.process: PageWorker | None = None  # the current worker (process backend), for inspection and tests
 
     def __len__(self) -> int:
         return len(self._indices)
@@ -429,83 +521,32 @@ class RenderStream(Iterator["RenderedPage"]):
 
     # -- process -----------------------------------------------------------------------------------------------
 
-    def _start(self, ctx: Any, indices: list[int]) -> tuple[Any, Any, Any]:
-        q = ctx.Queue(maxsize=self._prefetch)
-        stop = ctx.Event()
-        proc = ctx.Process(target=_worker_main, args=(self.source, self._password, indices, self._opts, q, stop),
-                           name="internvl-render", daemon=True)
-        proc.start()
-        self.process = proc
-        return proc, q, stop
-
     def _run_process(self) -> Iterator[RenderedPage]:
-        ctx = mp.get_context("spawn")  # never fork: the parent may hold torch/OpenMP threads and PDFium state
-        remaining = list(self._indices)
-        proc, q, stop = self._start(ctx, remaining)
-        try:
-            while remaining:
-                try:
-                    item = q.get(timeout=_POLL_S)
-                except queue_mod.Empty:
-                    if proc.is_alive():
-                        continue
-                    with contextlib.suppress(queue_mod.Empty):  # it may have finished just before dying
-                        item = q.get(timeout=_POLL_S)
-                        if item != _DONE:
-                            remaining.remove(item["number"] - 1)
-                            yield _to_page(item)
-                        continue
-                    # The worker died (a PDFium crash): that page fails, a fresh worker resumes after it.
-                    failed = remaining.pop(0)
-                    yield RenderedPage(
-                        number=failed + 1, label=str(failed + 1), width_pt=0.0, height_pt=0.0, scale=0.0,
-                        error=f"page {failed + 1}: the renderer process died (exit code {proc.exitcode}) on this page",
-                        error_type="PageRenderError",
-                    )
-                    _shutdown(proc, q, stop)
-                    if remaining:
-                        proc, q, stop = self._start(ctx, remaining)
-                    continue
-                if item == _DONE:
-                    return
-                if "fatal" in item:
-                    raise DocumentError(f"Rendering {self.source.name} failed: {item['fatal']}")
-                remaining.remove(item["number"] - 1)
-                yield _to_page(item)
-        finally:
-            _shutdown(proc, q, stop)
+        wire_opts = {k: v for k, v in self._opts.items() if k != "policy"}  # JSON-safe: numbers and flags only
+        max_pixels = self._opts["max_pixels"]
+        for item in render_in_workers(
+            self.source, self._password, self._indices, wire_opts, self._limits, max_pixels, self._started
+        ):
+            if "fatal" in item:
+                raise DocumentError(f"Rendering {self.source.name} failed: {item['fatal']}")
+            yield _to_page(item)
+
+    def _started(self, worker: PageWorker) -> None:
+        self.process = worker
 
 
-def _shutdown(proc: Any, q: Any, stop: Any) -> None:
-    """Stop the worker and reap it, so no zombie or orphan is left, even after an early exit."""
-    stop.set()
-    # Drain so the worker's queue feeder thread can flush and exit instead of blocking on a full pipe.
-    for _ in range(64):
-        try:
-            q.get(timeout=0.05 if proc.is_alive() else 0)
-        except (queue_mod.Empty, OSError, EOFError, ValueError):
-            if not proc.is_alive():
-                break
-    proc.join(timeout=2)
-    if proc.is_alive():
-        proc.terminate()
-        proc.join(timeout=2)
-    if proc.is_alive():  # pragma: no cover - terminate ignored
-        proc.kill()
-        proc.join()
-    q.close()
-    q.join_thread()
+_PAGE_FIELDS = frozenset(
+    {"number", "label", "width_pt", "height_pt", "scale", "rotation", "text", "error", "error_type"}
+)
 
 
 def _to_page(item: dict) -> RenderedPage:
     image = item.pop("image", None)
     raw = item.pop("raw", None)
     if raw is not None:
-        from PIL import Image
-
         size, data = raw
         image = Image.frombytes("RGB", size, data)
-    return RenderedPage(image=image, **item)
+    return RenderedPage(image=image, **{k: v for k, v in item.items() if k in _PAGE_FIELDS})
 
 
 def render_pages(
@@ -520,6 +561,9 @@ def render_pages(
     with_text: bool = False,
     on_error: Literal["yield", "raise"] = "yield",
     tile_grid: tuple[int, int] | None = None,
+    policy: MediaPolicy | None = None,
+    page_timeout: float | None = 60.0,
+    page_memory_mb: int | None = 2048,
 ) -> RenderStream:
     """Render the selected pages of a PDF, multi-page TIFF or image lazily, one :class:`RenderedPage` at a time.
 
@@ -532,14 +576,23 @@ def render_pages(
             images keep their pixels (resampling before the tiler's own resize would only lose detail).
         pages: 1-based selection, e.g. ``"1-3,7"``; validated against the page count.
         password: for encrypted PDFs (:class:`~internvl_tools.errors.PasswordError` when missing or wrong).
-        backend: ``"process"`` (a spawn worker process), ``"thread"`` (one thread under the PDFium lock) or
-            ``"auto"``: process for PDFs with at least :data:`PROCESS_MIN_PAGES` selected pages.
-        prefetch: queue slots; at most ``prefetch + 1`` rendered pages exist at once.
+        backend: ``"process"`` (a worker process: each page bounded in memory and CPU time, crashes isolated),
+            ``"thread"`` (one thread under the PDFium lock: faster, unbounded, for trusted PDFs only) or
+            ``"auto"``: process for PDFs, thread for images (which :func:`~internvl_tools.media.open_image` bounds).
+        prefetch: queue slots of the thread backend; at most ``prefetch + 1`` rendered pages exist at once (the
+            process backend renders one page ahead).
         with_text: also extract each PDF page's text layer into ``RenderedPage.text`` (``""`` for scans).
         on_error: ``"yield"`` a page with ``error`` set and carry on (default), or ``"raise"`` PageRenderError.
         tile_grid: ``(image_size, max_tiles)`` of the model the pages are for. With neither ``dpi`` nor
             ``longest_side``, each PDF page is then rendered at :func:`grid_longest_side` for its own shape, so
             long pages are not upsampled by the tiler (``read_pdf`` passes the engine's values).
+        policy: the :class:`~internvl_tools.media.MediaPolicy` for image inputs (allowed formats, ``max_pixels``
+            per frame, checked before decoding). Its ``max_pixels`` also caps every rendered page: a ``dpi`` that
+            would need a bigger bitmap is lowered (``RenderedPage.scale`` says what was used).
+        page_timeout: CPU seconds one PDF page may take in the worker process; a page over it fails alone with a
+            :class:`~internvl_tools.errors.PageRenderError` naming the limit. ``None``: no limit.
+        page_memory_mb: memory (MiB) the worker may use beyond its start-up size while rendering; a page over it
+            fails alone likewise. ``None``: no limit. Both limits need the process backend (POSIX).
 
     Opening problems (missing file, not a PDF, encrypted, bad page selection) raise here, at call time; per-page
     problems surface per page. The page rotation (``/Rotate``), form fields and annotations are drawn.
@@ -559,15 +612,29 @@ def render_pages(
         raise ConfigError(f"prefetch must be an int >= 1, got {prefetch!r}.")
     if on_error not in ("yield", "raise"):
         raise ConfigError(f"on_error must be 'yield' or 'raise', got {on_error!r}.")
+    if page_timeout is not None and not (isinstance(page_timeout, (int, float)) and page_timeout > 0):
+        raise ConfigError(f"page_timeout must be a positive number of seconds or None, got {page_timeout!r}.")
+    if page_memory_mb is not None and not (isinstance(page_memory_mb, int) and page_memory_mb >= 64):
+        raise ConfigError(f"page_memory_mb must be an int >= 64 (MiB) or None, got {page_memory_mb!r}.")
+    policy = MediaPolicy() if policy is None else policy
     src = open_source(source)
-    n_pages = page_count(src, password)
+    n_pages = page_count(src, password, policy=policy)
     indices = parse_pages(pages, n_pages) if n_pages or pages is not None else []
     if backend == "auto":
         backend = "process" if src.kind == "pdf" and len(indices) >= PROCESS_MIN_PAGES else "thread"
     if backend == "process" and src.image is not None:
         backend = "thread"  # an in-memory PIL image: nothing for a worker to open
-    if tile_grid is not None and not (isinstance(tile_grid, tuple) and len(tile_grid) == 2
-                                      and all(isinstance(v, int) and v >= 1 for v in tile_grid)):
+    if tile_grid is not None and not (
+        isinstance(tile_grid, tuple) and len(tile_grid) == 2 and all(isinstance(v, int) and v >= 1 for v in tile_grid)
+    ):
         raise ConfigError(f"tile_grid must be (image_size, max_tiles) as two positive ints, got {tile_grid!r}.")
-    opts = {"dpi": dpi, "longest_side": longest_side, "with_text": with_text, "tile_grid": tile_grid}
-    return RenderStream(src, password, indices, n_pages, opts, backend, prefetch, on_error)
+    opts = {
+        "dpi": dpi,
+        "longest_side": longest_side,
+        "with_text": with_text,
+        "tile_grid": tile_grid,
+        "max_pixels": min(MAX_PAGE_PIXELS, policy.max_pixels),
+        "policy": policy,
+    }
+    limits = PageLimits(timeout_s=page_timeout, memory_mb=page_memory_mb)
+    return RenderStream(src, password, indices, n_pages, opts, backend, prefetch, on_error, limits)

@@ -20,11 +20,13 @@ from typing import Any, Literal
 
 from internvl_tools.errors import (
     DocumentError,
+    ImageDecodeError,
     MediaNotFoundError,
     PageSelectionError,
     PasswordError,
     UnsupportedSourceError,
 )
+from internvl_tools.media import MediaPolicy, open_image
 
 __all__ = ["PDFIUM_LOCK", "DocumentSource", "PageSpec", "open_source", "page_count", "parse_pages"]
 
@@ -105,7 +107,9 @@ def open_source(source: Any) -> DocumentSource:
 def parse_pages(spec: PageSpec, page_count: int) -> list[int]:
     """Turn a 1-based page selection into sorted, de-duplicated 0-based indices, validated against ``page_count``.
 
-    ``None`` selects every page. Strings hold comma-separated numbers and ranges: ``"1-3,7"``, ``"10-"``.
+    ``None`` selects every page. Strings hold comma-separated numbers and ranges: ``"1-3,7"``, ``"10-"``. Work and
+    memory are bounded by ``page_count``, whatever the selection says: a range such as ``"1-100000000"`` is
+    checked against the page count before anything is built, and iterables are read only until they prove bad.
 
     >>> parse_pages([3, 1, 3], page_count=5)
     [0, 2]
@@ -114,54 +118,98 @@ def parse_pages(spec: PageSpec, page_count: int) -> list[int]:
     """
     if spec is None:
         return list(range(page_count))
-    numbers: set[int] = set()
     if isinstance(spec, bool):
         raise PageSelectionError(f"pages={spec!r} is not a page selection; use e.g. pages='1-3,7' or pages=[1, 2].")
+    selection = _Selection(page_count)
     if isinstance(spec, int):
-        numbers.add(spec)
+        selection.add(spec)
     elif isinstance(spec, str):
         if not spec.strip():
             raise PageSelectionError("pages='' selects nothing; use None for all pages or e.g. '1-3,7'.")
         for part in spec.split(","):
-            match = _RANGE.match(part)
-            if match is None:
-                raise PageSelectionError(
-                    f"Cannot read {part.strip()!r} in pages={spec!r}; use 1-based numbers and ranges like '1-3,7' "
-                    "or '5-' (to the end)."
-                )
-            first = int(match.group(1))
-            if match.group(2) is None:
-                numbers.add(first)
-                continue
-            last = int(match.group(3)) if match.group(3) is not None else page_count
-            if match.group(3) is not None and last < first:
-                raise PageSelectionError(
-                    f"The range {part.strip()!r} in pages={spec!r} runs backwards; write it low-high."
-                )
-            if first < 1:
-                raise PageSelectionError(f"Page numbers start at 1; {part.strip()!r} in pages={spec!r} starts at 0.")
-            numbers.update(range(first, last + 1))
+            selection.add_part(part, spec)
     else:
         try:
-            items = list(spec)
+            items = iter(spec)
         except TypeError:
             raise PageSelectionError(
                 f"pages={spec!r} is not a page selection; use a string like '1-3,7', an int or a list of ints."
             ) from None
-        for item in items:
+        limit = 16 * page_count + 1024  # duplicates beyond this are a runaway generator, not a selection
+        for seen, item in enumerate(items):
             if isinstance(item, bool) or not isinstance(item, int):
                 raise PageSelectionError(f"pages holds {item!r}; every page number must be an int (1-based).")
-            numbers.add(item)
-    if not numbers:
-        raise PageSelectionError(f"pages={spec!r} selects no pages.")
-    bad = sorted(n for n in numbers if not 1 <= n <= page_count)
-    if bad:
-        shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
-        raise PageSelectionError(
-            f"pages={spec!r} names page(s) {shown}, but the document has {page_count} page(s) (numbered 1-"
-            f"{page_count})."
-        )
-    return [n - 1 for n in sorted(numbers)]
+            if seen >= limit:
+                raise PageSelectionError(
+                    f"pages holds more than {limit} entries for a {page_count}-page document; name each page once."
+                )
+            selection.add(item)
+            if selection.full_of_errors():
+                break
+    return selection.indices(spec)
+
+
+class _Selection:
+    """Pages chosen so far (at most ``page_count`` of them) and the first few out-of-range numbers."""
+
+    _SHOWN = 5
+
+    def __init__(self, page_count: int) -> None:
+        self.page_count = page_count
+        self.numbers: set[int] = set()
+        self.bad: list[int] = []
+        self.empty = True
+
+    def full_of_errors(self) -> bool:
+        return len(self.bad) > self._SHOWN
+
+    def add(self, number: int) -> None:
+        self.empty = False
+        if 1 <= number <= self.page_count:
+            self.numbers.add(number)
+        elif not self.full_of_errors():
+            self.bad.append(number)
+
+    def add_part(self, part: str, spec: str) -> None:
+        match = _RANGE.match(part)
+        if match is None:
+            raise PageSelectionError(
+                f"Cannot read {part.strip()!r} in pages={spec!r}; use 1-based numbers and ranges like '1-3,7' "
+                "or '5-' (to the end)."
+            )
+        first = int(match.group(1))
+        if match.group(2) is None:
+            self.add(first)
+            return
+        last = int(match.group(3)) if match.group(3) is not None else self.page_count
+        if match.group(3) is not None and last < first:
+            raise PageSelectionError(f"The range {part.strip()!r} in pages={spec!r} runs backwards; write it low-high.")
+        if first < 1:
+            raise PageSelectionError(f"Page numbers start at 1; {part.strip()!r} in pages={spec!r} starts at 0.")
+        self.empty = self.empty and first > last  # '5-' on a 4-page document selects nothing
+        # Clamp before building anything: only numbers inside the document are ever materialised.
+        self.numbers.update(range(first, min(last, self.page_count) + 1))
+        beyond = max(first, self.page_count + 1)
+        for number in range(beyond, min(last, beyond + self._SHOWN) + 1):
+            if self.full_of_errors():
+                break
+            self.bad.append(number)
+
+    def indices(self, spec: PageSpec) -> list[int]:
+        if self.bad:
+            shown = ", ".join(map(str, self.bad[: self._SHOWN])) + (", ..." if self.full_of_errors() else "")
+            raise PageSelectionError(
+                f"pages={_short(spec)} names page(s) {shown}, but the document has {self.page_count} page(s) "
+                f"(numbered 1-{self.page_count})."
+            )
+        if self.empty or not self.numbers:
+            raise PageSelectionError(f"pages={_short(spec)} selects no pages.")
+        return [n - 1 for n in sorted(self.numbers)]
+
+
+def _short(spec: PageSpec) -> str:
+    text = repr(spec)
+    return text if len(text) <= 80 else f"{text[:60]}…{text[-12:]}"
 
 
 def open_pdf(source: DocumentSource, password: str | None = None) -> Any:
@@ -174,9 +222,7 @@ def open_pdf(source: DocumentSource, password: str | None = None) -> Any:
         code = getattr(exc, "err_code", None)
         if code == _FPDF_ERR_PASSWORD:
             if password is None:
-                raise PasswordError(
-                    f"{source.name} is encrypted; pass password='...' to open it."
-                ) from None
+                raise PasswordError(f"{source.name} is encrypted; pass password='...' to open it.") from None
             raise PasswordError(f"The password given for {source.name} is wrong; check it and try again.") from None
         if code == _FPDF_ERR_SECURITY:
             raise DocumentError(f"{source.name} uses an unsupported security handler; decrypt it first.") from None
@@ -194,22 +240,25 @@ def _looks_empty(source: DocumentSource) -> bool:
     return bool(re.search(rb"/Count\s*0(?![0-9])", data)) and not re.search(rb"/Type\s*/Page(?![a-zA-Z])", data)
 
 
-def _image_frames(source: DocumentSource) -> int:
-    from PIL import Image, UnidentifiedImageError
-
+def _image_frames(source: DocumentSource, policy: MediaPolicy | None = None) -> int:
     if source.image is not None:
         return 1
     try:
-        with Image.open(source.open_binary()) as im:
+        # Each frame's size is checked when it is rendered, so one oversized page fails alone.
+        with open_image(source.open_binary(), policy=policy, desc=source.name, check_size=False) as im:
             return int(getattr(im, "n_frames", 1))
-    except (UnidentifiedImageError, OSError) as exc:
+    except ImageDecodeError as exc:
         raise DocumentError(
-            f"{source.name} is neither a PDF nor an image Pillow can read ({exc}); pass a PDF, TIFF, PNG or JPEG."
+            f"{source.name} is neither a PDF nor an image in an allowed format ({exc}); pass a PDF, TIFF, PNG or JPEG."
         ) from None
+    except OSError as exc:
+        raise DocumentError(f"{source.name} cannot be read ({exc}).") from None
 
 
-def page_count(source: Any, password: str | None = None) -> int:
+def page_count(source: Any, password: str | None = None, *, policy: MediaPolicy | None = None) -> int:
     """The number of pages of a PDF (frames of a multi-page TIFF; 1 for other images).
+
+    Images are opened with :func:`~internvl_tools.media.open_image`, so only ``policy.image_formats`` are read.
 
     >>> from PIL import Image
     >>> page_count(Image.new("RGB", (4, 4)))
@@ -217,7 +266,7 @@ def page_count(source: Any, password: str | None = None) -> int:
     """
     src = open_source(source)
     if src.kind == "image":
-        return _image_frames(src)
+        return _image_frames(src, policy)
     with PDFIUM_LOCK:
         try:
             doc = open_pdf(src, password)

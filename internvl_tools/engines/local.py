@@ -32,7 +32,7 @@ from internvl_tools.generation.structured import (
 from internvl_tools.results import ChatResult
 
 if TYPE_CHECKING:
-    from internvl_tools.checkpoints.load import CheckpointInfo
+    from internvl_tools.checkpoints.config import CheckpointInfo
 
 __all__ = ["InternVL"]
 

@@ -85,7 +85,7 @@ def _pdf_parts(block: dict[str, Any], max_pages: int) -> list[dict[str, Any]]:
     from internvl_tools import render_pages
 
     pdf = _b64_bytes(data, "PDF")
-    stream = render_pages(pdf, backend="thread")
+    stream = render_pages(pdf)  # the worker process bounds each page of an untrusted PDF (memory, CPU time)
     try:
         if stream.page_count > max_pages:
             raise UnsupportedContentError(

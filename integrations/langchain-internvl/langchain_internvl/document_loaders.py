@@ -24,8 +24,9 @@ class InternVLPDFLoader(BaseLoader):
     """Load a PDF page by page: the page's Markdown transcription (OCR by InternVL) as ``page_content``.
 
     Metadata follows LangChain's PDF loaders: ``source`` (the path), ``page`` (0-based), ``page_label``,
-    ``total_pages``, plus ``task``, ``model`` and, for pages that failed, ``error`` (the page is still yielded,
-    with empty content, so one bad page never stops a long document; ``skip_failed=True`` drops it instead).
+    ``total_pages``, plus ``task``, ``model`` and, for pages that failed, ``error`` and ``error_type`` (e.g.
+    ``ContextLengthError``; the page is still yielded, with empty content, so one bad page never stops a long
+    document; ``skip_failed=True`` drops it instead).
 
     Args:
         file_path: the PDF (or multi-page TIFF / image).
@@ -99,6 +100,7 @@ class InternVLPDFLoader(BaseLoader):
             }
             if self.question:
                 metadata["question"] = self.question
-            if result.error:
-                metadata["error"] = result.error
-            yield Document(page_content=result.text or "", metadata=metadata)
+            if not result.ok:  # not read: no content, even where a failed parse kept the raw answer
+                metadata["error"] = result.error or "generation failed"
+                metadata["error_type"] = result.error_type or "GenerationError"
+            yield Document(page_content=(result.text or "") if result.ok else "", metadata=metadata)

@@ -13,7 +13,7 @@ Any refusal or failure comes back as an error ``ToolMessage`` (``status="error"`
 from __future__ import annotations
 
 import os
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, Literal
 
 from langchain_core.callbacks import CallbackManagerForToolRun
@@ -69,31 +69,24 @@ class _InternVLTool(InternVLSettings, BaseTool):
     # -- references ----------------------------------------------------------------------------------------------
 
     def _resolve_path(self, ref: str) -> Path:
+        """``ref`` checked by the core's one path check (relative only, inside ``allowed_dirs``, a regular file).
+
+        Every path problem (``..``, absolute, symlink escape or loop, NUL byte, over-long or undecodable name, a
+        FIFO, device or directory) is a typed core error, turned into a ToolException by the caller.
+        """
+        from internvl_tools.media import confine_path
+
         if not self.allowed_dirs:
             raise ToolException(
-                f"Cannot read {ref!r}: this tool has no allowed directories (set allowed_dirs=[...] to let it read "
-                "local files)."
+                f"Cannot read {ref[:120]!r}: this tool has no allowed directories (set allowed_dirs=[...] to let it "
+                "read local files)."
             )
-        if ref.startswith("~") or PurePosixPath(ref).is_absolute() or PureWindowsPath(ref).is_absolute():
-            raise ToolException(
-                f"Absolute paths are not accepted ({ref!r}); give a path relative to the allowed folder."
-            )
-        parts = PurePosixPath(ref.replace("\\", "/")).parts
-        if ".." in parts:
-            raise ToolException(f"Paths may not contain '..' ({ref!r}); give a path inside the allowed folder.")
-        roots = [Path(d).expanduser().resolve() for d in self.allowed_dirs]
-        candidates = [root / ref for root in roots]
-        path = next((c for c in candidates if c.exists()), candidates[0])
-        resolved = path.resolve()
-        if not any(resolved.is_relative_to(root) for root in roots):  # a symlink pointing out of the sandbox
-            raise ToolException(f"{ref!r} resolves outside the allowed folder; it cannot be read.")
-        if not resolved.is_file():
-            raise ToolException(f"No such file: {ref!r} (relative to the allowed folder).")
-        return resolved
+        return confine_path(ref, self.allowed_dirs, relative=True)
 
     def _load(self, ref: str, page: int | None) -> tuple[Any, dict[str, Any]]:
         """The image named by ``ref`` (a page of it for PDFs) and facts about it for the artifact."""
         from internvl_tools import InternVLError, load_image
+        from internvl_tools.media import open_confined
 
         ref = (ref or "").strip()
         if not ref:
@@ -122,7 +115,9 @@ class _InternVLTool(InternVLSettings, BaseTool):
                 return self._pdf_page(path, ref, page)
             if page not in (None, 1):
                 raise ToolException(f"{ref!r} is an image, not a PDF; leave `page` out.")
-            image = load_image(path, policy=policy)
+            # Open through the core (fstat and real path re-checked on the open file), then decode from the handle.
+            with open_confined(ref, self.allowed_dirs, relative=True) as handle:
+                image = load_image(handle, policy=policy)
             return image, {"source": ref, "page": None, "image_size": list(image.size)}
         except InternVLError as err:
             raise ToolException(f"Cannot read {ref[:120]!r}: {err}") from err
@@ -132,8 +127,9 @@ class _InternVLTool(InternVLSettings, BaseTool):
 
         number = page or 1
         grid = self._tile_grid() if self.pdf_dpi is None else None
-        with render_pages(os.fspath(path), dpi=self.pdf_dpi, pages=[number], backend="thread",
-                          tile_grid=grid) as stream:
+        with render_pages(
+            os.fspath(path), dpi=self.pdf_dpi, pages=[number], backend="thread", tile_grid=grid
+        ) as stream:
             total = stream.page_count
             rendered = next(iter(stream), None)
         if rendered is None or rendered.image is None:
@@ -237,9 +233,7 @@ class InternVLOCRTool(_InternVLTool):
         pil, facts = self._load(image, page)
         engine = self.get_engine()
         # The core's page OCR (its document prompt and defaults), so the tool and the loader transcribe alike.
-        stream = self._call(
-            lambda: engine.read_pdf(pil, task="ocr", progress=False, max_new_tokens=self.max_tokens)
-        )
+        stream = self._call(lambda: engine.read_pdf(pil, task="ocr", progress=False, max_new_tokens=self.max_tokens))
         [result] = self._call(lambda: list(stream))
         if not result.ok:
             raise ToolException(f"OCR failed: {result.error}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
+from collections.abc import Iterator
 from typing import TypedDict
 
 import pytest
@@ -40,24 +42,37 @@ def test_stream_equals_invoke_and_carries_usage_and_metadata_on_one_chunk(tiny: 
     assert invoked.response_metadata["num_tiles"] >= 1
 
 
-async def test_astream_keeps_the_event_loop_running(tiny: str) -> None:
-    model = llm(tiny, max_tokens=48)
-    model.invoke("warm up")
-    ticks = 0
-    done = asyncio.Event()
+async def test_astream_keeps_the_event_loop_running(tiny: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generation runs off the loop: it blocks mid-stream until a task *on the loop* lets it go on.
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done.is_set():
-            ticks += 1
+    A property, not a timing race: if astream generated on the loop thread, the loop task could never run, the
+    generator's wait would time out and the assertion below fails cleanly (no hang, no tick counting).
+    """
+    model = llm(tiny, max_tokens=16)
+    engine = model.get_engine()
+    real_stream = engine.stream
+    in_flight, gate = threading.Event(), threading.Event()
+    gate_opened_mid_stream: list[bool] = []
+
+    def gated_stream(*args: object, **kwargs: object) -> Iterator[str]:
+        for index, delta in enumerate(real_stream(*args, **kwargs)):
+            if index == 0:  # generation has produced its first token and is now in flight
+                in_flight.set()
+                gate_opened_mid_stream.append(gate.wait(timeout=30))
+            yield delta
+
+    monkeypatch.setattr(engine, "stream", gated_stream)
+
+    async def open_the_gate_from_the_loop() -> None:
+        while not in_flight.is_set():
             await asyncio.sleep(0.001)
+        gate.set()
 
-    task = asyncio.create_task(ticker())
+    opener = asyncio.create_task(open_the_gate_from_the_loop())
     pieces = [c.content async for c in model.astream("Tell me a long story.")]
-    done.set()
-    await task
+    await asyncio.wait_for(opener, timeout=30)
+    assert gate_opened_mid_stream == [True], "the event loop was blocked while the model generated"
     assert "".join(pieces)
-    assert ticks > len(pieces)  # the loop kept ticking while tokens were generated off-thread
 
 
 def test_weights_are_shared_between_wrappers_on_the_same_checkpoint(tiny: str, media_dir) -> None:

@@ -31,6 +31,7 @@ from llama_index.core.base.llms.types import (
 )
 
 import internvl_tools
+from internvl_tools.media import confine_path
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +53,17 @@ _TEXT_MIMETYPES = ("text/", "application/json", "application/xml")
 
 
 def _check_local_path(path: str, policy: Any) -> str:
-    """Apply the media policy's local-file rules to a document or video path (the core checks image paths)."""
-    if policy is None:
-        return path
-    if not getattr(policy, "allow_local_files", True):
+    """A document or video path as the media policy allows it (the core checks image paths itself).
+
+    The core's one path check: confined to ``allowed_dirs`` when set, and a regular file either way, so a FIFO or
+    device never reaches ``open()`` (it would block or never end). Every problem is a typed core error.
+    """
+    if policy is not None and not getattr(policy, "allow_local_files", True):
         raise internvl_tools.PathNotAllowedError(
-            f"Reading local files is disabled by the media policy (path {path!r}); pass the data inline instead."
+            f"Reading local files is disabled by the media policy (path {path[:120]!r}); pass the data inline instead."
         )
-    allowed = getattr(policy, "allowed_dirs", None)
-    if allowed:
-        candidate = Path(path).expanduser()
-        if not candidate.is_absolute():
-            candidate = Path(allowed[0]) / candidate
-        resolved = candidate.resolve()
-        if not any(resolved.is_relative_to(Path(d)) for d in allowed):
-            raise internvl_tools.PathNotAllowedError(
-                f"Path {path!r} resolves to {str(resolved)!r}, outside the allowed directories "
-                f"({', '.join(map(str, allowed))}); copy it there or widen MediaPolicy.allowed_dirs."
-            )
-        return str(resolved)
-    return path
+    allowed = getattr(policy, "allowed_dirs", None) if policy is not None else None
+    return str(confine_path(path, allowed or None))
 
 
 def _refuse_url(url: str, what: str, policy: Any) -> None:
@@ -134,8 +126,12 @@ def _document_parts(block: DocumentBlock, policy: Any, max_pages: int, dpi: floa
                 raise internvl_tools.PageRenderError(f"Document {block.title!r}, page {page.number}: {page.error}")
             parts.append({"type": "image", "image": page.image})
     if total > max_pages:
-        log.warning("Document %r has %d pages; only the first %d are shown to the model (max_document_pages).",
-                    block.title, total, max_pages)
+        log.warning(
+            "Document %r has %d pages; only the first %d are shown to the model (max_document_pages).",
+            block.title,
+            total,
+            max_pages,
+        )
     return parts
 
 

@@ -23,6 +23,7 @@ from llama_index.core.readers.base import BasePydanticReader
 from llama_index.core.schema import Document, MediaResource
 
 import internvl_tools
+from internvl_tools.media import confine_path
 
 __all__ = ["DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]
 
@@ -67,6 +68,13 @@ class InternVLPDFReader(BasePydanticReader):
     The page image is attached as ``Document.image_resource``: PNG bytes (``page_images="bytes"``, default), a PNG
     file in ``image_dir`` (``"path"``), or nothing (``"none"``); never base64 in metadata.
 
+    ``allowed_dirs`` confines local paths as the LangChain tools' option does: a path must resolve (symlinks
+    followed, ``..`` folded) inside one of them, else :class:`~internvl_tools.PathNotAllowedError`. It is off
+    (``None``) by default, as a reader is given paths by its own program; set it when the paths come from users or
+    agents. Either way a path must name a regular file: a FIFO, device or directory, a symlink loop, a NUL byte or an
+    over-long name raise a typed :class:`~internvl_tools.MediaError` naming the problem. Bytes and files read
+    through a non-local fsspec ``fs`` are not local paths and are not confined.
+
     The reader holds settings only: it pickles (``SimpleDirectoryReader(num_workers=...)``) and builds its engine on
     first use; weights are shared process-wide with every other engine on the same checkpoint. Pass ``engine=`` to
     reuse an existing engine (``internvl_tools.InternVL``, a server backend, or the LlamaIndex LLM's ``.engine``).
@@ -90,6 +98,9 @@ class InternVLPDFReader(BasePydanticReader):
     render_backend: Literal["auto", "thread", "process"] = Field(default="auto")
     page_images: Literal["bytes", "path", "none"] = Field(default="bytes")
     image_dir: str | None = Field(default=None, description="Where page PNGs go with page_images='path'.")
+    allowed_dirs: list[str] | None = Field(
+        default=None, description="Read local paths only inside these directories (default: any path)."
+    )
 
     _engine: Any = PrivateAttr(default=None)
     _owns_engine: bool = PrivateAttr(default=True)
@@ -140,7 +151,9 @@ class InternVLPDFReader(BasePydanticReader):
         path = os.fspath(file)
         local = fs is None or "file" in (getattr(fs, "protocol", ()) or ())
         if local:
-            return str(Path(path).expanduser()), str(path)
+            # The core's one path check: inside allowed_dirs when set, and a regular file (no FIFO, device or
+            # directory), with every path problem (loop, NUL byte, too long, ...) as a typed error.
+            return str(confine_path(path, self.allowed_dirs or None)), os.fsdecode(path)
         with fs.open(path, "rb") as handle:
             return handle.read(), str(path)
 
@@ -165,7 +178,7 @@ class InternVLPDFReader(BasePydanticReader):
         return MediaResource(path=target, mimetype="image/png")
 
     def _text(self, result: Any) -> str:
-        if result.error is not None:
+        if not result.ok:  # not read: no text, even where a failed parse kept the raw answer
             return ""
         if not isinstance(self.task, str) and result.data is not None:
             return json.dumps(result.data, ensure_ascii=False, indent=2)
@@ -211,13 +224,13 @@ class InternVLPDFReader(BasePydanticReader):
         })
         if result.image_size is not None:
             metadata["image_size"] = f"{result.image_size[0]}x{result.image_size[1]}"
-        if result.error is not None:
-            metadata["error"] = result.error
-            metadata["error_type"] = result.error_type
+        if not result.ok:
+            metadata["error"] = result.error or "generation failed"
+            metadata["error_type"] = result.error_type or "GenerationError"
         elif result.finish_reason:
             metadata["finish_reason"] = result.finish_reason
         image = None
-        if result.error is None or result.image_size is not None:
+        if result.ok or result.image_size is not None:
             # Re-render at the resolution the model saw: PDFs at the dpi read_pdf chose; images keep their pixels.
             dpi = self.dpi
             if dpi is None and _is_pdf(source):
