@@ -471,7 +471,7 @@ def _cmd_ocr(args: argparse.Namespace, stage: _Stage) -> int:
 
 def _config_directory(name: str) -> Path:
     """A local directory holding the checkpoint's config files; for a hub id only the JSON configs are fetched."""
-    from internvl_tools.checkpoints.registry import resolve_model_source
+    from internvl_tools.engines.registry import resolve_model_source
 
     local = Path(resolve_model_source(name)).expanduser()
     if local.is_dir():

@@ -1,8 +1,8 @@
 """Checkpoints: the one config reader (:mod:`.config`), weight mapping onto transformers' native InternVL
 (:mod:`.weights`), tokenizers, device placement and loading (:mod:`.load`).
 
-The engine-side registry of loaded models is :mod:`internvl_tools.checkpoints.registry`; it builds on this package
-and on :mod:`internvl_tools.testing`, so it is not imported here.
+The process-wide registry of loaded models (one copy of the weights per checkpoint and settings) is engine-side:
+:mod:`internvl_tools.engines.registry`.
 """
 
 from internvl_tools.checkpoints import config, device, load, weights

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         help="read a generated scanned PDF and report accuracy against its ground truth (default: on)",
     )
     args = parser.parse_args(argv)
-    from internvl_tools.checkpoints.registry import DEMO_MODEL_NAMES
+    from internvl_tools.engines.registry import DEMO_MODEL_NAMES
 
     is_demo = args.model in DEMO_MODEL_NAMES
     ask_invoice = args.question is not None or not is_demo

@@ -19,7 +19,7 @@ from internvl_tools.generation.text import cut_at_stop, decode_tokens, visible_t
 from internvl_tools.results import ChatResult, Usage
 
 if TYPE_CHECKING:
-    from internvl_tools.checkpoints.registry import LoadedModel
+    from internvl_tools.engines.registry import LoadedModel
 
 __all__ = ["finish_result", "generate_rows", "stream_deltas"]
 

@@ -33,7 +33,7 @@ from internvl_tools.tiling import split_tile_budget, tile_budget, tile_image
 from internvl_tools.video import load_video
 
 if TYPE_CHECKING:
-    from internvl_tools.checkpoints.registry import LoadedModel
+    from internvl_tools.engines.registry import LoadedModel
 
 __all__ = ["InputSettings", "PreparedInput", "check_context", "check_input_settings", "prepare_input"]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from internvl_tools.constants import GROUNDING_TOKENS
 
 if TYPE_CHECKING:
-    from internvl_tools.checkpoints.registry import LoadedModel
+    from internvl_tools.engines.registry import LoadedModel
 
 __all__ = ["chat_special_ids", "cut_at_stop", "decode_tokens", "encode_prompt", "visible_text"]
 

@@ -1,8 +1,8 @@
 """Loading checkpoints for the engine: model names the package resolves itself, and the process-wide registry
 that lets every engine (and every LangChain / LlamaIndex wrapper) with the same settings share one copy of the weights.
 
-It sits on top of the rest of :mod:`internvl_tools.checkpoints` (and of :mod:`internvl_tools.testing` for the
-``tiny`` names), so the package ``__init__`` does not import it: import it as ``internvl_tools.checkpoints.registry``.
+It builds on :mod:`internvl_tools.checkpoints` (loading), :mod:`internvl_tools.generation` (the chat's special
+tokens) and :mod:`internvl_tools.testing` (the ``tiny`` names).
 
 >>> resolve_model_source("OpenGVLab/InternVL3-1B-hf")
 'OpenGVLab/InternVL3-1B-hf'
