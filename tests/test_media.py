@@ -329,11 +329,13 @@ def test_zero_sized_pil_image_is_too_small():
         load_image(Image.new("RGB", (0, 4)))
 
 
-def test_bomb_is_refused_from_the_header_without_decoding():
-    start = time.perf_counter()
+def test_bomb_is_refused_from_the_header_without_decoding(monkeypatch):
+    def decode(self):  # decoding 900 Mpx would take seconds and gigabytes: it must never start
+        raise AssertionError("pixels were decoded before the size check")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
     with pytest.raises(ImageTooLargeError, match=r"30000x30000|decompression"):
         load_image(BOMB_PNG)
-    assert time.perf_counter() - start < 0.5  # decoding 900 Mpx would take seconds and gigabytes
 
 
 def test_max_pixels_is_checked_before_decode(monkeypatch):
@@ -770,7 +772,7 @@ def test_timeout_is_honoured(server, route):
     start = time.perf_counter()
     with pytest.raises(FetchError, match=r"timed out|took longer"):
         load_image(server + route, policy=policy)
-    assert time.perf_counter() - start < 1.5
+    assert time.perf_counter() - start < 5  # a hang detector: the server would keep going for 10 s
 
 
 def test_connects_to_the_checked_address_and_sends_the_original_host(server, monkeypatch):
