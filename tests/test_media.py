@@ -772,7 +772,7 @@ def test_timeout_is_honoured(server, route):
     start = time.perf_counter()
     with pytest.raises(FetchError, match=r"timed out|took longer"):
         load_image(server + route, policy=policy)
-    assert time.perf_counter() - start < 5  # a hang detector: the server would keep going for 10 s
+    assert time.perf_counter() - start < 2.5  # 8x the timeout; the server would answer only after 3 s
 
 
 def test_connects_to_the_checked_address_and_sends_the_original_host(server, monkeypatch):
