@@ -454,7 +454,7 @@ def _cmd_ocr(args: argparse.Namespace, stage: _Stage) -> int:
         elif records is not None:
             write_jsonl(stream, records, append=args.resume)
             if records != out:
-                write_markdown(load_results(records), out)
+                write_markdown(load_results(records, task=args.task), out)
         else:
             write_markdown(list(stream), out)
     summary = stream.summary

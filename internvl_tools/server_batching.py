@@ -21,8 +21,9 @@ class MicroBatcher:
     requests, so a single client pays no latency. Generation runs on ``executor`` (one thread).
     """
 
-    def __init__(self, engine: Any, executor: ThreadPoolExecutor, *, max_batch_size: int = 8,
-                 window_s: float = 0.005) -> None:
+    def __init__(
+        self, engine: Any, executor: ThreadPoolExecutor, *, max_batch_size: int = 8, window_s: float = 0.005
+    ) -> None:
         if max_batch_size < 1:
             raise ConfigError(f"max_batch_size must be >= 1, got {max_batch_size}.")
         self.engine, self.executor = engine, executor

@@ -57,9 +57,22 @@ def server(tiny_native: Path, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("server") / "server.log"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("INTERNVL_TOOLS_API_KEY", None)
-    cmd = [sys.executable, "-m", "internvl_tools.server", str(tiny_native), "--port", str(port),
-           "--api-key", API_KEY, "--served-model-name", SERVED, "--max-request-mb", str(MAX_REQUEST_MB),
-           "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "internvl_tools.server",
+        str(tiny_native),
+        "--port",
+        str(port),
+        "--api-key",
+        API_KEY,
+        "--served-model-name",
+        SERVED,
+        "--max-request-mb",
+        str(MAX_REQUEST_MB),
+        "--log-level",
+        "warning",
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     base = f"http://127.0.0.1:{port}"
@@ -114,7 +127,11 @@ def test_model_and_info_are_discovered_from_the_server(remote, tiny_native: Path
     assert remote.model_name == SERVED
     info = remote.info
     assert (info.image_size, info.max_dynamic_patch, info.template, info.context_length) == (
-        truth.image_size, truth.max_dynamic_patch, truth.template, truth.context_length)
+        truth.image_size,
+        truth.max_dynamic_patch,
+        truth.template,
+        truth.context_length,
+    )
 
 
 def test_models_endpoint_lists_the_served_name(server: str) -> None:
@@ -198,8 +215,12 @@ def test_extract_returns_a_validated_pydantic_instance(remote) -> None:
 
 
 def test_extract_with_a_dict_schema_returns_a_dict_with_the_required_keys(remote) -> None:
-    schema = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 5}},
-              "required": ["a", "b"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "integer"}, "b": {"type": "string", "maxLength": 5}},
+        "required": ["a", "b"],
+        "additionalProperties": False,
+    }
     out = remote.extract(None, "Fill it.", schema, max_new_tokens=100)
     assert set(out) == {"a", "b"} and isinstance(out["a"], int) and len(out["b"]) <= 5
 
@@ -208,8 +229,9 @@ def test_ground_uses_the_original_image_size(remote) -> None:
     image = _image(200, 120, seed=5)
     result = remote.ground(image, "the red car", max_new_tokens=16)
     assert result.image_size == (200, 120)
-    local_like = remote.chat(_user(image, __import__("internvl_tools").grounding_prompt("the red car")),
-                             max_new_tokens=16)
+    local_like = remote.chat(
+        _user(image, __import__("internvl_tools").grounding_prompt("the red car")), max_new_tokens=16
+    )
     assert result.raw_text == local_like.text
 
 
@@ -228,9 +250,18 @@ def test_read_pdf_reads_every_page(remote, tmp_path: Path) -> None:
 def test_openai_client_chat_with_an_image(openai_client, local) -> None:
     image = _image(80, 80, seed=8)
     out = openai_client.chat.completions.create(
-        model=SERVED, max_tokens=10, temperature=0,
-        messages=[{"role": "user", "content": [{"type": "image_url", "image_url": {"url": to_data_uri(image)}},
-                                               {"type": "text", "text": "What is it?"}]}],
+        model=SERVED,
+        max_tokens=10,
+        temperature=0,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": to_data_uri(image)}},
+                    {"type": "text", "text": "What is it?"},
+                ],
+            }
+        ],
     )
     assert out.choices[0].message.content == local.chat(_user(image, "What is it?"), max_new_tokens=10).text
     assert out.choices[0].finish_reason in ("stop", "length")
@@ -239,22 +270,29 @@ def test_openai_client_chat_with_an_image(openai_client, local) -> None:
 
 def test_openai_client_streams(openai_client) -> None:
     stream = openai_client.chat.completions.create(
-        model=SERVED, max_tokens=10, stream=True, messages=[{"role": "user", "content": "Stream this"}])
+        model=SERVED, max_tokens=10, stream=True, messages=[{"role": "user", "content": "Stream this"}]
+    )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     whole = openai_client.chat.completions.create(
-        model=SERVED, max_tokens=10, messages=[{"role": "user", "content": "Stream this"}])
+        model=SERVED, max_tokens=10, messages=[{"role": "user", "content": "Stream this"}]
+    )
     assert text == whole.choices[0].message.content
     assert chunks[-1].choices[0].finish_reason in ("stop", "length")
 
 
 def test_openai_client_json_schema(openai_client) -> None:
     # Enum strings: free strings from the random tiny model may hold raw control characters (see the report).
-    schema = {"type": "object", "properties": {"city": {"enum": ["Paris", "Rome", "Oslo"]},
-                                               "year": {"type": "integer"}},
-              "required": ["city", "year"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"city": {"enum": ["Paris", "Rome", "Oslo"]}, "year": {"type": "integer"}},
+        "required": ["city", "year"],
+        "additionalProperties": False,
+    }
     out = openai_client.chat.completions.create(
-        model=SERVED, max_tokens=120, messages=[{"role": "user", "content": "Where and when?"}],
+        model=SERVED,
+        max_tokens=120,
+        messages=[{"role": "user", "content": "Where and when?"}],
         response_format={"type": "json_schema", "json_schema": {"name": "place", "schema": schema, "strict": True}},
     )
     data = json.loads(out.choices[0].message.content)
@@ -283,14 +321,26 @@ def test_bad_api_key_is_a_clear_auth_error(server: str, api_key, needle, monkeyp
 def _post(server: str, body: dict | bytes) -> httpx.Response:
     headers = {"Authorization": f"Bearer {API_KEY}"}
     if isinstance(body, bytes):
-        return httpx.post(f"{server}/v1/chat/completions", content=body,
-                          headers={**headers, "Content-Type": "application/json"}, timeout=30)
+        return httpx.post(
+            f"{server}/v1/chat/completions",
+            content=body,
+            headers={**headers, "Content-Type": "application/json"},
+            timeout=30,
+        )
     return httpx.post(f"{server}/v1/chat/completions", json=body, headers=headers, timeout=30)
 
 
 def _image_request(url: str, **part: object) -> dict:
-    return {"model": SERVED, "max_tokens": 2, "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": url}, **part}, {"type": "text", "text": "hi"}]}]}
+    return {
+        "model": SERVED,
+        "max_tokens": 2,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": url}, **part}, {"type": "text", "text": "hi"}],
+            }
+        ],
+    }
 
 
 @pytest.mark.parametrize(
@@ -309,8 +359,20 @@ def _image_request(url: str, **part: object) -> dict:
         (b"{not json", 400, None),
         (b"x" * (MAX_REQUEST_MB * 1024 * 1024 + 10), 413, "request_too_large"),
     ],
-    ids=["remote-url", "metadata-url", "server-path", "file-uri", "not-an-image", "too-many-tiles", "unknown-model",
-         "no-messages", "n-2", "max-tokens-0", "bad-json", "too-large"],
+    ids=[
+        "remote-url",
+        "metadata-url",
+        "server-path",
+        "file-uri",
+        "not-an-image",
+        "too-many-tiles",
+        "unknown-model",
+        "no-messages",
+        "n-2",
+        "max-tokens-0",
+        "bad-json",
+        "too-large",
+    ],
 )
 def test_bad_requests_are_refused_with_openai_style_errors(server: str, body, status, code) -> None:
     response = _post(server, body)
