@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools import __version__
+from internvl_tools.constants import DEFAULT_MODEL, MAX_TILES_LIMIT
 from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
@@ -49,7 +50,6 @@ __all__ = [
 
 PROG = "internvl-tools"
 MODEL_ENV = "INTERNVL_TOOLS_MODEL"
-DEFAULT_MODEL_ID = "OpenGVLab/InternVL3-1B-hf"
 
 EXIT_OK = 0
 EXIT_PAGES_FAILED = 1
@@ -139,13 +139,13 @@ def _common() -> argparse.ArgumentParser:
         "--model",
         default=None,
         help=f"checkpoint: hub id, local directory, or 'tiny' (random offline model, meaningless answers). "
-        f"Default: ${MODEL_ENV} or {DEFAULT_MODEL_ID}",
+        f"Default: ${MODEL_ENV} or {DEFAULT_MODEL}",
     )
     group.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps")
     group.add_argument("--dtype", default="auto", help="auto (bf16 on CUDA, fp16 on MPS, fp32 on CPU), float32, "
                        "bfloat16, float16")
     group.add_argument("--max-tiles", type=int, default=None, metavar="N",
-                       help="448-px tiles per image, 1-40 (default: the checkpoint's max_dynamic_patch)")
+                       help=f"448-px tiles per image, 1-{MAX_TILES_LIMIT} (default: the checkpoint's max_dynamic_patch)")
     group.add_argument("--max-new-tokens", type=int, default=None, metavar="N", help="cap on generated tokens")
     group.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     group.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
@@ -177,8 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} ask report.pdf --page 3 'Summarise this page.'\n"
             f"  {PROG} ground street.jpg 'the red car' --out annotated.png\n"
             f"  {PROG} ocr scan.pdf --out pages.jsonl --pages 1-5 --resume\n"
-            f"  {PROG} info OpenGVLab/InternVL3-1B-hf\n"
-            f"  {PROG} serve OpenGVLab/InternVL3-1B-hf --port 8000\n"
+            f"  {PROG} info {DEFAULT_MODEL}\n"
+            f"  {PROG} serve {DEFAULT_MODEL} --port 8000\n"
             f"  run '{PROG} COMMAND --help' for each command's options"
         ),
     )
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Family, template, tiles, context and the device/dtype that would be used, read from the "
         "checkpoint's config files only (for a hub id, config.json is fetched or read from the cache; no weights).",
         epilog=_epilog(
-            f"  {PROG} info OpenGVLab/InternVL3-1B-hf\n"
+            f"  {PROG} info {DEFAULT_MODEL}\n"
             f"  {PROG} info ./checkpoints/my-internvl --json\n"
             f"  {PROG} info tiny --device cpu --dtype bfloat16"
         ),
@@ -268,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _model_name(args: argparse.Namespace) -> str:
-    name = getattr(args, "model_arg", None) or args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL_ID
+    name = getattr(args, "model_arg", None) or args.model or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     if name == "tiny" or name.startswith("tiny-"):
         _err(f"warning: --model {name} is a tiny random checkpoint for tests; its answers are meaningless.")
     return name
@@ -337,12 +337,14 @@ def _load_visual(args: argparse.Namespace, what: str) -> Any:
 def _engine(args: argparse.Namespace, stage: _Stage) -> Any:
     """Build the engine (bad options → exit 2) and load it now (failures → exit 3)."""
     from internvl_tools.checkpoints.device import resolve_device, resolve_dtype
-    from internvl_tools.engines.local import InternVL
+    from internvl_tools.engines.settings import EngineSettings
 
-    device = resolve_device(args.device)
-    resolve_dtype(args.dtype, device)
-    engine = InternVL.from_pretrained(_model_name(args), device=args.device, dtype=args.dtype,
-                                      max_tiles=args.max_tiles)
+    resolve_dtype(args.dtype, resolve_device(args.device))
+    if args.max_tiles is not None and not 1 <= args.max_tiles <= MAX_TILES_LIMIT:
+        raise ConfigError(f"--max-tiles must be between 1 and {MAX_TILES_LIMIT}, got {args.max_tiles}.")
+    # The same settings (and field names) as LangChain's and LlamaIndex's: the user's own files, no URL fetching.
+    settings = EngineSettings(model=_model_name(args), device=args.device, dtype=args.dtype, max_tiles=args.max_tiles)
+    engine = settings.build_engine()
     stage.name = "load"
     _quiet_libraries(args.debug)
     engine.load()
@@ -469,73 +471,16 @@ def _cmd_ocr(args: argparse.Namespace, stage: _Stage) -> int:
     return EXIT_OK
 
 
-def _config_directory(name: str) -> Path:
-    """A local directory holding the checkpoint's config files; for a hub id only the JSON configs are fetched."""
-    from internvl_tools.engines.registry import resolve_model_source
-
-    local = Path(resolve_model_source(name)).expanduser()
-    if local.is_dir():
-        return local
-    if local.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1:
-        raise ModelLoadError(f"{name!r} is neither a checkpoint directory nor a hub id like '{DEFAULT_MODEL_ID}'.")
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:  # pragma: no cover - ships with transformers
-        raise DependencyMissingError("huggingface_hub is needed to read hub checkpoints: pip install "
-                                     "huggingface_hub") from exc
-    try:
-        config = Path(hf_hub_download(name, "config.json"))
-    except Exception as exc:
-        raise ModelLoadError(
-            f"could not get config.json of {name!r} from the Hugging Face hub or its cache ({type(exc).__name__}). "
-            "Check the name, or pass a local checkpoint directory, or 'tiny' for the offline test model."
-        ) from exc
-    for extra in ("preprocessor_config.json", "processor_config.json"):
-        try:
-            hf_hub_download(name, extra)
-        except Exception:  # optional files; the defaults apply without them
-            continue
-    return config.parent
-
-
 def _cmd_info(args: argparse.Namespace, stage: _Stage) -> int:
-    from internvl_tools.checkpoints.config import read_checkpoint_info
-    from internvl_tools.checkpoints.device import resolve_attn_implementation, resolve_device, resolve_dtype
-    from internvl_tools.checkpoints.config import detect_family
+    from internvl_tools.checkpoints.device import resolve_device, resolve_dtype
+    from internvl_tools.engines.summary import describe_checkpoint
 
-    if args.max_tiles is not None and not 1 <= args.max_tiles <= 40:
-        raise ConfigError(f"--max-tiles must be between 1 and 40, got {args.max_tiles}.")
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
-    name = _model_name(args)
+    if args.max_tiles is not None and not 1 <= args.max_tiles <= MAX_TILES_LIMIT:
+        raise ConfigError(f"--max-tiles must be between 1 and {MAX_TILES_LIMIT}, got {args.max_tiles}.")
+    resolve_dtype(args.dtype, resolve_device(args.device))  # bad --device/--dtype: exit 2, before any download
     stage.name = "load"
-    directory = _config_directory(name)
-    info = read_checkpoint_info(directory)
-    family = detect_family(info.raw_config, model_id=name)
+    data = describe_checkpoint(_model_name(args), device=args.device, dtype=args.dtype, max_tiles=args.max_tiles)
     stage.name = "input"
-    max_tiles = (args.max_tiles or info.max_dynamic_patch) if info.dynamic_image_size else 1
-    thumbnail = info.use_thumbnail and max_tiles > 1
-    data = {
-        "model": name,
-        "path": str(directory),
-        "format": info.format,
-        "family": family.generation,
-        "llm_type": info.llm_type,
-        "template": info.template,
-        "system_message": info.system_message,
-        "image_size": info.image_size,
-        "tokens_per_tile": info.tokens_per_tile,
-        "dynamic_tiling": info.dynamic_image_size,
-        "min_tiles": info.min_dynamic_patch,
-        "max_tiles": max_tiles,
-        "thumbnail": info.use_thumbnail,
-        "max_image_tokens": info.tokens_per_tile * (max_tiles + (1 if thumbnail else 0)),
-        "context_length": info.context_length,
-        "device": device,
-        "dtype": str(dtype).removeprefix("torch."),
-        "attn_implementation": resolve_attn_implementation("auto", device, dtype),
-        "weights_loaded": False,
-    }
     if args.json:
         _print_json(data)
     else:
