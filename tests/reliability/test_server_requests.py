@@ -23,7 +23,7 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from internvl_tools.errors import ConfigError  # noqa: E402
 from internvl_tools.server import create_app, main  # noqa: E402
-from internvl_tools.server_requests import ServerSettings  # noqa: E402
+from internvl_tools.server.settings import ServerSettings  # noqa: E402
 
 KEY = "reliability-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -1,65 +1,44 @@
-"""``internvl-tools serve``: one local engine behind the OpenAI-compatible API subset that clients need.
+"""The OpenAI-compatible app: one engine behind ``GET /v1/models``, ``POST /v1/chat/completions`` and an
+unauthenticated ``GET /health`` (see :mod:`internvl_tools.server`).
 
-Endpoints: ``GET /v1/models``, ``POST /v1/chat/completions`` (text and ``image_url`` parts, ``stream``, ``stop``,
-``max_tokens``, ``temperature``, ``top_p``, ``top_k``, ``seed``, ``response_format`` ``json_schema`` /
-``json_object``) and an unauthenticated ``GET /health``. Concurrent non-streaming requests that arrive within a
-few milliseconds of each other are answered by one ``engine.batch`` call (the micro-batcher); streaming and
-structured requests run one by one. Images come as data URIs; remote image URLs are refused unless
-``--allow-remote-images`` (then fetched under the :class:`~internvl_tools.MediaPolicy` SSRF guard); server paths
-are never read. The server binds to loopback unless told otherwise and takes an optional API key.
-
-    $ internvl-tools serve OpenGVLab/InternVL3-1B-hf --port 23333          # or: python -m internvl_tools.server
-    >>> from internvl_tools import InternVL
-    >>> vlm = InternVL.from_server("http://127.0.0.1:23333/v1")           # doctest: +SKIP
-
->>> build_parser().parse_args(["tiny"]).port
-23333
+Requests are validated (:mod:`~internvl_tools.server.requests`) before any work; non-streaming ones are micro-batched
+(:mod:`~internvl_tools.server.batching`); every answer, refusals and failures included, is JSON
+(:mod:`~internvl_tools.server.errors`).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (fastapi.Request), which
 # live in create_app's scope, at definition time.
-import argparse
 import asyncio
-import ipaddress
 import json
 import logging
-import os
 import secrets
-import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from internvl_tools.errors import (
-    DependencyMissingError,
-    InternVLError,
-)
-from internvl_tools.server_batching import MicroBatcher
-from internvl_tools.server_requests import (
-    CHARS_PER_TOKEN_CEILING,
+from internvl_tools.errors import DependencyMissingError, InternVLError
+from internvl_tools.generation.stream import TextStream
+from internvl_tools.results import ChatResult
+from internvl_tools.server.batching import MicroBatcher
+from internvl_tools.server.errors import RequestError, error_body, error_result_to_request_error, from_engine_error
+from internvl_tools.server.requests import (
     ChatCompletionRequest,
     ChatRequest,
-    RequestError,
-    ServerSettings,
-    build_media_policy,
     check_prompt_size,
-    error_body,
-    error_result_to_request_error,
-    from_engine_error,
     has_remote_images,
-    parse_body,
     parse_messages,
     parse_options,
     parse_request,
     parse_schema,
 )
+from internvl_tools.server.settings import ServerSettings, build_media_policy
+from internvl_tools.server.validation import parse_body
+from internvl_tools.tiling import tile_budget
 
-__all__ = ["API_KEY_ENV", "MicroBatcher", "ServerSettings", "build_parser", "create_app", "main"]
+__all__ = ["create_app", "require_fastapi"]
 
-API_KEY_ENV = "INTERNVL_TOOLS_API_KEY"
-DEFAULT_PORT = 23333
 log = logging.getLogger("internvl_tools.server")
 
 
@@ -125,7 +104,8 @@ class _BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def _require_fastapi() -> Any:
+def require_fastapi() -> Any:
+    """The ``fastapi`` module, or a :class:`~internvl_tools.errors.DependencyMissingError` saying what to install."""
     try:
         import fastapi
     except ImportError as exc:
@@ -136,10 +116,15 @@ def _require_fastapi() -> Any:
 
 
 def _tile_cap(engine: Any, settings: ServerSettings) -> int:
-    info = engine.info
-    if not getattr(info, "dynamic_image_size", True):
-        return 1
-    return int(settings.max_tiles or getattr(engine, "max_tiles", None) or getattr(info, "max_dynamic_patch", 12) or 12)
+    """Most tiles one image may use on this server: the server's ``--max-tiles``, else the engine's, else the
+    checkpoint's (:func:`~internvl_tools.tiling.tile_budget`; 1 without dynamic tiling).
+
+    >>> from types import SimpleNamespace
+    >>> engine = SimpleNamespace(info=SimpleNamespace(dynamic_image_size=True, max_dynamic_patch=6), max_tiles=None)
+    >>> _tile_cap(engine, ServerSettings("tiny")), _tile_cap(engine, ServerSettings("tiny", max_tiles=2))
+    (6, 2)
+    """
+    return tile_budget(engine.info, settings.max_tiles or getattr(engine, "max_tiles", None))
 
 
 def _model_card(engine: Any, settings: ServerSettings, created: int) -> dict[str, Any]:
@@ -164,6 +149,12 @@ def _model_card(engine: Any, settings: ServerSettings, created: int) -> dict[str
     }
 
 
+def _replay(result: ChatResult) -> Any:
+    """A finished answer as a stream: its text in one delta, then the result itself (what TextStream expects)."""
+    yield result.text
+    return result
+
+
 def _usage(result: Any) -> dict[str, int]:
     u = result.usage
     return {
@@ -186,7 +177,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
     >>> from internvl_tools import InternVL
     >>> app = create_app(InternVL("tiny"), ServerSettings(model_name="tiny"))   # doctest: +SKIP
     """
-    fastapi = _require_fastapi()
+    fastapi = require_fastapi()
     from contextlib import asynccontextmanager
 
     from fastapi.exceptions import RequestValidationError
@@ -363,8 +354,7 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
     async def _stream_response(chat: ChatRequest) -> Any:
         chunk_id, now = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         if chat.schema is not None:
-            result = await _answer(chat)
-            deltas: Any = iter([result.text])
+            deltas = TextStream(_replay(await _answer(chat)))
         else:
             # stream() prepares the prompt eagerly: bad input is still answered with a 4xx here.
             deltas = await asyncio.to_thread(lambda: engine.stream(chat.messages, **chat.options))
@@ -388,12 +378,9 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
             return next(deltas, end)
 
         def close_deltas(_: Any = None) -> None:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()  # tells the engine to stop generating for a client that went away
+            deltas.close()  # tells the engine to stop generating for a client that went away
 
         async def events() -> Any:
-            text: list[str] = []
             try:
                 yield event({"role": "assistant", "content": ""})
                 while True:
@@ -401,21 +388,18 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
                     delta = await asyncio.wrap_future(in_flight[0])
                     if delta is end:
                         break
-                    text.append(delta)
                     yield event({"content": delta})
-                answer = "".join(text)
-                final = getattr(deltas, "result", None)  # the engine's TextStream: exact usage and finish reason
-                finish = final.finish_reason if final is not None else _stream_finish(engine, answer, chat.options)
-                yield event({}, finish)
+                final = deltas.result  # set by the engine's TextStream once it ends: exact usage, finish reason
+                if final is None:
+                    raise RuntimeError("the engine's stream ended without its ChatResult")
+                yield event({}, final.finish_reason)
                 if chat.include_usage:
-                    if final is not None:
-                        usage = {
-                            "prompt_tokens": final.usage.prompt_tokens,
-                            "completion_tokens": final.usage.completion_tokens,
-                            "total_tokens": final.usage.total_tokens,
-                        }
-                    else:
-                        usage = await asyncio.to_thread(_stream_usage, engine, chat, answer)
+                    u = final.usage
+                    usage = {
+                        "prompt_tokens": u.prompt_tokens,
+                        "completion_tokens": u.completion_tokens,
+                        "total_tokens": u.total_tokens,
+                    }
                     yield event({}, usage=usage)
                 yield "data: [DONE]\n\n"
             except Exception as exc:  # the status line is sent: report the failure in the stream
@@ -438,205 +422,3 @@ def create_app(engine: Any, settings: ServerSettings) -> Any:
         )
 
     return app
-
-
-def _completion_tokens(engine: Any, text: str) -> int:
-    tokenizer = getattr(engine, "tokenizer", None)
-    if tokenizer is None or not text:
-        return 0
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _stream_finish(engine: Any, text: str, options: dict[str, Any]) -> str:
-    """The engine's stream has no finish reason: "length" when the answer used up ``max_new_tokens``."""
-    from internvl_tools.generation.options import DEFAULT_MAX_NEW_TOKENS
-
-    limit = options.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
-    try:
-        return "length" if _completion_tokens(engine, text) >= limit else "stop"
-    except Exception:
-        return "stop"
-
-
-def _stream_usage(engine: Any, chat: ChatRequest, text: str) -> dict[str, int]:
-    prompt = engine.count_tokens(chat.messages)
-    completion = _completion_tokens(engine, text)
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
-
-
-# ---------------------------------------------------------------------------------------------------- command line
-
-
-def build_parser(prog: str = "internvl-tools serve") -> argparse.ArgumentParser:
-    """The argument parser of ``internvl-tools serve`` / ``python -m internvl_tools.server``."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Serve an InternVL checkpoint over an OpenAI-compatible API (/v1/models, /v1/chat/completions).",
-    )
-    parser.add_argument("model", metavar="MODEL", help="hub id, local checkpoint directory, or 'tiny'")
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
-    parser.add_argument(
-        "--api-key", default=None, help=f"require 'Authorization: Bearer KEY' (default: ${API_KEY_ENV} if set)"
-    )
-    parser.add_argument("--served-model-name", default=None, help="model id reported by /v1/models (default MODEL)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda:0, ...")
-    parser.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
-    parser.add_argument(
-        "--max-tiles",
-        type=int,
-        default=None,
-        help="tile budget per request (default: the checkpoint's max_dynamic_patch)",
-    )
-    parser.add_argument("--template", default=None, help="override the conversation template")
-    parser.add_argument("--trust-remote-code", action="store_true", help="run the checkpoint's own modeling code")
-    parser.add_argument(
-        "--no-batching",
-        dest="batching",
-        action="store_false",
-        help="answer requests one at a time instead of batching concurrent ones",
-    )
-    parser.add_argument("--max-batch-size", type=int, default=8, help="most requests in one batch (default 8)")
-    parser.add_argument(
-        "--batch-window-ms",
-        type=float,
-        default=5.0,
-        help="how long to wait for more requests to batch with the first one (default 5)",
-    )
-    parser.add_argument("--max-images", type=int, default=8, help="most images in one request (default 8)")
-    parser.add_argument("--max-request-mb", type=float, default=20.0, help="largest request body (default 20 MB)")
-    parser.add_argument(
-        "--max-prompt-chars",
-        type=int,
-        default=None,
-        help="refuse requests with more text than this, before tokenizing (default: the context "
-        f"length times {CHARS_PER_TOKEN_CEILING})",
-    )
-    parser.add_argument(
-        "--media-timeout",
-        type=float,
-        default=10.0,
-        help="seconds for fetching one remote image, redirects included (default 10)",
-    )
-    parser.add_argument(
-        "--max-concurrent-fetches",
-        type=int,
-        default=4,
-        help="requests fetching remote images at once; more are answered 503 (default 4)",
-    )
-    parser.add_argument(
-        "--allow-remote-images",
-        action="store_true",
-        help="fetch http(s) image URLs (public addresses only, with timeouts and size caps)",
-    )
-    parser.add_argument(
-        "--allow-private-host",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="with --allow-remote-images: also fetch from this private host or network",
-    )
-    parser.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    return parser
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the server (blocks until interrupted); returns the process exit status.
-
-    >>> main(["--help"])  # doctest: +SKIP
-    """
-    args = build_parser().parse_args(argv)
-    if args.max_tiles is not None and not 1 <= args.max_tiles <= 40:
-        print(f"error: --max-tiles must be between 1 and 40, got {args.max_tiles}", file=sys.stderr)
-        return 2
-    if args.max_batch_size < 1 or args.max_images < 0 or args.max_request_mb <= 0 or args.batch_window_ms < 0:
-        print(
-            "error: --max-batch-size must be >= 1; --max-images, --max-request-mb, --batch-window-ms >= 0",
-            file=sys.stderr,
-        )
-        return 2
-    if (
-        args.max_concurrent_fetches < 1
-        or args.media_timeout <= 0
-        or (args.max_prompt_chars is not None and args.max_prompt_chars < 1)
-    ):
-        print(
-            "error: --max-concurrent-fetches, --media-timeout and --max-prompt-chars must be positive", file=sys.stderr
-        )
-        return 2
-    api_key, source = (
-        (args.api_key, "--api-key") if args.api_key is not None else (os.environ.get(API_KEY_ENV), f"${API_KEY_ENV}")
-    )
-    if api_key is not None and not (api_key and all(33 <= ord(c) <= 126 for c in api_key)):
-        # An empty key must not quietly mean "no authentication".
-        print(
-            f"error: {source} is {'empty' if not api_key else 'not printable ASCII without spaces'}; give a real "
-            f"key, or leave {source} out (and unset {API_KEY_ENV}) to serve without authentication.",
-            file=sys.stderr,
-        )
-        return 2
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    try:
-        _require_fastapi()
-        import uvicorn
-    except (DependencyMissingError, ImportError) as exc:
-        print(f"error: {exc} (pip install 'internvl-tools[server]')", file=sys.stderr)
-        return 1
-    if not _is_loopback(args.host) and not api_key:
-        log.warning(
-            "Serving on %s without an API key: anyone who can reach this address can use the model. "
-            "Pass --api-key or set %s.",
-            args.host,
-            API_KEY_ENV,
-        )
-    from internvl_tools.engines.local import InternVL
-
-    engine = InternVL.from_pretrained(
-        args.model,
-        device=args.device,
-        dtype=args.dtype,
-        max_tiles=args.max_tiles,
-        template=args.template,
-        trust_remote_code=args.trust_remote_code,
-    )
-    try:
-        engine.load()  # load before binding: once the port answers, the model is ready
-    except InternVLError as exc:
-        print(f"error: could not load {args.model!r}: {exc}", file=sys.stderr)
-        return 1
-    name = args.served_model_name or args.model
-    settings = ServerSettings(
-        model_name=name,
-        aliases=tuple({args.model, os.path.basename(os.path.normpath(args.model))} - {name}),
-        api_key=api_key,
-        batching=args.batching,
-        max_batch_size=args.max_batch_size,
-        batch_window_ms=args.batch_window_ms,
-        allow_remote_images=args.allow_remote_images,
-        allow_private_hosts=tuple(args.allow_private_host),
-        max_request_bytes=int(args.max_request_mb * 1024 * 1024),
-        max_images=args.max_images,
-        max_tiles=args.max_tiles,
-        media_timeout=args.media_timeout,
-        max_prompt_chars=args.max_prompt_chars,
-        max_concurrent_fetches=args.max_concurrent_fetches,
-    )
-    app = create_app(engine, settings)
-    log.info(
-        "Serving %r on http://%s:%d/v1 (batching %s)", name, args.host, args.port, "on" if args.batching else "off"
-    )
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
