@@ -28,8 +28,11 @@ __version__ = "0.1.0"
 # The modules whose ``__all__`` make up the top-level API, in data-flow order. Subpackages keep further names
 # (``internvl_tools.grounding``, ``internvl_tools.documents``, ``internvl_tools.testing``, ...).
 PUBLIC_MODULES: tuple[str, ...] = (
-    "internvl_tools.media",
-    "internvl_tools.video",
+    "internvl_tools.media.policy",
+    "internvl_tools.media.paths",
+    "internvl_tools.media.decode",
+    "internvl_tools.media.images",
+    "internvl_tools.media.video",
     "internvl_tools.tiling",
     "internvl_tools.messages",
     "internvl_tools.results",
@@ -131,10 +134,13 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.grounding.records import *  # noqa: F403
     from internvl_tools.grounding.result import *  # noqa: F403
     from internvl_tools.grounding.types import *  # noqa: F403
-    from internvl_tools.media import *  # noqa: F403
+    from internvl_tools.media.decode import *  # noqa: F403
+    from internvl_tools.media.images import *  # noqa: F403
+    from internvl_tools.media.paths import *  # noqa: F403
+    from internvl_tools.media.policy import *  # noqa: F403
+    from internvl_tools.media.video import *  # noqa: F403
     from internvl_tools.messages import *  # noqa: F403
     from internvl_tools.prompts.builder import *  # noqa: F403
     from internvl_tools.prompts.templates import *  # noqa: F403
     from internvl_tools.results import *  # noqa: F403
     from internvl_tools.tiling import *  # noqa: F403
-    from internvl_tools.video import *  # noqa: F403

@@ -329,7 +329,7 @@ def _load_visual(args: argparse.Namespace, what: str) -> Any:
         if page.error is not None or page.image is None:
             raise PageRenderError(f"{args.input}: page {args.page or 1} could not be rendered: {page.error}")
         return page.image
-    from internvl_tools.media import load_image
+    from internvl_tools.media.images import load_image
 
     return load_image(str(path))
 

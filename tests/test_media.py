@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image, ImageFile
 
-from internvl_tools import fetch
 from internvl_tools.errors import (
     ConfigError,
     FetchError,
@@ -48,6 +47,7 @@ from internvl_tools.media import (
     MediaPolicy,
     describe_source,
     encode_image,
+    fetch,
     load_image,
     load_images,
     to_data_uri,

@@ -1,4 +1,4 @@
-"""Specification of internvl_tools.video: the reference frame sampling and decoding the right frames."""
+"""Specification of internvl_tools.media.video: the reference frame sampling and decoding the right frames."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from internvl_tools.errors import ConfigError, VideoError
-from internvl_tools.video import load_video, sample_frame_indices
+from internvl_tools.media.video import load_video, sample_frame_indices
 
 
 def ref_get_index(bound, fps, max_frame, first_idx=0, num_segments=32):

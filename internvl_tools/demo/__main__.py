@@ -24,7 +24,7 @@ DEFAULT_MODEL = "demo"
 
 
 def _preprocess_report(image_path: str) -> None:
-    from internvl_tools.media import load_image
+    from internvl_tools.media.images import load_image
     from internvl_tools.tiling import tile_image
 
     image = load_image(image_path)

@@ -26,7 +26,8 @@ from internvl_tools.errors import (
     PasswordError,
     UnsupportedSourceError,
 )
-from internvl_tools.media import MediaPolicy, open_image
+from internvl_tools.media.decode import open_image
+from internvl_tools.media.policy import MediaPolicy
 
 __all__ = ["PDFIUM_LOCK", "DocumentSource", "PageSpec", "open_source", "page_count", "parse_pages"]
 

@@ -134,7 +134,7 @@ class VisionLanguageModel(ABC):
         self, image: Any, prompt: str, generation: dict[str, Any], default_tokens: int
     ) -> GroundingResult:
         from internvl_tools.grounding.parser import parse_grounding
-        from internvl_tools.media import load_image
+        from internvl_tools.media.images import load_image
 
         pil = load_image(image, policy=self.media_policy)
         generation.setdefault("max_new_tokens", default_tokens)
@@ -173,7 +173,7 @@ class VisionLanguageModel(ABC):
         """
         from internvl_tools.grounding.prompts import region_prompt
         from internvl_tools.grounding.types import BoundingBox, RegionDescription
-        from internvl_tools.media import load_image
+        from internvl_tools.media.images import load_image
 
         pil = load_image(image, policy=self.media_policy)
         bbox = box if isinstance(box, BoundingBox) else BoundingBox.from_xyxy(box)

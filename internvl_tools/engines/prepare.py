@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, VIDEO_PLACEHOLDER
 from internvl_tools.errors import ConfigError, ContextLengthError, GenerationError
 from internvl_tools.generation.text import encode_prompt
+from internvl_tools.media.video import load_video
 from internvl_tools.messages import ImagePart, Message, TextPart, VideoPart, normalize_messages
 from internvl_tools.prompts.builder import (
     ImageSlot,
@@ -30,7 +31,6 @@ from internvl_tools.prompts.builder import (
     expand_image_placeholders,
 )
 from internvl_tools.tiling import split_tile_budget, tile_budget, tile_image
-from internvl_tools.video import load_video
 
 if TYPE_CHECKING:
     from internvl_tools.engines.registry import LoadedModel
@@ -76,7 +76,7 @@ def check_input_settings(*, preprocess: str, prompt_format: str, history_images:
 
 
 def _tile(image: Any, max_tiles: int, state: LoadedModel, settings: InputSettings) -> Any:
-    from internvl_tools.media import load_image  # PIL and numpy load with the first image
+    from internvl_tools.media.images import load_image  # PIL and numpy load with the first image
 
     info = state.info
     pil = load_image(image, policy=settings.media_policy)

@@ -365,7 +365,8 @@ class RemoteInternVL(VisionLanguageModel):
     # ------------------------------------------------------------------------------------------------ payloads
 
     def _image_url(self, part: ImagePart) -> dict[str, Any]:
-        from internvl_tools.media import describe_source, encode_image, load_image
+        from internvl_tools.media.images import encode_image, load_image
+        from internvl_tools.media.policy import describe_source
 
         # The server tiles; send the original pixels losslessly (EXIF orientation applied, metadata dropped).
         pil = load_image(part.image, policy=self.media_policy)

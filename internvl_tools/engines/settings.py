@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from internvl_tools.constants import API_KEY_ENV, DEFAULT_MODEL, MAX_TILES_LIMIT
 from internvl_tools.engines.local import InternVL
 from internvl_tools.engines.remote import RemoteInternVL, api_key_from_env
-from internvl_tools.media import MediaPolicy
+from internvl_tools.media.policy import MediaPolicy
 
 if TYPE_CHECKING:
     from internvl_tools.engines.base import VisionLanguageModel

@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from internvl_tools.errors import FetchError, InternVLError, MediaPolicyError
-from internvl_tools.fetch import fetch_bytes
 from internvl_tools.media import MediaPolicy
+from internvl_tools.media.fetch import fetch_bytes
 
 DECODED = 128 * 1024 * 1024  # what the compressed bodies below expand to
 STOP = threading.Event()
@@ -227,7 +227,7 @@ import json, re, sys
 def status(key):
     with open("/proc/self/status") as f:
         return int(re.search(key + r":\s+(\d+) kB", f.read()).group(1))
-from internvl_tools.fetch import fetch_bytes
+from internvl_tools.media.fetch import fetch_bytes
 from internvl_tools.media import MediaPolicy
 from internvl_tools.errors import FetchError
 base, routes = sys.argv[1], json.loads(sys.argv[2])

@@ -225,12 +225,12 @@ def test_resolve_local_path_checks_names_but_not_existence(world: tuple[Path, Pa
 
 def test_a_file_swapped_after_the_check_is_not_read(world: tuple[Path, Path], monkeypatch) -> None:
     """TOCTOU: the name is checked, then an attacker swaps in a link to a secret before the open."""
-    import internvl_tools.media as media
+    from internvl_tools.media import paths  # open_confined looks confine_path up in its own module
 
     sandbox, outside = world
     target = sandbox / "swap.png"
     target.write_bytes(PNG_1x1)
-    real_confine = media.confine_path
+    real_confine = paths.confine_path
 
     def confine_then_swap(*args: Any, **kwargs: Any) -> Path:
         checked = real_confine(*args, **kwargs)
@@ -238,9 +238,9 @@ def test_a_file_swapped_after_the_check_is_not_read(world: tuple[Path, Path], mo
         target.symlink_to(outside / "secret.png")
         return checked
 
-    monkeypatch.setattr(media, "confine_path", confine_then_swap)
+    monkeypatch.setattr(paths, "confine_path", confine_then_swap)
     with pytest.raises(PathNotAllowedError, match="changed while it was being opened"):
-        media.open_confined("swap.png", dirs(sandbox))
+        paths.open_confined("swap.png", dirs(sandbox))
 
 
 def test_unreadable_file_names_the_permission_problem(world: tuple[Path, Path]) -> None:

@@ -1,11 +1,12 @@
 """Fetching images from http(s) URLs safely: the SSRF guard and the capped, time-limited download.
 
-Only reached when a :class:`~internvl_tools.media.MediaPolicy` allows remote fetching. Every address a host resolves
-to is checked (private, loopback, link-local, multicast, reserved, unspecified, IPv4-mapped / 6to4 / Teredo /
-NAT64 forms, odd IPv4 spellings), redirects are followed by hand and re-checked at every hop, and the whole fetch
-(lookup, connect, headers, body, every hop) runs against one deadline and a running cap on the raw bytes.
+Only reached when a :class:`~internvl_tools.media.policy.MediaPolicy` allows remote fetching. Every address a host
+resolves to is checked (private, loopback, link-local, multicast, reserved, unspecified, IPv4-mapped / 6to4 /
+Teredo / NAT64 forms, odd IPv4 spellings), redirects are followed by hand and re-checked at every hop, and the
+whole fetch (lookup, connect, headers, body, every hop) runs against one deadline and a running cap on the raw
+bytes. It imports only :mod:`~internvl_tools.media.policy`; ``images`` calls it, never the other way round.
 
->>> from internvl_tools.media import MediaPolicy, redact_url
+>>> from internvl_tools.media.policy import MediaPolicy
 >>> try:
 ...     check_url("http://169.254.169.254/latest/meta-data", MediaPolicy(allow_remote=True))
 ... except Exception as exc:
@@ -29,7 +30,7 @@ import httpcore
 import httpx
 
 from internvl_tools.errors import FetchError, RemoteFetchDisabledError, URLBlockedError
-from internvl_tools.media import MediaPolicy, redact_url
+from internvl_tools.media.policy import MediaPolicy, redact_url
 
 __all__ = ["check_url", "fetch_bytes"]
 

@@ -1,6 +1,6 @@
 """Video frames for InternVL: the reference frame sampling and one 448×448 tile per frame.
 
-Frame indices follow the model card's ``get_index`` exactly (research/internvl_reference.md §3, §7): the clip
+Frame indices follow the model card's ``get_index`` exactly (docs/internvl_reference.md §3, §7): the clip
 ``[start, end]`` seconds (default: the whole video) is cut into ``num_segments`` equal segments and the middle
 frame of each is taken. Frames are decoded with decord when it is installed, else with PyAV.
 
@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from internvl_tools.constants import DEFAULT_IMAGE_SIZE, IMAGENET_MEAN, IMAGENET_STD
 from internvl_tools.errors import ConfigError, DependencyMissingError, VideoError
+from internvl_tools.media.paths import resolve_local_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from PIL import Image
 
-    from internvl_tools.media import MediaPolicy
+    from internvl_tools.media.policy import MediaPolicy
 
 __all__ = ["VideoFrames", "load_video", "sample_frame_indices"]
 
@@ -119,7 +120,7 @@ def load_video(
     ``source`` is a path, raw bytes or a binary file object. ``backend`` forces ``"decord"`` or ``"pyav"``;
     by default decord is used when installed, else PyAV. ``mode``/``dtype``/``device``/``mean``/``std`` are as in
     :func:`internvl_tools.tiling.tile_image` (pass the checkpoint's normalisation). ``policy`` (a
-    :class:`~internvl_tools.media.MediaPolicy`) applies to videos as to images: paths must lie in its
+    :class:`~internvl_tools.media.policy.MediaPolicy`) applies to videos as to images: paths must lie in its
     ``allowed_dirs`` (relative ones are taken from the first), local files can be switched off, and inline bytes are
     capped at ``max_bytes``.
 
@@ -160,8 +161,6 @@ def load_video(
 
 def _apply_policy(source: VideoSource, policy: MediaPolicy) -> VideoSource:
     """The source as the policy allows it: a confined, resolved path, or bytes within the size cap."""
-    from internvl_tools.media import resolve_local_path
-
     if isinstance(source, (str, os.PathLike)):
         return resolve_local_path(os.fspath(source), policy)
     if isinstance(source, (bytes, bytearray, memoryview)) and len(source) > policy.max_bytes:

@@ -1,0 +1,17 @@
+"""Media: getting user bytes into memory safely, under a :class:`MediaPolicy`.
+
+Modules, bottom up (each imports only those before it): ``policy`` (:class:`MediaPolicy`, naming inputs in
+errors), ``paths`` (confined paths), ``fetch`` (the SSRF-guarded, capped downloader), ``decode`` (Pillow with only
+the decoders we chose, pixels to RGB), ``images`` (:func:`load_image` from any source, encoding) and ``video``
+(the reference frame sampling).
+"""
+
+from internvl_tools.media import decode, fetch, images, paths, policy, video
+from internvl_tools.media.decode import *  # noqa: F403
+from internvl_tools.media.fetch import *  # noqa: F403
+from internvl_tools.media.images import *  # noqa: F403
+from internvl_tools.media.paths import *  # noqa: F403
+from internvl_tools.media.policy import *  # noqa: F403
+from internvl_tools.media.video import *  # noqa: F403
+
+__all__ = [*policy.__all__, *paths.__all__, *fetch.__all__, *decode.__all__, *images.__all__, *video.__all__]
