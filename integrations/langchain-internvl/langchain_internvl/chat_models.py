@@ -16,6 +16,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any, Literal
 
+from internvl_tools import json_instruction
+from internvl_tools.constants import API_KEY_ENV
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
@@ -117,7 +119,7 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
 
     @property
     def lc_secrets(self) -> dict[str, str]:
-        return {"api_key": "INTERNVL_API_KEY"}
+        return {"api_key": API_KEY_ENV}
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -226,7 +228,7 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
         elif schema is not None:
             gen.pop("stop", None)  # the grammar decides where the answer ends
             if self.schema_in_prompt and schema != {"type": "object"}:
-                hint = f"\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
+                hint = "\n" + json_instruction(schema)
                 core[-1]["content"].append({"type": "text", "text": hint})
         engine = self.get_engine(override)
         if override is None and self.base_url and "model" not in self.model_fields_set:
@@ -319,27 +321,17 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
                 run_manager.on_llm_new_token(text, chunk=chunk)
             yield chunk
             return
-        pieces: list[str] = []
         stream = engine.stream(core, **gen)
         for delta in stream:
             if not delta:
                 continue
-            pieces.append(delta)
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=delta))
             if run_manager is not None:
                 run_manager.on_llm_new_token(delta, chunk=chunk)
             yield chunk
-        final = getattr(stream, "result", None)
-        if final is not None:  # the core's TextStream carries the exact usage and finish reason
-            usage = UsageMetadata(
-                input_tokens=final.usage.prompt_tokens,
-                output_tokens=final.usage.completion_tokens,
-                total_tokens=final.usage.prompt_tokens + final.usage.completion_tokens,
-            )
-            finish = final.finish_reason
-        else:
-            usage, finish = _stream_usage(engine, core, "".join(pieces), gen)
-        metadata = {"model_name": model, "finish_reason": finish, "model_provider": PROVIDER}
+        # The core's TextStream holds the exact usage and finish reason once exhausted.
+        usage, metadata = self._message_metadata(stream.result, model)
+        finish = metadata["finish_reason"]
         yield ChatGenerationChunk(
             message=AIMessageChunk(content="", usage_metadata=usage, response_metadata=metadata, chunk_position="last"),
             generation_info={"finish_reason": finish},
@@ -504,35 +496,3 @@ def _grammar_schema(response_format: Any) -> dict[str, Any] | None:
         "response_format must be {'type': 'json_object'} or {'type': 'json_schema', 'schema': {...}} "
         "(or the OpenAI {'json_schema': {'schema': ...}} shape)."
     )
-
-
-def _count_text_tokens(engine: Any, text: str) -> int:
-    tokenizer: Callable[..., Any] | None = getattr(engine, "tokenizer", None)
-    if tokenizer is None or not text:
-        return 0
-    try:
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    except Exception:
-        return 0
-    return len(ids)
-
-
-def _stream_usage(
-    engine: Any, core: Sequence[dict[str, Any]], text: str, gen: dict[str, Any]
-) -> tuple[UsageMetadata, str]:
-    """Usage and finish reason after a stream.
-
-    The core's ``stream()`` yields text only, so the prompt is counted with ``count_tokens`` and the answer by
-    re-tokenizing it (exact for the prompt, within a token or two for the answer).
-    """
-    prompt = 0
-    counter = getattr(engine, "count_tokens", None)
-    if counter is not None:
-        with contextlib.suppress(Exception):
-            prompt = int(counter(list(core)))
-    output = _count_text_tokens(engine, text)
-    limit = gen.get("max_new_tokens") or gen.get("max_tokens")
-    finish = "length" if limit is not None and output >= int(limit) else "stop"
-    if finish == "stop" and output:
-        output += 1  # the end-of-turn token
-    return UsageMetadata(input_tokens=prompt, output_tokens=output, total_tokens=prompt + output), finish

@@ -127,9 +127,8 @@ class _InternVLTool(InternVLSettings, BaseTool):
 
         number = page or 1
         grid = self._tile_grid() if self.pdf_dpi is None else None
-        with render_pages(
-            os.fspath(path), dpi=self.pdf_dpi, pages=[number], backend="thread", tile_grid=grid
-        ) as stream:
+        # The worker process bounds each page of an untrusted PDF (memory, CPU time) and isolates crashes.
+        with render_pages(os.fspath(path), dpi=self.pdf_dpi, pages=[number], tile_grid=grid) as stream:
             total = stream.page_count
             rendered = next(iter(stream), None)
         if rendered is None or rendered.image is None:

@@ -174,10 +174,27 @@ def test_remote_urls_are_refused_unless_enabled(llm: InternVL, internvl_tiny_pat
     block = ImageBlock(url="http://example.com/cat.png")
     with pytest.raises(internvl_tools.RemoteFetchDisabledError):
         llm.chat(user(block, TextBlock(text="?")))
-    enabled = InternVL(model=internvl_tiny_path, max_new_tokens=2, allow_remote_images=True)
+    enabled = InternVL(model=internvl_tiny_path, max_new_tokens=2, allow_remote_urls=True)
     # Enabled, the fetch goes through the SSRF guard: a loopback address is still refused, before any connection.
     with pytest.raises(internvl_tools.URLBlockedError):
         enabled.chat(user(ImageBlock(url="http://127.0.0.1:9/cat.png"), TextBlock(text="?")))
+
+
+def test_settings_are_the_cores_engine_settings() -> None:
+    # One set of field names everywhere (CLI, LangChain, LlamaIndex); allow_remote_images is a deprecated alias.
+    assert issubclass(InternVL, internvl_tools.EngineSettings)
+    llm = InternVL(model="tiny", allowed_dirs=["/tmp"], allow_private_hosts=["10.0.0.0/8"])
+    policy = llm.build_media_policy()
+    assert (policy.allow_remote, policy.allow_local_files) == (False, True)
+    assert [str(d) for d in policy.allowed_dirs] == ["/tmp"]
+    assert InternVL(model="tiny").build_media_policy().allowed_dirs is None  # local files allowed unless confined
+    with pytest.warns(DeprecationWarning, match="allow_remote_urls"):
+        legacy = InternVL(model="tiny", allow_remote_images=True)
+    assert legacy.allow_remote_urls and legacy.build_media_policy().allow_remote
+    with pytest.warns(DeprecationWarning, match="allow_remote_urls"):
+        restored = InternVL.from_dict({"model": "tiny", "allow_remote_images": True})
+    assert restored.allow_remote_urls
+    assert "allow_remote_images" not in llm.to_dict() and "api_key" not in llm.to_dict()
 
 
 def test_allowed_dirs_confine_image_and_document_paths(internvl_tiny_path: str, png_path: Path, tmp_path: Path,

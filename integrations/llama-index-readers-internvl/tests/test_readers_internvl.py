@@ -151,6 +151,38 @@ def test_missing_file_raises(reader: InternVLPDFReader, tmp_path: Path) -> None:
         reader.load_data(tmp_path / "absent.pdf")
 
 
+def test_settings_are_the_cores_engine_settings(internvl_tiny_engine: Any, pdf_path: Path, tmp_path: Path) -> None:
+    # The same field names as the LLM, LangChain and the CLI; the engine and policy come from EngineSettings.
+    assert issubclass(InternVLPDFReader, internvl_tools.EngineSettings)
+    policy = InternVLPDFReader(model="tiny").build_media_policy()
+    assert policy.allow_local_files and policy.allowed_dirs is None and not policy.allow_remote
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(internvl_tools.PathNotAllowedError):
+        InternVLPDFReader(engine=internvl_tiny_engine, allowed_dirs=[str(elsewhere)]).load_data(pdf_path)
+    with pytest.raises(internvl_tools.PathNotAllowedError):
+        InternVLPDFReader(engine=internvl_tiny_engine, allow_local_files=False).load_data(pdf_path)
+    assert "api_key" not in InternVLPDFReader(model="tiny", api_key="secret").to_dict()
+
+
+def test_page_images_of_untrusted_pdfs_render_in_the_worker(internvl_tiny_engine: Any, pdf_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # render_backend "auto" (the default): PDF pages, the attached page images included, go through the bounded
+    # worker process; only the page-count probe (which renders nothing) opens the PDF in this process.
+    render_pages = internvl_tools.render_pages
+    backends: list[str] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        backends.append(kwargs.get("backend", "auto"))
+        return render_pages(*args, **kwargs)
+
+    monkeypatch.setattr(internvl_tools, "render_pages", recording)
+    reader = InternVLPDFReader(engine=internvl_tiny_engine, dpi=36, max_new_tokens=2, progress=False, pages="1")
+    [doc] = reader.load_data(pdf_path)
+    assert doc.image_resource is not None and doc.image_resource.data is not None
+    assert backends == ["thread", "auto"]  # the probe, then the page image
+
+
 class FlakyEngine(internvl_tools.VisionLanguageModel):
     """Delegates to a real engine but fails on greenish-red pages (page 2 of ``internvl_scanned_pdf``)."""
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import TypedDict
 
 import pytest
-from internvl_tools import RemoteFetchDisabledError
+from internvl_tools import RemoteFetchDisabledError, TextStream
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from pydantic import BaseModel
 from pydantic.v1 import BaseModel as BaseModelV1
@@ -54,12 +54,18 @@ async def test_astream_keeps_the_event_loop_running(tiny: str, monkeypatch: pyte
     in_flight, gate = threading.Event(), threading.Event()
     gate_opened_mid_stream: list[bool] = []
 
-    def gated_stream(*args: object, **kwargs: object) -> Iterator[str]:
-        for index, delta in enumerate(real_stream(*args, **kwargs)):
-            if index == 0:  # generation has produced its first token and is now in flight
-                in_flight.set()
-                gate_opened_mid_stream.append(gate.wait(timeout=30))
-            yield delta
+    def gated_stream(*args: object, **kwargs: object) -> TextStream:
+        inner = real_stream(*args, **kwargs)
+
+        def deltas() -> Generator[str, None, object]:
+            for index, delta in enumerate(inner):
+                if index == 0:  # generation has produced its first token and is now in flight
+                    in_flight.set()
+                    gate_opened_mid_stream.append(gate.wait(timeout=30))
+                yield delta
+            return inner.result  # the engine contract: the stream's result (usage, finish reason) when it ends
+
+        return TextStream(deltas())
 
     monkeypatch.setattr(engine, "stream", gated_stream)
 

@@ -41,6 +41,22 @@ def test_pickle_round_trip_drops_engines_but_keeps_settings() -> None:
     assert copy._engines == {}
 
 
+def test_settings_are_the_cores_engine_settings_with_langchain_defaults() -> None:
+    import internvl_tools
+    from internvl_tools.constants import API_KEY_ENV
+
+    from langchain_internvl import InternVLVisionTool
+
+    assert issubclass(ChatInternVL, internvl_tools.EngineSettings)
+    assert issubclass(InternVLVisionTool, internvl_tools.EngineSettings)
+    # No local file is read unless allowed_dirs (or allow_local_files=True) says so; URLs stay off.
+    policy = ChatInternVL(model="tiny").build_media_policy()
+    assert (policy.allow_local_files, policy.allow_remote) == (False, False)
+    confined = ChatInternVL(model="tiny", allowed_dirs=["/tmp"], allow_private_hosts=["10.0.0.0/8"])
+    assert confined.build_media_policy().allow_local_files
+    assert ChatInternVL(model="tiny").lc_secrets == {"api_key": API_KEY_ENV} == {"api_key": "INTERNVL_TOOLS_API_KEY"}
+
+
 @pytest.mark.parametrize("method", ["json_schema", "function_calling", "json_mode"])
 def test_structured_output_binds_a_grammar_and_the_tracing_format(method: str) -> None:
     runnable = ChatInternVL(model="tiny").with_structured_output(Joke, method=method)

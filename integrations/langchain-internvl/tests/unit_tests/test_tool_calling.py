@@ -272,3 +272,13 @@ def test_parallel_tool_calls_bind_and_come_back_as_several_calls() -> None:
 def test_profile_declares_tool_calling() -> None:
     profile = ChatInternVL(model="m").profile
     assert profile is not None and profile["tool_calling"] and profile["tool_choice"]
+
+
+def test_structured_output_states_the_schema_with_the_cores_instruction() -> None:
+    from internvl_tools import json_instruction
+
+    llm, engine = fake_llm('{"x": 1, "y": 2}')
+    llm.with_structured_output(Point).invoke("Where?")
+    _, messages, schema, _ = engine.calls[-1]
+    assert messages[-1]["content"][-1] == {"type": "text", "text": "\n" + json_instruction(schema)}
+    assert json_instruction(schema).startswith("Answer with a JSON object that follows this JSON schema:\n{")

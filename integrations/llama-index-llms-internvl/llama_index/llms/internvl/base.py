@@ -9,7 +9,8 @@ True
 from __future__ import annotations
 
 import asyncio
-import json
+import dataclasses
+import warnings
 from collections.abc import AsyncGenerator, Generator, Sequence
 from typing import Any, TypeVar
 
@@ -25,7 +26,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     TextBlock,
 )
-from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr
+from llama_index.core.bridge.pydantic import BaseModel, Field, PrivateAttr, SecretStr, model_validator
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.llm import (
@@ -40,24 +41,21 @@ from llama_index.core.types import PydanticProgramMode
 from llama_index.llms.internvl.blocks import image_documents_to_blocks, to_core_messages
 
 import internvl_tools
+from internvl_tools import EngineSettings, json_instruction
+from internvl_tools.constants import DEFAULT_MODEL
 
 __all__ = ["DEFAULT_MODEL", "InternVL"]
-
-DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
 
 dispatcher = get_dispatcher(__name__)
 
 Model = TypeVar("Model", bound=BaseModel)
 
-_SCHEMA_INSTRUCTION = "Answer with a JSON object that follows this JSON schema:\n{schema}"
-
 
 def _generation_keys() -> frozenset[str]:
-    fields = getattr(internvl_tools.GenerationOptions, "__dataclass_fields__", {})
-    return frozenset(fields) | {"max_tokens"}
+    return frozenset(field.name for field in dataclasses.fields(internvl_tools.GenerationOptions)) | {"max_tokens"}
 
 
-class InternVL(LLM):
+class InternVL(EngineSettings, LLM):
     """An InternVL model (local weights, or any OpenAI-compatible server) as a multimodal LlamaIndex LLM.
 
     Messages may carry ``TextBlock``, ``ImageBlock`` (bytes, path, data URI, or http(s) URL when the media policy
@@ -65,17 +63,22 @@ class InternVL(LLM):
     ``VideoBlock``. Construction is cheap; weights load on first use and are shared process-wide by every engine
     with the same checkpoint and settings.
 
+    The engine and media fields are the core's :class:`internvl_tools.EngineSettings` (the same names in the CLI,
+    LangChain and LlamaIndex), and the engine is built by its ``build_engine``.
+
     Args:
         model: hub id, local checkpoint directory, or ``"tiny"`` (a tiny random test checkpoint).
         engine: an existing engine to use instead: an ``internvl_tools.InternVL``, a server backend, or anything with
             the ``VisionLanguageModel`` API (``chat``, ``stream``, ``generate_structured``).
-        base_url: an OpenAI-compatible server (vLLM, LMDeploy, ``internvl-tools serve``); uses
-            ``internvl_tools.InternVL.from_server`` on first use.
+        base_url / api_key: an OpenAI-compatible server (vLLM, LMDeploy, ``internvl-tools serve``) instead of local
+            weights, connected on first use; the key defaults to ``$INTERNVL_TOOLS_API_KEY``.
+        device / dtype / max_tiles / trust_remote_code: local engine options.
         max_new_tokens / temperature / top_p / top_k / repetition_penalty / stop / seed: generation defaults
             (greedy when ``temperature`` is 0); per-call keyword arguments override them.
-        allow_remote_images / allowed_dirs: the media policy for the engine this LLM builds (URLs off by default;
-            ``allowed_dirs`` confines image, document and video paths). ``media_policy`` passes a ready
-            ``internvl_tools.MediaPolicy`` instead.
+        allow_remote_urls / allowed_dirs / allow_local_files / allow_private_hosts: the media policy for the engine
+            this LLM builds (URLs off by default; local paths allowed, confined to ``allowed_dirs`` when set, for
+            images, documents and videos). ``media_policy`` passes a ready ``internvl_tools.MediaPolicy`` instead.
+            ``allow_remote_images`` is a deprecated alias of ``allow_remote_urls``.
         engine_kwargs: extra ``internvl_tools.InternVL.from_pretrained`` options (``attn_implementation``,
             ``quantization``, ``template``, ``system_message``, ...).
 
@@ -83,14 +86,7 @@ class InternVL(LLM):
     True
     """
 
-    model: str = Field(default=DEFAULT_MODEL, description="Hub id, local checkpoint directory, or 'tiny'.")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible server URL (optional).")
-    api_key: str | None = Field(default=None, exclude=True, repr=False, description="Server API key.")
-    device: str = Field(default="auto", description="'auto', 'cpu', 'cuda:0', ...")
-    dtype: str = Field(default="auto", description="'auto', 'bfloat16', 'float16', 'float32'.")
-    max_tiles: int | None = Field(default=None, ge=1, le=40, description="Tile budget per request.")
-    trust_remote_code: bool = Field(default=False, description="Run the checkpoint's own code (opt-in only).")
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra engine options.")
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False, description="Server API key.")
 
     max_new_tokens: int = Field(default=512, ge=1, description="Tokens to generate per answer (num_output).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy decoding.")
@@ -99,13 +95,8 @@ class InternVL(LLM):
     repetition_penalty: float | None = Field(default=None, description="Repetition penalty.")
     stop: list[str] | None = Field(default=None, description="Stop sequences.")
     seed: int | None = Field(default=None, description="Sampling seed.")
-    context_window: int | None = Field(
-        default=None, description="Override; by default read from the model's config."
-    )
+    context_window: int | None = Field(default=None, description="Override; by default read from the model's config.")
 
-    allow_remote_images: bool = Field(default=False, description="Fetch http(s) image URLs (SSRF-guarded).")
-    allowed_dirs: list[str] | None = Field(default=None, description="Confine local paths to these dirs.")
-    media_policy: Any | None = Field(default=None, exclude=True, description="A ready MediaPolicy.")
     max_document_pages: int = Field(default=8, ge=1, description="Pages of a DocumentBlock shown to the model.")
     document_dpi: float = Field(default=100.0, gt=0, description="Render resolution for DocumentBlock pages.")
     schema_in_prompt: bool = Field(
@@ -119,6 +110,8 @@ class InternVL(LLM):
     def __init__(self, engine: Any = None, **kwargs: Any) -> None:
         if engine is not None and "model" not in kwargs:
             kwargs["model"] = str(getattr(engine, "model_name", None) or DEFAULT_MODEL)
+        if "allow_remote_images" in kwargs:  # here, so the warning points at the caller
+            kwargs = _renamed_remote_flag(kwargs, stacklevel=2)
         super().__init__(**kwargs)
         if engine is not None:
             for name in ("chat", "stream", "generate_structured"):
@@ -129,9 +122,29 @@ class InternVL(LLM):
             self._engine = engine
             self._owns_engine = False
 
+    @model_validator(mode="before")
     @classmethod
-    def from_server(cls, base_url: str, model: str | None = None, api_key: str | None = None,
-                    **kwargs: Any) -> InternVL:
+    def _deprecated_allow_remote_images(cls, data: Any) -> Any:
+        # model_validate / from_dict of settings saved before the rename.
+        if isinstance(data, dict) and "allow_remote_images" in data:
+            return _renamed_remote_flag(data, stacklevel=2)
+        return data
+
+    @property
+    def allow_remote_images(self) -> bool:
+        """Deprecated alias of ``allow_remote_urls``."""
+        warnings.warn(_REMOTE_IMAGES_DEPRECATED, DeprecationWarning, stacklevel=2)
+        return self.allow_remote_urls
+
+    @allow_remote_images.setter
+    def allow_remote_images(self, value: bool) -> None:
+        warnings.warn(_REMOTE_IMAGES_DEPRECATED, DeprecationWarning, stacklevel=2)
+        self.allow_remote_urls = value
+
+    @classmethod
+    def from_server(
+        cls, base_url: str, model: str | None = None, api_key: str | None = None, **kwargs: Any
+    ) -> InternVL:
         """An LLM over an OpenAI-compatible InternVL server; the connection is made on first use."""
         return cls(base_url=base_url, model=model or DEFAULT_MODEL, api_key=api_key, **kwargs)
 
@@ -150,33 +163,18 @@ class InternVL(LLM):
 
     # ------------------------------------------------------------------------------------------------ engine
 
-    def _policy(self) -> Any:
-        if self.media_policy is not None:
-            return self.media_policy
-        kwargs: dict[str, Any] = {"allow_remote": self.allow_remote_images}
-        if self.allowed_dirs:
-            kwargs["allowed_dirs"] = tuple(self.allowed_dirs)
-        return internvl_tools.MediaPolicy(**kwargs)
-
     @property
     def engine(self) -> Any:
         """The engine (built on first access; weights load on first generation and are shared)."""
         if self._engine is None:
-            if self.base_url:
-                self._engine = internvl_tools.InternVL.from_server(
-                    self.base_url, model=None if self.model == DEFAULT_MODEL else self.model,
-                    api_key=self.api_key, **self.engine_kwargs,
-                )
-            else:
-                options = {"device": self.device, "dtype": self.dtype, "max_tiles": self.max_tiles,
-                           "trust_remote_code": self.trust_remote_code, "media_policy": self._policy(),
-                           **self.engine_kwargs}
-                self._engine = internvl_tools.InternVL.from_pretrained(self.model, **options)
+            # A server is asked which model it serves (GET /v1/models) unless a model other than the default is named.
+            served = None if self.model == DEFAULT_MODEL else self.model
+            self._engine = self.build_engine(server_model=served)
             self._owns_engine = True
         return self._engine
 
     def _engine_policy(self) -> Any:
-        return getattr(self.engine, "media_policy", None) or self._policy()
+        return getattr(self.engine, "media_policy", None) or self.build_media_policy()
 
     def _resolve_context_window(self) -> int:
         if self.context_window:
@@ -229,8 +227,12 @@ class InternVL(LLM):
         return {k: v for k, v in options.items() if v is not None}
 
     def _core(self, messages: Sequence[ChatMessage]) -> list[dict[str, Any]]:
-        return to_core_messages(messages, media_policy=self._engine_policy(),
-                                max_document_pages=self.max_document_pages, document_dpi=self.document_dpi)
+        return to_core_messages(
+            messages,
+            media_policy=self._engine_policy(),
+            max_document_pages=self.max_document_pages,
+            document_dpi=self.document_dpi,
+        )
 
     @staticmethod
     def _raw(result: Any) -> dict[str, Any]:
@@ -244,17 +246,6 @@ class InternVL(LLM):
             "completion_tokens": usage.get("completion_tokens"),
             "total_tokens": usage.get("total_tokens"),
         }
-
-    def _stream_usage(self, core: list[dict[str, Any]], text: str) -> dict[str, Any]:
-        """Token counts for a stream: the prompt counted exactly, the answer re-tokenized (local engines only)."""
-        engine = self.engine
-        prompt = _safe(lambda: engine.count_tokens(core)) if hasattr(engine, "count_tokens") else None
-        tokenizer = _safe(lambda: engine.tokenizer) if hasattr(engine, "tokenizer") else None
-        completion = _safe(lambda: len(tokenizer(text, add_special_tokens=False)["input_ids"])) if tokenizer else None
-        usage: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion}
-        if prompt is not None and completion is not None:
-            usage["total_tokens"] = prompt + completion
-        return {"usage": usage, **usage, "model": self.model}
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         result = self.engine.chat(self._core(messages), **self._generation(kwargs))
@@ -279,8 +270,7 @@ class InternVL(LLM):
                     yield ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=text), delta=pending)
                 pending = delta
             text += pending or ""
-            final = getattr(deltas, "result", None)  # the core's TextStream carries exact usage once exhausted
-            raw = self._raw(final) if final is not None else self._stream_usage(core, text)
+            raw = self._raw(deltas.result)  # the core's TextStream holds the exact usage once exhausted
             yield ChatResponse(
                 message=ChatMessage(role=MessageRole.ASSISTANT, content=text),
                 delta=pending or "",
@@ -297,8 +287,12 @@ class InternVL(LLM):
 
     @staticmethod
     def _to_completion(response: ChatResponse) -> CompletionResponse:
-        return CompletionResponse(text=response.message.content or "", raw=response.raw, delta=response.delta,
-                                  additional_kwargs=response.additional_kwargs)
+        return CompletionResponse(
+            text=response.message.content or "",
+            raw=response.raw,
+            delta=response.delta,
+            additional_kwargs=response.additional_kwargs,
+        )
 
     # ------------------------------------------------------------------------------------------------ sync
 
@@ -311,15 +305,17 @@ class InternVL(LLM):
         return self._stream_chat(messages, **kwargs)
 
     @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None,
-                 **kwargs: Any) -> CompletionResponse:
+    def complete(
+        self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None, **kwargs: Any
+    ) -> CompletionResponse:
         """Complete ``prompt``; ``image_documents`` (ImageDocument/ImageNode/ImageBlock/path/bytes) serves callers of
         the legacy ``MultiModalLLM.complete(prompt, image_documents)`` interface."""
         return self._to_completion(self._chat(self._prompt_messages(prompt, image_documents), **kwargs))
 
     @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False,
-                        image_documents: Sequence[Any] | None = None, **kwargs: Any) -> CompletionResponseGen:
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None, **kwargs: Any
+    ) -> CompletionResponseGen:
         chunks = self._stream_chat(self._prompt_messages(prompt, image_documents), **kwargs)
 
         def gen() -> CompletionResponseGen:
@@ -340,15 +336,16 @@ class InternVL(LLM):
         return _aiter_in_thread(chunks)
 
     @llm_completion_callback()
-    async def acomplete(self, prompt: str, formatted: bool = False,
-                        image_documents: Sequence[Any] | None = None, **kwargs: Any) -> CompletionResponse:
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None, **kwargs: Any
+    ) -> CompletionResponse:
         response = await asyncio.to_thread(self._chat, self._prompt_messages(prompt, image_documents), **kwargs)
         return self._to_completion(response)
 
     @llm_completion_callback()
-    async def astream_complete(self, prompt: str, formatted: bool = False,
-                               image_documents: Sequence[Any] | None = None,
-                               **kwargs: Any) -> CompletionResponseAsyncGen:
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, image_documents: Sequence[Any] | None = None, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
         messages = self._prompt_messages(prompt, image_documents)
         chunks = await asyncio.to_thread(self._stream_chat, messages, **kwargs)
 
@@ -365,7 +362,7 @@ class InternVL(LLM):
         schema = internvl_tools.json_schema_of(output_cls)
         core = self._core(messages)
         if self.schema_in_prompt:
-            instruction = _SCHEMA_INSTRUCTION.format(schema=json.dumps(schema))
+            instruction = json_instruction(schema)
             last_user = max((i for i, m in enumerate(core) if m["role"] == "user"), default=None)
             if last_user is None:
                 core.append({"role": "user", "content": [{"type": "text", "text": instruction}]})
@@ -385,48 +382,69 @@ class InternVL(LLM):
         return self.pydantic_program_mode == PydanticProgramMode.DEFAULT
 
     @dispatcher.span
-    def structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
-                           llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any) -> Model:
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
         """Fill ``output_cls`` from the formatted prompt with JSON-schema-constrained decoding (always valid JSON)."""
         if not self._uses_grammar():
             return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
-        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
-                                                        template_args=prompt_args))
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        )
         result = self._structured(output_cls, self._get_messages(prompt, **prompt_args), llm_kwargs or {})
         dispatcher.event(LLMStructuredPredictEndEvent(output=result))
         return result
 
     @dispatcher.span
-    async def astructured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
-                                  llm_kwargs: dict[str, Any] | None = None, **prompt_args: Any) -> Model:
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
         if not self._uses_grammar():
             return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
-        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
-                                                        template_args=prompt_args))
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        )
         messages = self._get_messages(prompt, **prompt_args)
         result = await asyncio.to_thread(self._structured, output_cls, messages, llm_kwargs or {})
         dispatcher.event(LLMStructuredPredictEndEvent(output=result))
         return result
 
     @dispatcher.span
-    def stream_structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
-                                  llm_kwargs: dict[str, Any] | None = None,
-                                  **prompt_args: Any) -> Generator[Model, None, None]:
+    def stream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Model, None, None]:
         """Yields the validated object once: constrained JSON is only valid as a whole, so there are no partials."""
         if not self._uses_grammar():
             yield from super().stream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
             return
-        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt,
-                                                        template_args=prompt_args))
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        )
         result = self._structured(output_cls, self._get_messages(prompt, **prompt_args), llm_kwargs or {})
         dispatcher.event(LLMStructuredPredictInProgressEvent(output=result))
         yield result
         dispatcher.event(LLMStructuredPredictEndEvent(output=result))
 
     @dispatcher.span
-    async def astream_structured_predict(self, output_cls: type[Model], prompt: BasePromptTemplate,
-                                         llm_kwargs: dict[str, Any] | None = None,
-                                         **prompt_args: Any) -> AsyncGenerator[Model, None]:
+    async def astream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Model, None]:
         if not self._uses_grammar():
             return await super().astream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
         result = await self.astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)
@@ -435,6 +453,20 @@ class InternVL(LLM):
             yield result
 
         return gen()
+
+
+_REMOTE_IMAGES_DEPRECATED = "InternVL(allow_remote_images=...) is deprecated; use allow_remote_urls=..."
+
+
+def _renamed_remote_flag(data: dict[str, Any], stacklevel: int) -> dict[str, Any]:
+    """``data`` with the deprecated ``allow_remote_images`` moved to ``allow_remote_urls`` (with a warning)."""
+    data = dict(data)
+    value = data.pop("allow_remote_images")
+    warnings.warn(_REMOTE_IMAGES_DEPRECATED, DeprecationWarning, stacklevel=stacklevel + 1)
+    if "allow_remote_urls" in data and bool(data["allow_remote_urls"]) != bool(value):
+        raise internvl_tools.ConfigError("allow_remote_images (deprecated) and allow_remote_urls disagree.")
+    data["allow_remote_urls"] = value
+    return data
 
 
 def _safe(fn: Any) -> Any:

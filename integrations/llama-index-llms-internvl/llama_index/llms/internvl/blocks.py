@@ -116,8 +116,9 @@ def _document_parts(block: DocumentBlock, policy: Any, max_pages: int, dpi: floa
         raw = source if isinstance(source, bytes) else Path(source).read_bytes()
         return [{"type": "text", "text": f"{block.title or 'Document'}:\n{raw.decode('utf-8', errors='replace')}"}]
     # PDFs, TIFFs and images: render pages (lazily) and pass them as images; the tile budget is split across them.
+    # A PDF from a message is untrusted: the render worker process bounds each page (memory, CPU time).
     parts: list[dict[str, Any]] = []
-    with internvl_tools.render_pages(source, dpi=dpi, backend="thread") as stream:
+    with internvl_tools.render_pages(source, dpi=dpi) as stream:
         total = stream.page_count
         for page in stream:
             if len(parts) >= max_pages:

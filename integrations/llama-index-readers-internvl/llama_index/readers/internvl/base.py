@@ -18,16 +18,16 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr
 from llama_index.core.readers.base import BasePydanticReader
 from llama_index.core.schema import Document, MediaResource
 
 import internvl_tools
+from internvl_tools import EngineSettings
+from internvl_tools.constants import DEFAULT_MODEL
 from internvl_tools.media import confine_path
 
 __all__ = ["DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]
-
-DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
 
 #: Our bookkeeping keys: kept in metadata, hidden from embeddings and from the LLM's context.
 EXTRA_METADATA_KEYS = ("dpi", "model", "task", "image_size", "error", "error_type", "finish_reason")
@@ -53,7 +53,7 @@ def _task_name(task: Any) -> str:
     return getattr(task, "__name__", "schema")
 
 
-class InternVLPDFReader(BasePydanticReader):
+class InternVLPDFReader(EngineSettings, BasePydanticReader):
     """Read every page of a PDF (or a multi-page TIFF, or a PNG/JPEG as one page) with an InternVL model.
 
     Each page becomes a ``Document`` whose text is the task's answer: Markdown OCR (``task="ocr"``, default), a
@@ -75,16 +75,18 @@ class InternVLPDFReader(BasePydanticReader):
     over-long name raise a typed :class:`~internvl_tools.MediaError` naming the problem. Bytes and files read
     through a non-local fsspec ``fs`` are not local paths and are not confined.
 
+    The engine and media fields (``model``, ``base_url``, ``api_key``, ``device``, ``dtype``, ``max_tiles``,
+    ``trust_remote_code``, ``engine_kwargs``, ``allowed_dirs``, ``allow_local_files``, ``allow_remote_urls``,
+    ``allow_private_hosts``, ``media_policy``) are the core's :class:`internvl_tools.EngineSettings`, the same names
+    as in the LlamaIndex LLM and LangChain; the engine is built by its ``build_engine``.
+
     The reader holds settings only: it pickles (``SimpleDirectoryReader(num_workers=...)``) and builds its engine on
     first use; weights are shared process-wide with every other engine on the same checkpoint. Pass ``engine=`` to
     reuse an existing engine (``internvl_tools.InternVL``, a server backend, or the LlamaIndex LLM's ``.engine``).
     """
 
     is_remote: bool = False
-    model: str = Field(default=DEFAULT_MODEL, description="Hub id, local checkpoint directory, or 'tiny'.")
-    base_url: str | None = Field(default=None, description="OpenAI-compatible InternVL server URL (optional).")
-    api_key: str | None = Field(default=None, exclude=True, repr=False)
-    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="internvl_tools.InternVL options.")
+    api_key: SecretStr | None = Field(default=None, exclude=True, repr=False, description="Server API key.")
     task: Any = Field(default="ocr", description="'ocr', 'chart', 'qa' or a pydantic model / JSON schema.")
     question: str | None = Field(default=None, description="Answer this question on every page.")
     pages: str | None = Field(default=None, description="1-based page selection such as '1-3,7'.")
@@ -98,9 +100,6 @@ class InternVLPDFReader(BasePydanticReader):
     render_backend: Literal["auto", "thread", "process"] = Field(default="auto")
     page_images: Literal["bytes", "path", "none"] = Field(default="bytes")
     image_dir: str | None = Field(default=None, description="Where page PNGs go with page_images='path'.")
-    allowed_dirs: list[str] | None = Field(
-        default=None, description="Read local paths only inside these directories (default: any path)."
-    )
 
     _engine: Any = PrivateAttr(default=None)
     _owns_engine: bool = PrivateAttr(default=True)
@@ -133,13 +132,9 @@ class InternVLPDFReader(BasePydanticReader):
     @property
     def engine(self) -> Any:
         if self._engine is None:
-            if self.base_url:
-                self._engine = internvl_tools.InternVL.from_server(
-                    self.base_url, model=None if self.model == DEFAULT_MODEL else self.model,
-                    api_key=self.api_key, **self.engine_kwargs,
-                )
-            else:
-                self._engine = internvl_tools.InternVL.from_pretrained(self.model, **self.engine_kwargs)
+            # A server is asked which model it serves (GET /v1/models) unless a model other than the default is named.
+            served = None if self.model == DEFAULT_MODEL else self.model
+            self._engine = self.build_engine(server_model=served)
         return self._engine
 
     # ------------------------------------------------------------------------------------------------ reading
@@ -151,17 +146,30 @@ class InternVLPDFReader(BasePydanticReader):
         path = os.fspath(file)
         local = fs is None or "file" in (getattr(fs, "protocol", ()) or ())
         if local:
+            policy = self.build_media_policy()
+            if not policy.allow_local_files:
+                raise internvl_tools.PathNotAllowedError(
+                    f"Reading local files is disabled (allow_local_files=False); cannot read {os.fsdecode(path)!r}. "
+                    "Pass the file's bytes, or set allowed_dirs."
+                )
             # The core's one path check: inside allowed_dirs when set, and a regular file (no FIFO, device or
             # directory), with every path problem (loop, NUL byte, too long, ...) as a typed error.
-            return str(confine_path(path, self.allowed_dirs or None)), os.fsdecode(path)
+            return str(confine_path(path, policy.allowed_dirs or None)), os.fsdecode(path)
         with fs.open(path, "rb") as handle:
             return handle.read(), str(path)
 
     def _page_image(self, source: Any, number: int, dpi: float | None, file_path: str) -> MediaResource | None:
         if self.page_images == "none":
             return None
-        with internvl_tools.render_pages(source, dpi=dpi, longest_side=self.longest_side, pages=[number],
-                                         password=self.password, backend="thread") as stream:
+        # Rendered like read_pdf renders for the model: "auto" (default) is the bounded worker process for PDFs.
+        with internvl_tools.render_pages(
+            source,
+            dpi=dpi,
+            longest_side=self.longest_side,
+            pages=[number],
+            password=self.password,
+            backend=self.render_backend,
+        ) as stream:
             page = next(iter(stream), None)
         if page is None or page.image is None:
             return None
@@ -197,14 +205,22 @@ class InternVLPDFReader(BasePydanticReader):
         raise; a page that fails to render or generate yields a Document with ``error`` set and the run goes on.
         """
         source, file_path = self._source(file, fs)
-        with internvl_tools.render_pages(source, pages=self.pages, password=self.password,
-                                         backend="thread") as probe:
+        with internvl_tools.render_pages(source, pages=self.pages, password=self.password, backend="thread") as probe:
             total_pages = probe.page_count
         generation = dict(self.generate_kwargs)
         stream = self.engine.read_pdf(
-            source, task=self.task, question=self.question, pages=self.pages, dpi=self.dpi,
-            longest_side=self.longest_side, password=self.password, batch_size=self.batch_size,
-            progress=self.progress, max_new_tokens=self.max_new_tokens, backend=self.render_backend, **generation,
+            source,
+            task=self.task,
+            question=self.question,
+            pages=self.pages,
+            dpi=self.dpi,
+            longest_side=self.longest_side,
+            password=self.password,
+            batch_size=self.batch_size,
+            progress=self.progress,
+            max_new_tokens=self.max_new_tokens,
+            backend=self.render_backend,
+            **generation,
         )
         base = {"file_path": file_path, "file_name": Path(file_path).name if file_path != "<bytes>" else file_path}
         base.update(extra_info or {})
@@ -214,14 +230,16 @@ class InternVLPDFReader(BasePydanticReader):
 
     def _document(self, result: Any, base: dict[str, Any], total_pages: int, source: Any) -> Document:
         metadata = dict(base)
-        metadata.update({
-            "page_label": str(result.label),
-            "page_number": int(result.page),
-            "total_pages": int(total_pages),
-            "task": _task_name(self.task),
-            "model": result.model or self.model,
-            "dpi": result.dpi,
-        })
+        metadata.update(
+            {
+                "page_label": str(result.label),
+                "page_number": int(result.page),
+                "total_pages": int(total_pages),
+                "task": _task_name(self.task),
+                "model": result.model or self.model,
+                "dpi": result.dpi,
+            }
+        )
         if result.image_size is not None:
             metadata["image_size"] = f"{result.image_size[0]}x{result.image_size[1]}"
         if not result.ok:
