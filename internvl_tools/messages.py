@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from internvl_tools.constants import MAX_TILES_LIMIT
 from internvl_tools.errors import TemplateError
 
 __all__ = ["ImagePart", "Message", "Part", "TextPart", "VideoPart", "normalize_messages", "user_message"]
@@ -41,7 +42,7 @@ class ImagePart(BaseModel):
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
     type: Literal["image"] = "image"
     image: Any
-    max_tiles: int | None = Field(default=None, ge=1, le=40)
+    max_tiles: int | None = Field(default=None, ge=1, le=MAX_TILES_LIMIT)
 
 
 class VideoPart(BaseModel):

@@ -202,7 +202,7 @@ def tile_budget(info: Any, max_tiles: int | None = None) -> int:
         return 1
     if max_tiles is not None:
         return int(max_tiles)
-    return int(getattr(info, "max_dynamic_patch", None) or 12)
+    return int(getattr(info, "max_dynamic_patch", None) or DEFAULT_MAX_TILES)
 
 
 # --- tiles -------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, VIDEO_PLACEHOLDER
+from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, MAX_TILES_LIMIT, VIDEO_PLACEHOLDER
 from internvl_tools.errors import ConfigError, ContextLengthError, GenerationError
 from internvl_tools.generation.text import encode_prompt
 from internvl_tools.media.video import load_video
@@ -71,8 +71,8 @@ def check_input_settings(*, preprocess: str, prompt_format: str, history_images:
         raise ConfigError(f"prompt_format must be 'official' or 'checkpoint', got {prompt_format!r}.")
     if history_images not in {"split", "one_tile"}:
         raise ConfigError(f"history_images must be 'split' or 'one_tile', got {history_images!r}.")
-    if max_tiles is not None and not 1 <= int(max_tiles) <= 40:
-        raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
+    if max_tiles is not None and not 1 <= int(max_tiles) <= MAX_TILES_LIMIT:
+        raise ConfigError(f"max_tiles must be between 1 and {MAX_TILES_LIMIT}, got {max_tiles}.")
 
 
 def _tile(image: Any, max_tiles: int, state: LoadedModel, settings: InputSettings) -> Any:

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from internvl_tools.constants import API_KEY_ENV, LEGACY_API_KEY_ENVS
+from internvl_tools.constants import API_KEY_ENV, LEGACY_API_KEY_ENVS, MAX_TILES_LIMIT
 from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.errors import (
     ConfigError,
@@ -183,8 +183,8 @@ class RemoteInternVL(VisionLanguageModel):
             raise ConfigError(f"max_concurrency must be >= 1, got {max_concurrency}.")
         if max_image_bytes < 1:
             raise ConfigError(f"max_image_bytes must be positive, got {max_image_bytes}.")
-        if max_tiles is not None and not 1 <= int(max_tiles) <= 40:
-            raise ConfigError(f"max_tiles must be between 1 and 40, got {max_tiles}.")
+        if max_tiles is not None and not 1 <= int(max_tiles) <= MAX_TILES_LIMIT:
+            raise ConfigError(f"max_tiles must be between 1 and {MAX_TILES_LIMIT}, got {max_tiles}.")
         self.base_url = _normalize_base_url(base_url)
         self._model = model
         self.api_key = api_key if api_key is not None else api_key_from_env()
