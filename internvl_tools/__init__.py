@@ -56,7 +56,9 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.grounding.parser",
     "internvl_tools.documents.models",
     "internvl_tools.documents.sources",
+    "internvl_tools.documents.sizing",
     "internvl_tools.documents.render",
+    "internvl_tools.documents.options",
     "internvl_tools.documents.pipeline",
     "internvl_tools.documents.output",
 )
@@ -117,9 +119,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.checkpoints.device import *  # noqa: F403
     from internvl_tools.checkpoints.load import *  # noqa: F403
     from internvl_tools.documents.models import *  # noqa: F403
+    from internvl_tools.documents.options import *  # noqa: F403
     from internvl_tools.documents.output import *  # noqa: F403
     from internvl_tools.documents.pipeline import *  # noqa: F403
     from internvl_tools.documents.render import *  # noqa: F403
+    from internvl_tools.documents.sizing import *  # noqa: F403
     from internvl_tools.documents.sources import *  # noqa: F403
     from internvl_tools.engines.base import *  # noqa: F403
     from internvl_tools.engines.local import *  # noqa: F403

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from internvl_tools.documents import (
     DEFAULT_LONGEST_SIDE,
     PageResult,
+    ReadOptions,
     default_longest_side,
     iter_jsonl,
     load_results,
@@ -406,6 +407,91 @@ def test_bad_read_pdf_arguments_raise_before_work(docs, tiny_engine) -> None:
             read_pdf(tiny_engine, docs["text"], **kwargs)
     with pytest.raises(PasswordError):
         read_pdf(tiny_engine, docs["encrypted"])
+
+
+class Invoice(BaseModel):
+    total: float
+
+
+def test_bad_read_options_raise_at_the_call_naming_the_option(docs, tiny_engine) -> None:
+    bad = {"dpi": 0, "longest_side": 3, "backend": "gpu", "prefetch": 0, "page_timeout": -1, "page_memory_mb": 8,
+           "max_new_tokens": 0}
+    for name, value in bad.items():
+        with pytest.raises(ConfigError, match=name):
+            read_pdf(tiny_engine, docs["text"], **{name: value})  # not iterated: raised before any page
+    with pytest.raises(ConfigError, match="options=ReadOptions"):
+        read_pdf(tiny_engine, docs["text"], options=ReadOptions(), dpi=36)
+
+
+def test_options_object_reads_like_the_keywords(docs, tiny_engine) -> None:
+    options = ReadOptions(dpi=36, pages="1-2", batch_size=2, max_new_tokens=3, progress=False)
+    assert options == ReadOptions(dpi=36, pages="1-2", batch_size=2, max_new_tokens=3, progress=False)
+    by_options = [r.text for r in read_pdf(tiny_engine, docs["text"], options=options)]
+    by_keywords = [r.text for r in read_pdf(tiny_engine, docs["text"], dpi=36, pages="1-2", batch_size=2, **GEN)]
+    assert by_options == by_keywords and len(by_options) == 2
+    assert options.generation_kwargs() == {"do_sample": False, "max_new_tokens": 3}
+    assert ReadOptions(task=Invoice).generation_kwargs()["max_new_tokens"] == 1024
+
+
+def test_read_pdf_passes_the_media_policy_and_page_limits_to_rendering(docs, tiny_engine, monkeypatch) -> None:
+    from internvl_tools.documents import pipeline
+    from internvl_tools.media import MediaPolicy
+
+    seen: list[dict] = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return render_pages(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "render_pages", spy)
+    policy = MediaPolicy()
+    monkeypatch.setattr(tiny_engine, "media_policy", policy, raising=False)
+    list(read_pdf(tiny_engine, docs["text"], pages="1", dpi=36, page_timeout=30, page_memory_mb=512, **GEN))
+    [kwargs] = seen
+    assert (kwargs["policy"], kwargs["page_timeout"], kwargs["page_memory_mb"]) == (policy, 30, 512)
+    list(read_pdf(tiny_engine, docs["text"], pages="1", dpi=36, **GEN))
+    assert (seen[1]["page_timeout"], seen[1]["page_memory_mb"]) == (60.0, 2048)  # the render defaults
+
+
+def test_schema_prompt_states_the_schema_with_the_core_instruction(docs, tiny_engine) -> None:
+    from internvl_tools.documents.tasks import SCHEMA_PROMPT
+    from internvl_tools.generation.structured import json_instruction, json_schema_of
+    from internvl_tools.results import ChatResult, Usage
+
+    class Recorder:
+        def __init__(self, engine) -> None:
+            self.engine, self.prompts = engine, []
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+
+        def generate_structured(self, conversation, schema, **kwargs):
+            self.prompts.append(conversation[0]["content"][1]["text"])
+            return ChatResult(text='{"total": 1}', usage=Usage(prompt_tokens=1, completion_tokens=1),
+                              finish_reason="stop")
+
+    engine = Recorder(tiny_engine)
+    [result] = list(read_pdf(engine, docs["text"], task=Invoice, pages="1", dpi=36, **GEN))
+    schema = json_schema_of(Invoice)
+    assert engine.prompts == [f"{SCHEMA_PROMPT}\n{json_instruction(schema)}"]
+    assert engine.prompts[0] == (
+        f"{SCHEMA_PROMPT}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
+    )
+    assert result.ok and result.data == {"total": 1.0}
+
+
+def test_documents_package_reexports_its_modules(docs) -> None:
+    import internvl_tools
+    from internvl_tools import documents
+
+    for name in ("DamagedRecordWarning", "repair_jsonl_tail", "ReadOptions", "PageLimits", "render_pages"):
+        assert name in documents.__all__ and name in internvl_tools.__all__
+        assert getattr(documents, name) is getattr(internvl_tools, name)
+    for module in (documents.models, documents.options, documents.output, documents.pipeline, documents.render,
+                   documents.sizing, documents.tasks):
+        for name in module.__all__:  # each module lists only what it defines
+            value = getattr(module, name)
+            assert getattr(value, "__module__", module.__name__) in (module.__name__, "builtins", "typing"), name
 
 
 def test_progress_bar_counts_pages(docs, tiny_engine, capsys) -> None:

@@ -1,63 +1,34 @@
 """Documents for InternVL: open PDFs, TIFFs and images, render pages for the tiler, run OCR / chart / extraction /
 QA over pages in batches, isolate failures, write JSONL or Markdown and resume interrupted runs.
 
-Modules: :mod:`.sources` (opening, page selection), :mod:`.render` (lazy bounded rendering), :mod:`.tasks`
-(prompts), :mod:`.models` (``PageResult``, ``DocumentSummary``), :mod:`.pipeline` (``read_pdf``), :mod:`.output`.
-pypdfium2 is imported only when a PDF is opened.
+Modules, bottom up: :mod:`.sources` (opening, page selection), :mod:`.sizing` (render resolution, pixel cap,
+per-page limits), :mod:`.render` (lazy bounded rendering; :mod:`.rasterize` and :mod:`.worker` behind it),
+:mod:`.tasks` (prompts, parsers), :mod:`.models` (``PageResult``, ``DocumentSummary``), :mod:`.options`
+(``ReadOptions``), :mod:`.pipeline` (``read_pdf``), :mod:`.output` (JSONL, Markdown). This package re-exports each
+module's ``__all__``. pypdfium2 is imported only when a PDF is opened.
 
 >>> from internvl_tools.documents import parse_pages
 >>> parse_pages("2-", page_count=4)
 [1, 2, 3]
 """
 
-from __future__ import annotations
-
-from internvl_tools.documents.models import DocumentSummary, PageResult
-from internvl_tools.documents.output import (
-    completed_pages,
-    iter_jsonl,
-    load_results,
-    to_markdown,
-    write_jsonl,
-    write_markdown,
-)
-from internvl_tools.documents.pipeline import PageStream, read_pdf
-from internvl_tools.documents.render import (
-    DEFAULT_LONGEST_SIDE,
-    RenderedPage,
-    RenderStream,
-    default_longest_side,
-    grid_longest_side,
-    render_pages,
-    tile_grid_for,
-)
-from internvl_tools.documents.sources import DocumentSource, open_source, page_count, parse_pages
-from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT, parse_chart_answer, parse_markdown_table
+from internvl_tools.documents import models, options, output, pipeline, render, sizing, sources, tasks
+from internvl_tools.documents.models import *  # noqa: F403
+from internvl_tools.documents.options import *  # noqa: F403
+from internvl_tools.documents.output import *  # noqa: F403
+from internvl_tools.documents.pipeline import *  # noqa: F403
+from internvl_tools.documents.render import *  # noqa: F403
+from internvl_tools.documents.sizing import *  # noqa: F403
+from internvl_tools.documents.sources import *  # noqa: F403
+from internvl_tools.documents.tasks import *  # noqa: F403
 
 __all__ = [
-    "CHART_PROMPT",
-    "DEFAULT_LONGEST_SIDE",
-    "OCR_PROMPT",
-    "DocumentSource",
-    "DocumentSummary",
-    "PageResult",
-    "PageStream",
-    "RenderStream",
-    "RenderedPage",
-    "completed_pages",
-    "default_longest_side",
-    "grid_longest_side",
-    "iter_jsonl",
-    "load_results",
-    "open_source",
-    "page_count",
-    "parse_chart_answer",
-    "parse_markdown_table",
-    "parse_pages",
-    "read_pdf",
-    "render_pages",
-    "tile_grid_for",
-    "to_markdown",
-    "write_jsonl",
-    "write_markdown",
+    *sources.__all__,
+    *sizing.__all__,
+    *render.__all__,
+    *tasks.__all__,
+    *models.__all__,
+    *options.__all__,
+    *pipeline.__all__,
+    *output.__all__,
 ]

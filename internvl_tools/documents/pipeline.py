@@ -8,40 +8,32 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
+from internvl_tools.documents.failures import answer_failure, error_fields, exception_fields, page_fields
 from internvl_tools.documents.models import DocumentSummary, PageResult
+from internvl_tools.documents.options import ReadOptions
 from internvl_tools.documents.output import completed_pages
-from internvl_tools.documents.render import RenderedPage, render_pages, tile_grid_for
-from internvl_tools.documents.sources import PageSpec, open_source, page_count, parse_pages
-from internvl_tools.documents.tasks import (
-    CHART_PROMPT,
-    DEFAULT_MAX_NEW_TOKENS,
-    OCR_PROMPT,
-    RELEVANCE_PROMPT,
-    SCHEMA_PROMPT,
-    TEXT_TASKS,
-    parse_chart_answer,
-)
-from internvl_tools.errors import ConfigError, StructuredOutputError
-from internvl_tools.grounding.prompts import grounded_ocr_prompt
+from internvl_tools.documents.render import RenderedPage, render_pages
+from internvl_tools.documents.sizing import DEFAULT_PAGE_MEMORY_MB, DEFAULT_PAGE_TIMEOUT_S, Backend, tile_grid_for
+from internvl_tools.documents.sources import DocumentSource, PageSpec, open_source, page_count, parse_pages
+from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT, RELEVANCE_PROMPT, SCHEMA_PROMPT, parse_chart_answer
+from internvl_tools.errors import StructuredOutputError
+from internvl_tools.generation.structured import json_instruction, json_schema_of, validate_output
 from internvl_tools.grounding.parser import parse_grounding
-from internvl_tools.generation.structured import json_schema_of, validate_output
+from internvl_tools.grounding.prompts import grounded_ocr_prompt
+from internvl_tools.media.policy import MediaPolicy
 
 __all__ = ["PageStream", "read_pdf"]
 
 log = logging.getLogger("internvl_tools.documents")
 
 _WORD = re.compile(r"\w{3,}", re.UNICODE)
-# How engines spell an item's error in ChatResult.error: "ContextLengthError: The prompt needs ... tokens".
-_ERROR_TEXT = re.compile(r"([A-Za-z_]\w*(?:Error|Exception)): (.*)", re.DOTALL)
 
 
 class PageStream(Iterator[PageResult]):
@@ -80,58 +72,8 @@ class PageStream(Iterator[PageResult]):
         self.close()
 
 
-def _interactive() -> bool:
-    """Progress bars default on in terminals and Jupyter kernels, off in pipes, logs and CI."""
-    if os.environ.get("INTERNVL_TOOLS_PROGRESS", "").lower() in {"0", "false", "off", "no"}:
-        return False
-    if "ipykernel" in sys.modules:
-        return True
-    stream = sys.stderr
-    return bool(getattr(stream, "isatty", lambda: False)())
-
-
-def _task_name(task: Any) -> str:
-    if isinstance(task, str):
-        return task
-    if isinstance(task, dict):
-        return str(task.get("title") or "schema")
-    return getattr(task, "__name__", "schema")
-
-
 def _user(image: Any, text: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
-
-
-def _base(page: RenderedPage, task: str, question: str | None, model: str | None) -> dict[str, Any]:
-    return {
-        "page": page.number,
-        "label": page.label,
-        "task": task,
-        "image_size": page.size_px,
-        "page_size_pt": (round(page.width_pt, 3), round(page.height_pt, 3)) if page.width_pt else None,
-        "dpi": round(page.dpi, 3) if page.scale else None,
-        "question": question,
-        "model": model,
-    }
-
-
-def _error_fields(number: int, kind: str, message: str) -> dict[str, str]:
-    """``error`` / ``error_type`` of a failed page: the error's type name and its message, prefixed by the page."""
-    return {"error": f"page {number}: {kind}: {message}", "error_type": kind}
-
-
-def _exception_fields(number: int, exc: BaseException) -> dict[str, str]:
-    return _error_fields(number, type(exc).__name__, str(exc))
-
-
-def _answer_failure(answer: Any) -> tuple[str, str] | None:
-    """(type name, message) when an engine's answer is an error item (``finish_reason="error"`` or ``error`` set)."""
-    error = getattr(answer, "error", None)
-    if getattr(answer, "finish_reason", None) != "error" and not error:
-        return None
-    text = str(error or "the engine answered finish_reason='error' without saying why")
-    match = _ERROR_TEXT.fullmatch(text)
-    return (match.group(1), match.group(2)) if match else ("GenerationError", text)
 
 
 def _score(question: str, text: str) -> float:
@@ -158,7 +100,11 @@ def read_pdf(
     resume_from: str | os.PathLike | None = None,
     max_new_tokens: int | None = None,
     top_pages: int | None = None,
-    backend: str = "auto",
+    backend: Backend = "auto",
+    prefetch: int | None = None,
+    page_timeout: float | None = DEFAULT_PAGE_TIMEOUT_S,
+    page_memory_mb: int | None = DEFAULT_PAGE_MEMORY_MB,
+    options: ReadOptions | None = None,
     **generation: Any,
 ) -> PageStream:
     """Run a task over the pages of a PDF (or multi-page TIFF / image) and yield one :class:`PageResult` per page.
@@ -173,7 +119,7 @@ def read_pdf(
             layer by a short yes/no screening answer from the model). Those results carry ``relevance``.
         pages: 1-based selection such as ``"1-3,7"``.
         dpi / longest_side: render resolution; default: the longest side that fills the engine's tile grid
-            per page (:func:`~internvl_tools.documents.render.grid_longest_side`; 1792 px for 448-px tiles, 12
+            per page (:func:`~internvl_tools.documents.sizing.grid_longest_side`; 1792 px for 448-px tiles, 12
             tiles and pages between 1:2 and 2:1, more for longer pages whose grid is taller).
         batch_size: pages per batched generate (``engine.batch``); the next pages render meanwhile.
         progress: a tqdm bar (pages, pages/s); default on in terminals and notebooks, off otherwise.
@@ -183,95 +129,87 @@ def read_pdf(
             (``write_jsonl(..., append=True)``).
         max_new_tokens: default per task (:data:`~.tasks.DEFAULT_MAX_NEW_TOKENS`); other generation options pass
             through (greedy decoding unless you ask for sampling).
+        backend / prefetch / page_timeout / page_memory_mb: how pages are rendered (see
+            :func:`~internvl_tools.documents.render.render_pages`); ``prefetch`` defaults to ``max(2, batch_size)``.
+            Images and the pixel cap follow the engine's ``media_policy``.
+        options: all of the above as one :class:`~.options.ReadOptions` instead of keywords (not both).
 
     A page that fails to render or generate (including an engine answer with ``finish_reason="error"``, such as a
     prompt too long for the context) or whose answer the task cannot parse yields a result with ``ok`` false and a
     typed ``error`` / ``error_type`` (e.g. ``ContextLengthError`` with its numbers); it counts as failed in
-    ``summary`` and the run continues. Opening errors
+    ``summary`` and the run continues. Bad options (:class:`~internvl_tools.errors.ConfigError`) and opening errors
     (missing file, encrypted without the right password, bad ``pages``) raise here, before any page is processed.
     """
-    if question is not None:
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("question must be a non-empty string.")
-        if task not in ("ocr", "qa"):
-            raise ConfigError(f"Pass either question=... or task={task!r}, not both.")
-        task = "qa"
-    if top_pages is not None and (question is None or not isinstance(top_pages, int) or top_pages < 1):
-        raise ConfigError("top_pages needs a question and must be an int >= 1.")
-    if isinstance(task, str) and task not in TEXT_TASKS:
-        raise ConfigError(f"Unknown task {task!r}; use one of {TEXT_TASKS[:3]}, question=..., or a pydantic schema.")
-    if task == "qa" and question is None:
-        raise ConfigError("task='qa' needs question='...'.")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be an int >= 1, got {batch_size!r}.")
-    name = _task_name(task)
-    src = open_source(source)
-    count = page_count(src, password)
-    selected = [i + 1 for i in parse_pages(pages, count)] if count or pages is not None else []
-    done = completed_pages(resume_from, name) & set(selected)
-    todo = [n for n in selected if n not in done]
-    # Each PDF page is rendered to fill the grid its shape gets with this engine's tiles.
-    tile_grid = tile_grid_for(engine) if dpi is None and longest_side is None and src.kind == "pdf" else None
-    generation.setdefault("do_sample", False)
-    key = "schema" if not isinstance(task, str) else task
-    generation["max_new_tokens"] = max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]
-    summary = DocumentSummary(source=src.name, task=name, total=len(selected), skipped=len(done))
-    show = _interactive() if progress is None else bool(progress)
-    run = _Run(
-        engine,
-        src,
-        task,
-        name,
-        question,
-        password,
-        dpi,
-        longest_side,
-        batch_size,
+    opts = ReadOptions.merge(
+        options,
         generation,
-        summary,
-        backend,
-        tile_grid,
+        task=task,
+        question=question,
+        pages=pages,
+        dpi=dpi,
+        longest_side=longest_side,
+        password=password,
+        batch_size=batch_size,
+        progress=progress,
+        resume_from=resume_from,
+        max_new_tokens=max_new_tokens,
+        top_pages=top_pages,
+        backend=backend,
+        prefetch=prefetch,
+        page_timeout=page_timeout,
+        page_memory_mb=page_memory_mb,
     )
-    gen = run.iterate(todo, top_pages, show)
-    return PageStream(gen, summary, resume_from, frozenset(done))
+    policy = opts.policy if opts.policy is not None else getattr(engine, "media_policy", None)
+    src = open_source(source)
+    count = page_count(src, opts.password, policy=policy)
+    selected = [i + 1 for i in parse_pages(opts.pages, count)] if count or opts.pages is not None else []
+    done = completed_pages(opts.resume_from, opts.task_name) & set(selected)
+    todo = [n for n in selected if n not in done]
+    summary = DocumentSummary(source=src.name, task=opts.task_name, total=len(selected), skipped=len(done))
+    run = _Run(engine, src, opts, summary, policy)
+    return PageStream(run.iterate(todo), summary, opts.resume_from, frozenset(done))
 
 
 class _Run:
+    """One read of one document: renders the pages, batches generation, turns answers into page results."""
+
     def __init__(
         self,
         engine: Any,
-        src: Any,
-        task: Any,
-        name: str,
-        question: str | None,
-        password: str | None,
-        dpi: float | None,
-        longest_side: int | None,
-        batch_size: int,
-        generation: dict,
+        src: DocumentSource,
+        options: ReadOptions,
         summary: DocumentSummary,
-        backend: str,
-        tile_grid: tuple[int, int] | None = None,
+        policy: MediaPolicy | None,
     ) -> None:
-        self.engine, self.src, self.task, self.name, self.question = engine, src, task, name, question
-        self.password, self.dpi, self.longest_side, self.batch_size = password, dpi, longest_side, batch_size
-        self.generation, self.summary, self.backend, self.tile_grid = generation, summary, backend, tile_grid
+        self.engine, self.src, self.options, self.summary, self.policy = engine, src, options, summary, policy
+        self.task, self.name, self.question = options.task, options.task_name, options.question
+        self.batch_size = options.batch_size
+        self.generation = options.generation_kwargs()
+        self.show = options.show_progress
         self.model = getattr(engine, "model_name", None)
+        # Each PDF page is rendered to fill the grid its shape gets with this engine's tiles.
+        fixed = options.dpi is not None or options.longest_side is not None
+        self.tile_grid = tile_grid_for(engine) if not fixed and src.kind == "pdf" else None
 
     def _render(self, numbers: list[int], with_text: bool = False) -> Any:
+        options = self.options
         return render_pages(
             self.src,
-            self.dpi,
-            self.longest_side,
+            options.dpi,
+            options.longest_side,
             pages=numbers,
-            password=self.password,
-            backend=self.backend,  # type: ignore[arg-type]
-            prefetch=max(2, self.batch_size),
+            password=options.password,
+            backend=options.backend,
+            prefetch=options.render_prefetch,
             with_text=with_text,
             tile_grid=self.tile_grid,
+            policy=self.policy,
+            page_timeout=options.page_timeout,
+            page_memory_mb=options.page_memory_mb,
         )
 
-    def iterate(self, todo: list[int], top_pages: int | None, show: bool) -> Iterator[PageResult]:
+    def iterate(self, todo: list[int]) -> Iterator[PageResult]:
+        top_pages, show = self.options.top_pages, self.show
         start = time.perf_counter()
         bar = None
         relevance: dict[int, float] = {}
@@ -346,7 +284,7 @@ class _Run:
 
     def _failed(self, page: RenderedPage, render_s: float) -> PageResult:
         return PageResult(
-            **_base(page, self.name, self.question, self.model),
+            **page_fields(page, self.name, self.question, self.model),
             error=page.error,
             error_type=page.error_type or "PageRenderError",
             elapsed=render_s,
@@ -376,16 +314,16 @@ class _Run:
         return [self._result(page, answer, render_s + share) for (page, render_s), answer in pairs]
 
     def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
-        base = _base(page, self.name, self.question, self.model)
+        base = page_fields(page, self.name, self.question, self.model)
         if isinstance(answer, Exception):
-            return PageResult(**base, **_exception_fields(page.number, answer), elapsed=elapsed)
-        failure = _answer_failure(answer)
+            return PageResult(**base, **exception_fields(page.number, answer), elapsed=elapsed)
+        failure = answer_failure(answer)
         if failure is not None:
             # engine.batch answers an item it could not generate (too long, bad image) with finish_reason="error":
             # that page was not read, so it is a failed page (resume retries it), never an empty success.
             return PageResult(
                 **base,
-                **_error_fields(page.number, *failure),
+                **error_fields(page.number, *failure),
                 usage=answer.usage,
                 finish_reason=answer.finish_reason,
                 elapsed=elapsed,
@@ -403,7 +341,7 @@ class _Run:
             return PageResult(
                 **base,
                 text=answer.text,
-                **_exception_fields(page.number, exc),
+                **exception_fields(page.number, exc),
                 usage=answer.usage,
                 finish_reason=answer.finish_reason,
                 elapsed=elapsed,
@@ -420,16 +358,16 @@ class _Run:
 
     def _extract(self, page: RenderedPage, render_s: float) -> PageResult:
         started = time.perf_counter()
-        base = _base(page, self.name, self.question, self.model)
+        base = page_fields(page, self.name, self.question, self.model)
         try:
             schema = json_schema_of(self.task)
-            prompt = f"{SCHEMA_PROMPT}\nAnswer with a JSON object that follows this JSON schema:\n{json.dumps(schema)}"
+            prompt = f"{SCHEMA_PROMPT}\n{json_instruction(schema)}"
             answer = self.engine.generate_structured(_user(page.image, prompt), schema, **self.generation)
-            failure = _answer_failure(answer)
+            failure = answer_failure(answer)
             if failure is not None:
                 return PageResult(
                     **base,
-                    **_error_fields(page.number, *failure),
+                    **error_fields(page.number, *failure),
                     usage=answer.usage,
                     finish_reason=answer.finish_reason,
                     elapsed=render_s + time.perf_counter() - started,
@@ -443,7 +381,7 @@ class _Run:
             data = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         except Exception as exc:
             return PageResult(
-                **base, **_exception_fields(page.number, exc), elapsed=render_s + time.perf_counter() - started
+                **base, **exception_fields(page.number, exc), elapsed=render_s + time.perf_counter() - started
             )
         return PageResult(
             **base,
@@ -490,7 +428,7 @@ class _Run:
             return {p.number: 0.0 for p in pages}
         scores = {}
         for page, answer in zip(pages, answers, strict=True):
-            failure = _answer_failure(answer)
+            failure = answer_failure(answer)
             if failure is not None:
                 log.warning(
                     "page %d: relevance screening failed (%s: %s); ranked as not relevant", page.number, *failure

@@ -1,10 +1,11 @@
 """The render worker process: how it is started, bounded and spoken to.
 
 The process backend of :func:`~internvl_tools.documents.render.render_pages` runs PDFium in a child started as
-``python -c "...serve_worker()"``. Unlike a ``multiprocessing`` spawn child it never re-imports the caller's
-``__main__``, so a plain script without an ``if __name__ == "__main__":`` guard works as written. Parent and child
-speak a framed protocol over pipes (a JSON header, then raw bytes), never pickle, so even a child compromised by a
-hostile PDF cannot make the parent run code, and every frame is size-checked before it is read.
+``python -c "...serve_worker()"`` (:func:`~.rasterize.serve_worker`). Unlike a ``multiprocessing`` spawn child it
+never re-imports the caller's ``__main__``, so a plain script without an ``if __name__ == "__main__":`` guard works
+as written. Parent and child speak a framed protocol over pipes (a JSON header, then raw bytes), never pickle, so
+even a child compromised by a hostile PDF cannot make the parent run code, and every frame is size-checked before
+it is read.
 
 Each page is bounded in the child, by the kernel: an address-space limit (``RLIMIT_AS``, set to what the worker has
 mapped after start-up plus ``memory_mb``) and a CPU-time timer per page (``ITIMER_PROF``, whose signal ends the
@@ -31,10 +32,10 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from internvl_tools.documents.sizing import PageLimits
 from internvl_tools.documents.sources import DocumentSource
 from internvl_tools.errors import DocumentError
 
@@ -43,26 +44,13 @@ try:  # POSIX only
 except ImportError:  # pragma: no cover - Windows
     resource = None  # type: ignore[assignment]
 
-__all__ = ["PageLimits", "PageWorker", "WorkerDied", "read_frame", "render_in_workers", "write_frame"]
+__all__ = ["PageWorker", "WorkerDied", "read_frame", "render_in_workers", "write_frame"]
 
 _HEAD = struct.Struct(">II")
 #: Largest JSON header a frame may carry (a page's text layer travels in it).
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-_BOOT = "from internvl_tools.documents.render import serve_worker; serve_worker()"
+_BOOT = "from internvl_tools.documents.rasterize import serve_worker; serve_worker()"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-@dataclass(frozen=True)
-class PageLimits:
-    """Per-page bounds enforced in the worker process.
-
-    Attributes:
-        timeout_s: CPU seconds one page may take (open, parse and render); ``None`` for no limit.
-        memory_mb: address space the worker may add beyond its start-up footprint, in MiB; ``None`` for no limit.
-    """
-
-    timeout_s: float | None = 60.0
-    memory_mb: int | None = 2048
 
 
 class WorkerDied(DocumentError):
@@ -250,7 +238,7 @@ class PageWorker:
             return (
                 f"rendering took more than {limits.timeout_s:g} s of CPU time (the per-page limit); the page is "
                 "probably pathological (millions of drawing operations). Pass page_timeout=... to "
-                "render_pages to allow more."
+                "render_pages or read_pdf to allow more."
             )
         if code is not None and code < 0:
             try:
@@ -264,7 +252,7 @@ class PageWorker:
             if limits.memory_mb is None
             else (
                 f"; most likely it needed more than the {limits.memory_mb} MiB per-page memory limit (pass "
-                "page_memory_mb=... to render_pages to allow more)"
+                "page_memory_mb=... to render_pages or read_pdf to allow more)"
             )
         )
         return f"the renderer process died ({how}) on this page{limit}{self._stderr_tail()}"
