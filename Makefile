@@ -34,6 +34,7 @@ demo: install-core
 
 test: install
 	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)
+	$(BIN)/ruff format --check internvl_tools tests benchmarks $(INTEGRATIONS)
 	$(BIN)/python -m pytest tests internvl_tools --doctest-modules -n 2 --timeout 900 $(PYTEST_ARGS)
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/unit_tests --disable-socket --allow-unix-socket
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900
@@ -42,6 +43,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)
+	$(BIN)/ruff format --check internvl_tools tests benchmarks $(INTEGRATIONS)
 
 bench: install
 	$(BIN)/python benchmarks/preprocess.py

@@ -79,8 +79,9 @@ print(n, peak[0])
 
 def peak_rss(path: Path) -> tuple[int, float]:
     """Peak RSS (this run's process plus its render worker) of rendering every page, in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(path), str(ROOT)], capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_CHILD, str(path), str(ROOT)], capture_output=True, text=True, check=True
+    ).stdout.split()
     return int(out[0]), int(out[1]) / 2**20
 
 
@@ -99,8 +100,10 @@ def overlap(path: Path, batch_size: int = 4) -> tuple[float, float]:
     overlapped = n / (time.perf_counter() - start)
     start = time.perf_counter()
     images = [p.image for p in render_pages(path, longest_side=1792, backend="thread")]
-    convs = [[{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": OCR_PROMPT}]}]
-             for im in images]
+    convs = [
+        [{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": OCR_PROMPT}]}]
+        for im in images
+    ]
     engine.batch(convs, batch_size=batch_size, **gen)
     sequential = len(images) / (time.perf_counter() - start)
     return overlapped, sequential

@@ -33,8 +33,18 @@ def _free_port() -> int:
 
 def _start(model: str, batching: bool) -> tuple[subprocess.Popen, str]:
     port = _free_port()
-    cmd = [sys.executable, "-m", "internvl_tools.server", model, "--port", str(port), "--log-level", "warning",
-           "--max-batch-size", "16"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "internvl_tools.server",
+        model,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--max-batch-size",
+        "16",
+    ]
     if not batching:
         cmd.append("--no-batching")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -95,8 +105,10 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"internvl-tools serve, tiny checkpoint, {args.requests} requests of {args.max_tokens} new tokens, "
-          "one 128x96 image each")
+    print(
+        f"internvl-tools serve, tiny checkpoint, {args.requests} requests of {args.max_tokens} new tokens, "
+        "one 128x96 image each"
+    )
     print(f"{'clients':>8} {'batching on':>14} {'batching off':>14} {'speed-up':>9}")
     for c in CONCURRENCY:
         on, off = table[True][c], table[False][c]

@@ -50,7 +50,6 @@ PUBLIC_MODULES: tuple[str, ...] = (
     "internvl_tools.engines.settings",
     "internvl_tools.grounding.types",
     "internvl_tools.grounding.prompts",
-    "internvl_tools.grounding.records",
     "internvl_tools.grounding.drawing",
     "internvl_tools.grounding.result",
     "internvl_tools.grounding.parser",
@@ -100,8 +99,11 @@ def __getattr__(name: str) -> Any:
     module_name = _LAZY.get(name)
     if module_name is None and name in _MOVED:
         module_name = _MOVED[name]
-        warnings.warn(f"internvl_tools.{name} moved to {module_name}.{name}; import it from there.",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"internvl_tools.{name} moved to {module_name}.{name}; import it from there.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     if module_name is None:
         raise AttributeError(f"module 'internvl_tools' has no attribute {name!r}")
     value = getattr(importlib.import_module(module_name), name)
@@ -135,7 +137,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same mod
     from internvl_tools.grounding.drawing import *  # noqa: F403
     from internvl_tools.grounding.parser import *  # noqa: F403
     from internvl_tools.grounding.prompts import *  # noqa: F403
-    from internvl_tools.grounding.records import *  # noqa: F403
     from internvl_tools.grounding.result import *  # noqa: F403
     from internvl_tools.grounding.types import *  # noqa: F403
     from internvl_tools.media.decode import *  # noqa: F403

@@ -52,9 +52,13 @@ DEFAULT_TOKENS_PER_TILE = 256
 DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
 
 #: System message of the Hermes-2, internlm2-chat and phi3-chat templates (note "InternVL, " with ASCII comma).
-SYSTEM_MESSAGE_OLD = "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"  # noqa: E501
+SYSTEM_MESSAGE_OLD = (
+    "你是由上海人工智能实验室联合商汤科技开发的书生多模态大模型，英文名叫InternVL, 是一个有用无害的人工智能助手。"
+)
 #: System message of the internvl2_5 template (InternVL2.5, 3, 3.5).
-SYSTEM_MESSAGE_25 = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"  # noqa: E501
+SYSTEM_MESSAGE_25 = (
+    "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+)
 #: System message of the internvl3_5_gpt_oss template.
 SYSTEM_MESSAGE_GPT_OSS = (
     "You are InternVL, a large language model trained by Shanghai AI Laboratory.\n"

@@ -204,5 +204,3 @@ class ServerTimeoutError(ServerError, TimeoutError):
 
 class ServerConnectionError(ServerError, ConnectionError):
     """The server could not be reached, or closed the connection mid-answer."""
-
-

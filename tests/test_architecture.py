@@ -92,8 +92,9 @@ def cycles() -> list[list[str]]:
                 component.append(w)
                 if w == v:
                     break
-            if len(component) > 1 and not any(all(x == a or x.startswith(a + ".") for x in component)
-                                               for a in component):
+            if len(component) > 1 and not any(
+                all(x == a or x.startswith(a + ".") for x in component) for a in component
+            ):
                 found.append(sorted(component))
 
     for v in sorted(GRAPH):
@@ -135,9 +136,20 @@ def test_the_cycle_check_can_fail() -> None:
 
 def test_layers_point_one_way() -> None:
     # Lower layers never import the surfaces above them (docs/architecture.md's picture).
-    lower = ("internvl_tools.media", "internvl_tools.tiling", "internvl_tools.prompts", "internvl_tools.checkpoints",
-             "internvl_tools.generation", "internvl_tools.grounding")
-    upper = ("internvl_tools.engines", "internvl_tools.documents", "internvl_tools.server", "internvl_tools.cli",
-             "internvl_tools.demo")
+    lower = (
+        "internvl_tools.media",
+        "internvl_tools.tiling",
+        "internvl_tools.prompts",
+        "internvl_tools.checkpoints",
+        "internvl_tools.generation",
+        "internvl_tools.grounding",
+    )
+    upper = (
+        "internvl_tools.engines",
+        "internvl_tools.documents",
+        "internvl_tools.server",
+        "internvl_tools.cli",
+        "internvl_tools.demo",
+    )
     wrong = [f"{m} -> {t}" for m in GRAPH if m.startswith(lower) for t in GRAPH[m] if t.startswith(upper)]
     assert wrong == []

@@ -41,7 +41,11 @@ def _env(**extra: str) -> dict[str, str]:
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "internvl_tools", *args],
-        capture_output=True, text=True, env=env or _env(), timeout=timeout, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env or _env(),
+        timeout=timeout,
+        cwd=ROOT,
     )
 
 
@@ -87,8 +91,14 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     not_a_model = root / "not_a_model"
     not_a_model.mkdir()
     (not_a_model / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    return {"png": png, "pdf": pdf, "encrypted": encrypted, "broken_tiff": broken_tiff, "not_a_model": not_a_model,
-            "root": root}
+    return {
+        "png": png,
+        "pdf": pdf,
+        "encrypted": encrypted,
+        "broken_tiff": broken_tiff,
+        "not_a_model": not_a_model,
+        "root": root,
+    }
 
 
 # ------------------------------------------------------------------------------------- help and bad usage
@@ -158,8 +168,14 @@ def test_bad_input_exits_2_with_one_line_before_loading_a_model(
 
 
 def test_unknown_model_exits_3(files: dict[str, Path]) -> None:
-    proc = run_cli("ask", str(files["png"]), "What?", "--model", "nobody/no-such-model",
-                   env=_env(HF_HOME=str(files["root"] / "empty_hf_home")))
+    proc = run_cli(
+        "ask",
+        str(files["png"]),
+        "What?",
+        "--model",
+        "nobody/no-such-model",
+        env=_env(HF_HOME=str(files["root"] / "empty_hf_home")),
+    )
     assert proc.returncode == cli.EXIT_LOAD, proc.stderr
     assert "nobody/no-such-model" in one_error_line(proc)
 
@@ -180,8 +196,7 @@ def test_default_model_comes_from_the_env_then_internvl3_1b(files: dict[str, Pat
 def test_info_reads_the_config_only(tiny_native: Path) -> None:
     from internvl_tools.checkpoints import read_checkpoint_info
 
-    proc = run_cli("info", "--json", "--dtype", "bfloat16", "--max-tiles", "3",
-                   env=_env(INTERNVL_TOOLS_MODEL="tiny"))
+    proc = run_cli("info", "--json", "--dtype", "bfloat16", "--max-tiles", "3", env=_env(INTERNVL_TOOLS_MODEL="tiny"))
     assert proc.returncode == 0, proc.stderr
     assert "meaningless" in proc.stderr  # the tiny-model warning
     data = json.loads(proc.stdout)
@@ -218,8 +233,9 @@ def test_ask_streams_an_answer_for_an_image(files: dict[str, Path]) -> None:
 
 
 def test_ask_json_on_a_pdf_page(files: dict[str, Path], tiny_engine: object, capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run_in_process(capsys, "ask", str(files["pdf"]), "What is on this page?", "--page", "2",
-                                    "--max-tiles", "2", "--json", *TINY)
+    code, out, err = run_in_process(
+        capsys, "ask", str(files["pdf"]), "What is on this page?", "--page", "2", "--max-tiles", "2", "--json", *TINY
+    )
     assert code == 0, err
     data = json.loads(out)
     assert isinstance(data["answer"], str)
@@ -252,8 +268,9 @@ def test_ocr_jsonl_then_resume_does_only_the_missing_pages(
     assert [(r.page, r.ok) for r in load_results(out)] == [(2, True)]
     assert "1 of 1 pages ok" in first.stderr  # the summary
 
-    code, stdout, stderr = run_in_process(capsys, "ocr", str(files["pdf"]), "--out", str(out), "--resume", "--json",
-                                          *TINY)
+    code, stdout, stderr = run_in_process(
+        capsys, "ocr", str(files["pdf"]), "--out", str(out), "--resume", "--json", *TINY
+    )
     assert code == 0, stderr
     summary = json.loads(stdout)
     assert (summary["total"], summary["skipped"], summary["succeeded"], summary["failed"]) == (2, 1, 1, 0)
@@ -306,12 +323,15 @@ def test_exit_code_by_error_type(error: str, stage: str, code: int) -> None:
     assert cli.exit_code_for(getattr(errors, error)("x"), stage) == code
 
 
-@pytest.mark.parametrize(("exc", "stage", "code"), [
-    (RuntimeError("CUDA error"), "generate", 4),
-    (OSError("disk"), "load", 3),
-    (OSError("unreadable"), "input", 2),
-    (KeyboardInterrupt(), "generate", 130),
-])
+@pytest.mark.parametrize(
+    ("exc", "stage", "code"),
+    [
+        (RuntimeError("CUDA error"), "generate", 4),
+        (OSError("disk"), "load", 3),
+        (OSError("unreadable"), "input", 2),
+        (KeyboardInterrupt(), "generate", 130),
+    ],
+)
 def test_exit_code_for_untyped_errors_follows_the_stage(exc: BaseException, stage: str, code: int) -> None:
     assert cli.exit_code_for(exc, stage) == code
 
@@ -325,11 +345,11 @@ class _FailingEngine:
 def test_generation_failure_exits_4_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], files: dict[str, Path]
 ) -> None:
-    def fake_engine(args: object, stage: cli._Stage) -> _FailingEngine:
+    def fake_engine(args: object, stage: cli.exits.Stage) -> _FailingEngine:
         stage.name = "generate"
         return _FailingEngine()
 
-    monkeypatch.setattr(cli, "_engine", fake_engine)
+    monkeypatch.setattr(cli.commands, "_engine", fake_engine)
     assert cli.main(["ask", str(files["png"]), "What?"]) == cli.EXIT_GENERATION
     out, err = capsys.readouterr()
     assert out == "partial\n"
@@ -362,8 +382,10 @@ def test_serve_help_in_a_subprocess() -> None:
 
 
 def test_import_of_the_cli_stays_light() -> None:
-    code = "import sys, internvl_tools.cli; print(sorted(m for m in ('torch', 'transformers', 'pypdfium2') " \
-           "if m in sys.modules))"
+    code = (
+        "import sys, internvl_tools.cli; print(sorted(m for m in ('torch', 'transformers', 'pypdfium2') "
+        "if m in sys.modules))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
     assert proc.stdout.strip() == "[]", proc.stderr
 

@@ -10,8 +10,9 @@ import sys
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "internvl_tools.demo", *args], capture_output=True, text=True,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "internvl_tools.demo", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_demo_runs_offline_with_the_tiny_checkpoint() -> None:

@@ -46,8 +46,7 @@ def test_word_boxes_lie_inside_the_image_and_cover_ink(make, seed):
     for word in s.words:
         x1, y1, x2, y2 = word.box
         assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h, word
-        assert word.box_1000 == (round(x1 / w * 1000), round(y1 / h * 1000), round(x2 / w * 1000),
-                                 round(y2 / h * 1000))
+        assert word.box_1000 == (round(x1 / w * 1000), round(y1 / h * 1000), round(x2 / w * 1000), round(y2 / h * 1000))
         assert pixels[y1:y2, x1:x2].min() < 128, f"no ink inside the box of {word.text!r}"
 
 
@@ -138,8 +137,12 @@ def test_engine_builds_the_training_prompt_and_pixels(engine):
 
     state = engine._state()
     for sample in (synth.text_tile(random.Random(3)), synth.page(random.Random(3), 3)):
-        msg = [{"role": "user", "content": [{"type": "image", "image": sample.image},
-                                            {"type": "text", "text": tasks.ocr_prompt()}]}]
+        msg = [
+            {
+                "role": "user",
+                "content": [{"type": "image", "image": sample.image}, {"type": "text", "text": tasks.ocr_prompt()}],
+            }
+        ]
         prepared = engine._prepare(msg, state)
         tiled = train.tile(sample)
         assert prepared.text == train.prompt_text(tasks.ocr_prompt(), tiled.num_tiles)
@@ -160,8 +163,10 @@ def _held_out(task: str, n: int, seed: int):
 
 def test_transcription_floor_on_fixed_held_out_tiles(engine):
     tiles = _held_out("ocr", 10, 424242)
-    convs = [[{"role": "user", "content": [{"type": "image", "image": s.image}, {"type": "text", "text": q}]}]
-             for s, q, _ in tiles]
+    convs = [
+        [{"role": "user", "content": [{"type": "image", "image": s.image}, {"type": "text", "text": q}]}]
+        for s, q, _ in tiles
+    ]
     got = [r.text for r in engine.batch(convs, batch_size=10, max_new_tokens=64)]
     score = sum(char_accuracy(g, a) for g, (_, _, a) in zip(got, tiles, strict=True)) / len(tiles)
     assert score >= OCR_FLOOR, (score, got)

@@ -9,7 +9,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from internvl_tools.checkpoints.device import balanced_device_map, quantization_config, resolve_attn_implementation, resolve_device, resolve_dtype
+from internvl_tools.checkpoints.device import (
+    balanced_device_map,
+    quantization_config,
+    resolve_attn_implementation,
+    resolve_device,
+    resolve_dtype,
+)
 from internvl_tools.errors import ConfigError, InternVLError
 
 

@@ -70,8 +70,10 @@ def write_pdf(pages: list[dict], labels: str | None = None, corrupt: int | None 
             ops += f"BT /F1 10 Tf 10 {h - 20 - 14 * line_no} Td ({line}) Tj ET\n".encode()
         content = add(b"<< /Length %d >>\nstream\n" % len(ops) + ops + b"\nendstream")
         rotate = f" /Rotate {page['rotate']}" if page.get("rotate") else ""
-        body = (f"<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 {w} {h}]{rotate} "
-                f"/Resources << /Font << /F1 {font} 0 R >> >> /Contents {content} 0 R >>").encode()
+        body = (
+            f"<< /Type /Page /Parent {tree} 0 R /MediaBox [0 0 {w} {h}]{rotate} "
+            f"/Resources << /Font << /F1 {font} 0 R >> >> /Contents {content} 0 R >>"
+        ).encode()
         if corrupt == i:
             body = b"<< /Type /Pag#e /Parent @@ broken ((( /MediaBox [0 0 x"
         kids.append(add(body))
@@ -112,11 +114,21 @@ CHART_OPS = b"0 0 1 rg 20 10 20 40 re f 0 1 0 rg 60 10 20 70 re f 1 0 0 rg 100 1
 def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("docs")
     files = {
-        "text": write_pdf([{"size": (612, 792), "text": ["Invoice 42", "Total: 17.50 EUR"]},
-                           {"size": (595, 842), "text": ["Second page about penguins"]},
-                           {"size": (300, 200), "text": ["Landscape"]}], labels="0 << /S /r >> 2 << /S /D >>"),
-        "rotated": write_pdf([{"size": (200, 100), "rotate": 90, "text": ["turned"]},
-                              {"size": (200, 100), "rotate": 180}, {"size": (200, 100)}]),
+        "text": write_pdf(
+            [
+                {"size": (612, 792), "text": ["Invoice 42", "Total: 17.50 EUR"]},
+                {"size": (595, 842), "text": ["Second page about penguins"]},
+                {"size": (300, 200), "text": ["Landscape"]},
+            ],
+            labels="0 << /S /r >> 2 << /S /D >>",
+        ),
+        "rotated": write_pdf(
+            [
+                {"size": (200, 100), "rotate": 90, "text": ["turned"]},
+                {"size": (200, 100), "rotate": 180},
+                {"size": (200, 100)},
+            ]
+        ),
         "chart": write_pdf([{"size": (140, 100), "ops": CHART_OPS, "text": ["Sales"]}]),
         "corrupt": write_pdf([{"text": ["one"]}, {"text": ["two"]}, {"text": ["three"]}], corrupt=1),
         "empty": write_pdf([]),
@@ -163,8 +175,17 @@ def test_parse_pages_selects_one_based_pages(spec, count, expected) -> None:
 
 @pytest.mark.parametrize(
     ("spec", "count", "message"),
-    [("0", 5, "has 5 page"), ("4-2", 5, "backwards"), ("1-9", 5, "6, 7, 8, 9"), ("a", 5, "'a'"), ("", 5, "nothing"),
-     ([1.5], 5, "int"), (True, 5, "not a page selection"), ("1", 0, "0 page"), ("0-2", 5, "start at 1")],
+    [
+        ("0", 5, "has 5 page"),
+        ("4-2", 5, "backwards"),
+        ("1-9", 5, "6, 7, 8, 9"),
+        ("a", 5, "'a'"),
+        ("", 5, "nothing"),
+        ([1.5], 5, "int"),
+        (True, 5, "not a page selection"),
+        ("1", 0, "0 page"),
+        ("0-2", 5, "start at 1"),
+    ],
 )
 def test_bad_page_selections_raise_a_typed_error_naming_the_problem(spec, count, message) -> None:
     with pytest.raises(PageSelectionError, match=message) as info:
@@ -193,8 +214,13 @@ def test_encrypted_pdf_needs_the_right_password(docs) -> None:
 
 @pytest.mark.parametrize(
     ("source", "error"),
-    [(b"", DocumentError), (b"%PDF-1.4\nnot really a pdf", DocumentError), (b"hello, world", DocumentError),
-     ("/no/such/file.pdf", MediaNotFoundError), (12, TypeError)],
+    [
+        (b"", DocumentError),
+        (b"%PDF-1.4\nnot really a pdf", DocumentError),
+        (b"hello, world", DocumentError),
+        ("/no/such/file.pdf", MediaNotFoundError),
+        (12, TypeError),
+    ],
 )
 def test_unreadable_sources_raise_typed_errors(source, error) -> None:
     with pytest.raises(error):
@@ -213,7 +239,10 @@ def test_zero_page_pdf_yields_nothing_and_rejects_any_selection(docs, tiny_engin
 def test_multipage_tiff_and_plain_images_are_documents(docs) -> None:
     pages = list(render_pages(docs["tiff"]))
     assert [(p.number, p.size_px, p.image.getpixel((0, 0))) for p in pages] == [
-        (1, (64, 48), (255, 0, 0)), (2, (64, 48), (0, 128, 0)), (3, (64, 48), (0, 0, 255))]
+        (1, (64, 48), (255, 0, 0)),
+        (2, (64, 48), (0, 128, 0)),
+        (3, (64, 48), (0, 0, 255)),
+    ]
     assert [p.number for p in render_pages(docs["tiff"], pages="2-3")] == [2, 3]
     [png] = list(render_pages(docs["png"], longest_side=32))
     assert png.size_px == (32, 24) and png.scale == pytest.approx(0.5)
@@ -371,8 +400,10 @@ def test_chart_task_returns_description_and_table_fields(docs, tiny_engine) -> N
 def test_chart_answer_parsing() -> None:
     answer = "A bar chart of sales.\n\n| Year | Sales |\n|:--|--:|\n| 2023 | 10 |\n| 2024 | 12 | extra |\n"
     assert parse_chart_answer(answer) == {
-        "has_chart": True, "description": "A bar chart of sales.",
-        "table": {"columns": ["Year", "Sales"], "rows": [["2023", "10"], ["2024", "12"]]}}
+        "has_chart": True,
+        "description": "A bar chart of sales.",
+        "table": {"columns": ["Year", "Sales"], "rows": [["2023", "10"], ["2024", "12"]]},
+    }
     assert parse_chart_answer("No chart.")["has_chart"] is False
     assert parse_markdown_table("| a |\n| b |") is None
 
@@ -401,8 +432,13 @@ def test_question_over_every_page_and_over_the_most_relevant(docs, tiny_engine) 
 
 
 def test_bad_read_pdf_arguments_raise_before_work(docs, tiny_engine) -> None:
-    for kwargs in ({"task": "summarise"}, {"task": "chart", "question": "q"}, {"batch_size": 0},
-                   {"task": "qa"}, {"top_pages": 2}):
+    for kwargs in (
+        {"task": "summarise"},
+        {"task": "chart", "question": "q"},
+        {"batch_size": 0},
+        {"task": "qa"},
+        {"top_pages": 2},
+    ):
         with pytest.raises(ConfigError):
             read_pdf(tiny_engine, docs["text"], **kwargs)
     with pytest.raises(PasswordError):
@@ -414,8 +450,15 @@ class Invoice(BaseModel):
 
 
 def test_bad_read_options_raise_at_the_call_naming_the_option(docs, tiny_engine) -> None:
-    bad = {"dpi": 0, "longest_side": 3, "backend": "gpu", "prefetch": 0, "page_timeout": -1, "page_memory_mb": 8,
-           "max_new_tokens": 0}
+    bad = {
+        "dpi": 0,
+        "longest_side": 3,
+        "backend": "gpu",
+        "prefetch": 0,
+        "page_timeout": -1,
+        "page_memory_mb": 8,
+        "max_new_tokens": 0,
+    }
     for name, value in bad.items():
         with pytest.raises(ConfigError, match=name):
             read_pdf(tiny_engine, docs["text"], **{name: value})  # not iterated: raised before any page
@@ -467,8 +510,9 @@ def test_schema_prompt_states_the_schema_with_the_core_instruction(docs, tiny_en
 
         def generate_structured(self, conversation, schema, **kwargs):
             self.prompts.append(conversation[0]["content"][1]["text"])
-            return ChatResult(text='{"total": 1}', usage=Usage(prompt_tokens=1, completion_tokens=1),
-                              finish_reason="stop")
+            return ChatResult(
+                text='{"total": 1}', usage=Usage(prompt_tokens=1, completion_tokens=1), finish_reason="stop"
+            )
 
     engine = Recorder(tiny_engine)
     [result] = list(read_pdf(engine, docs["text"], task=Invoice, pages="1", dpi=36, **GEN))
@@ -487,8 +531,15 @@ def test_documents_package_reexports_its_modules(docs) -> None:
     for name in ("DamagedRecordWarning", "repair_jsonl_tail", "ReadOptions", "PageLimits", "render_pages"):
         assert name in documents.__all__ and name in internvl_tools.__all__
         assert getattr(documents, name) is getattr(internvl_tools, name)
-    for module in (documents.models, documents.options, documents.output, documents.pipeline, documents.render,
-                   documents.sizing, documents.tasks):
+    for module in (
+        documents.models,
+        documents.options,
+        documents.output,
+        documents.pipeline,
+        documents.render,
+        documents.sizing,
+        documents.tasks,
+    ):
         for name in module.__all__:  # each module lists only what it defines
             value = getattr(module, name)
             assert getattr(value, "__module__", module.__name__) in (module.__name__, "builtins", "typing"), name
@@ -532,8 +583,10 @@ def test_jsonl_roundtrip_markdown_and_resume(docs, tiny_engine, tmp_path) -> Non
 
 def test_resume_skips_only_pages_done_for_the_same_task(tmp_path, docs, tiny_engine) -> None:
     out = tmp_path / "r.jsonl"
-    write_jsonl([PageResult(page=1, label="i", task="chart", text="x"),
-                 PageResult(page=2, label="ii", task="ocr", text="y")], out)
+    write_jsonl(
+        [PageResult(page=1, label="i", task="chart", text="x"), PageResult(page=2, label="ii", task="ocr", text="y")],
+        out,
+    )
     results, summary = _run(tiny_engine, docs["text"], resume_from=out)
     assert [r.page for r in results] == [1, 3] and summary.skipped == 1 and summary.total == 3
 

@@ -331,8 +331,10 @@ def test_ground_returns_pixel_boxes_of_the_original_image(tiny_engine: InternVL,
     img = _image(21, (640, 427))
     result = tiny_engine.ground(img, "the red car")
     assert isinstance(result, GroundingResult)
-    assert seen == ["<image>\nPlease provide the bounding box coordinate of the region this sentence describes: "
-                    "<ref>the red car</ref>".removeprefix("<image>\n")]
+    assert seen == [
+        "<image>\nPlease provide the bounding box coordinate of the region this sentence describes: "
+        "<ref>the red car</ref>".removeprefix("<image>\n")
+    ]
     assert tuple(result.image_size) == (640, 427)
     assert result.image is not None and result.image.size == (640, 427)
     for box in result.boxes:
@@ -344,8 +346,11 @@ def test_ground_maps_the_models_scale_to_pixels(tiny_engine: InternVL, monkeypat
     from internvl_tools.results import ChatResult, Usage
 
     def fake_chat(messages, **kwargs):
-        return ChatResult(text="<ref>car</ref><box>[[100, 200, 500, 1000]]</box>",
-                          usage=Usage(prompt_tokens=1, completion_tokens=1), finish_reason="stop")
+        return ChatResult(
+            text="<ref>car</ref><box>[[100, 200, 500, 1000]]</box>",
+            usage=Usage(prompt_tokens=1, completion_tokens=1),
+            finish_reason="stop",
+        )
 
     monkeypatch.setattr(tiny_engine, "chat", fake_chat)
     result = tiny_engine.ground(_image(22, (2000, 500)), "car")
@@ -403,9 +408,9 @@ def test_trust_remote_code_is_opt_in_and_failures_list_known_problems() -> None:
         ("naïve café — fin", ["café"], "naïve café"),  # multi-byte characters inside the stop string
     ],
 )
-def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(tiny_engine: InternVL, answer: str,
-                                                                           stops: list[str],
-                                                                           first_done_at: str | None) -> None:
+def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(
+    tiny_engine: InternVL, answer: str, stops: list[str], first_done_at: str | None
+) -> None:
     import torch
 
     from internvl_tools.generation.stopping import StopStrings
@@ -435,8 +440,9 @@ def test_stop_strings_criterion_fires_at_the_first_token_completing_a_stop(tiny_
         ("one_tile", [1, 4, 4]),  # the earlier turn's image: 1; the last turn's two share 6: 3x1 + thumbnail each
     ],
 )
-def test_history_images_sets_how_earlier_turns_share_the_tile_budget(tiny_native, history_images: str,
-                                                                     tiles: list[int]) -> None:
+def test_history_images_sets_how_earlier_turns_share_the_tile_budget(
+    tiny_native, history_images: str, tiles: list[int]
+) -> None:
     from PIL import Image
 
     engine = InternVL.from_pretrained(str(tiny_native), max_tiles=6, history_images=history_images)
@@ -446,8 +452,14 @@ def test_history_images_sets_how_earlier_turns_share_the_tile_budget(tiny_native
     messages = [
         {"role": "user", "content": [{"type": "image", "image": wide}, {"type": "text", "text": "First?"}]},
         {"role": "assistant", "content": "Red."},
-        {"role": "user", "content": [{"type": "image", "image": wide}, {"type": "image", "image": wide},
-                                     {"type": "text", "text": "And these?"}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "image": wide},
+                {"type": "image", "image": wide},
+                {"type": "text", "text": "And these?"},
+            ],
+        },
     ]
     prepared = engine._prepare(messages, state)
     assert prepared.pixel_values.shape[0] == sum(tiles)

@@ -64,6 +64,5 @@ def test_every_module_imports_first_in_a_fresh_interpreter() -> None:
         "    if p.returncode: bad.append((name, p.stderr.strip().splitlines()[-1:]))\n"
         "print(bad)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, *MODULES], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code, *MODULES], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr

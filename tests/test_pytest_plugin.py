@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 
 
@@ -40,7 +40,7 @@ def test_session_is_offline_and_single_threaded():
     import torch
 
     assert os.environ["HF_HUB_OFFLINE"] == "1" and torch.get_num_threads() == 1
-'''
+"""
 
 
 def test_user_project_gets_the_fixtures(tmp_path: Path) -> None:
@@ -48,7 +48,13 @@ def test_user_project_gets_the_fixtures(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE")}
     env["PYTEST_ADDOPTS"] = ""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
-                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout

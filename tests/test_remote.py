@@ -44,7 +44,9 @@ from internvl_tools.errors import (
 
 def _completion(text: str = "hello", finish: str | None = "stop", usage: dict | None = None) -> dict:
     return {
-        "id": "x", "object": "chat.completion", "model": "m",
+        "id": "x",
+        "object": "chat.completion",
+        "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": usage if usage is not None else {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
     }
@@ -113,10 +115,18 @@ def test_from_server_builds_the_remote_backend_without_contacting_it() -> None:
 
 
 def test_model_is_discovered_and_info_read_from_the_model_list() -> None:
-    listing = {"object": "list", "data": [
-        {"id": "served", "object": "model", "max_model_len": 8192,
-         "internvl": {"image_size": 224, "max_dynamic_patch": 6, "template": "internvl2_5"}},
-        {"id": "other", "object": "model"}]}
+    listing = {
+        "object": "list",
+        "data": [
+            {
+                "id": "served",
+                "object": "model",
+                "max_model_len": 8192,
+                "internvl": {"image_size": 224, "max_dynamic_patch": 6, "template": "internvl2_5"},
+            },
+            {"id": "other", "object": "model"},
+        ],
+    }
     script = Script(httpx.Response(200, json=listing))
     vlm = _client(script, model=None)
     assert vlm.model_name == "served"
@@ -163,9 +173,18 @@ def test_api_key_comes_from_the_argument_or_the_environment(monkeypatch) -> None
 def test_images_are_sent_as_lossless_png_data_uris_of_the_original_pixels() -> None:
     script = Script(httpx.Response(200, json=_completion()))
     image = _noise(37, 23, seed=1)
-    _client(script).chat([{"role": "user", "content": [{"type": "text", "text": "Compare"},
-                                                       {"type": "image", "image": image},
-                                                       {"type": "image", "image": _noise(5, 9, seed=2)}]}])
+    _client(script).chat(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Compare"},
+                    {"type": "image", "image": image},
+                    {"type": "image", "image": _noise(5, 9, seed=2)},
+                ],
+            }
+        ]
+    )
     [body] = script.bodies()
     parts = body["messages"][0]["content"]
     assert [p["type"] for p in parts] == ["text", "image_url", "image_url"]
@@ -213,8 +232,10 @@ def test_oversized_image_is_refused_before_any_request() -> None:
         ({"do_sample": True}, {"temperature": 1.0}),
         ({"do_sample": False, "temperature": 0.8, "top_p": 0.5}, {"temperature": 0.0}),
         ({"stop": "END"}, {"stop": ["END"]}),
-        ({"stop": ["a", "b"], "seed": 3, "repetition_penalty": 1.1},
-         {"stop": ["a", "b"], "seed": 3, "repetition_penalty": 1.1}),
+        (
+            {"stop": ["a", "b"], "seed": 3, "repetition_penalty": 1.1},
+            {"stop": ["a", "b"], "seed": 3, "repetition_penalty": 1.1},
+        ),
     ],
 )
 def test_generation_options_map_to_openai_fields(options: dict, expected: dict) -> None:
@@ -301,8 +322,12 @@ def test_ground_uses_the_local_prompt_and_maps_boxes_to_original_pixels() -> Non
         ("length", {"prompt_tokens": 1, "completion_tokens": 9}, "length", (1, 9, 0, 0)),
         ("eos", None, "stop", (0, 0, 0, 0)),
         (None, {"prompt_tokens": 5}, "stop", (5, 0, 0, 0)),
-        ("stop", {"prompt_tokens": 40, "completion_tokens": 2, "image_tokens": 28, "num_tiles": 7}, "stop",
-         (40, 2, 28, 7)),
+        (
+            "stop",
+            {"prompt_tokens": 40, "completion_tokens": 2, "image_tokens": 28, "num_tiles": 7},
+            "stop",
+            (40, 2, 28, 7),
+        ),
     ],
 )
 def test_usage_and_finish_reason_are_mapped(finish, usage, expected_finish, expected_usage) -> None:
@@ -327,8 +352,11 @@ def test_an_answer_that_is_not_a_chat_completion_is_a_server_error() -> None:
 def test_429_and_5xx_are_retried_with_backoff_honouring_retry_after(monkeypatch) -> None:
     slept: list[float] = []
     monkeypatch.setattr(remote.time, "sleep", slept.append)
-    script = Script(httpx.Response(429, headers={"Retry-After": "0.25"}, json={"error": {"message": "busy"}}),
-                    httpx.Response(503, text="overloaded"), httpx.Response(200, json=_completion("finally")))
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": "0.25"}, json={"error": {"message": "busy"}}),
+        httpx.Response(503, text="overloaded"),
+        httpx.Response(200, json=_completion("finally")),
+    )
     assert _client(script, backoff=0.01).chat("hi").text == "finally"
     assert len(script.requests) == 3
     assert slept[0] == 0.25 and 0.005 <= slept[1] <= 0.02
@@ -350,8 +378,12 @@ def test_retries_give_up_after_max_retries_with_the_status_in_the_error(monkeypa
         (403, {"detail": "forbidden"}, ServerAuthError, "HTTP 403"),
         (404, {"detail": "Not Found"}, ServerRequestError, "model name"),
         (422, {"detail": [{"msg": "field required"}]}, ServerRequestError, "field required"),
-        (400, {"error": {"message": "This model's maximum context length is 4096 tokens"}}, ContextLengthError,
-         "maximum context"),
+        (
+            400,
+            {"error": {"message": "This model's maximum context length is 4096 tokens"}},
+            ContextLengthError,
+            "maximum context",
+        ),
         (400, {"error": {"message": "too big", "code": "context_length_exceeded"}}, ContextLengthError, "too big"),
     ],
 )
@@ -392,8 +424,13 @@ def _delta(text: str | None = None, finish: str | None = None) -> dict:
 
 
 def test_stream_yields_the_deltas_of_server_sent_events() -> None:
-    body = _sse({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
-                _delta("Hel"), _delta("lo 世"), _delta("界"), _delta(finish="stop"))
+    body = _sse(
+        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]},
+        _delta("Hel"),
+        _delta("lo 世"),
+        _delta("界"),
+        _delta(finish="stop"),
+    )
     script = Script(httpx.Response(200, content=body, headers={"content-type": "text/event-stream"}))
     assert list(_client(script).stream("hi", max_new_tokens=4)) == ["Hel", "lo 世", "界"]
     assert script.bodies()[0]["stream"] is True

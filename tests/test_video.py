@@ -188,8 +188,15 @@ def test_bad_options(video_path):
 
 
 def test_engine_answers_about_a_video_with_one_tile_per_frame(video_path, tiny_engine):
-    messages = [{"role": "user", "content": [{"type": "video", "video": str(video_path), "num_frames": 4},
-                                             {"type": "text", "text": "What happens?"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": str(video_path), "num_frames": 4},
+                {"type": "text", "text": "What happens?"},
+            ],
+        }
+    ]
     result = tiny_engine.chat(messages, max_new_tokens=3)
     assert result.error is None and isinstance(result.text, str)
     info = tiny_engine.info
@@ -203,13 +210,27 @@ def test_engine_media_policy_confines_video_paths(video_path, tiny_native, tmp_p
     from internvl_tools.media import MediaPolicy
 
     sandboxed = InternVL.from_pretrained(str(tiny_native), media_policy=MediaPolicy.sandboxed([tmp_path]))
-    messages = [{"role": "user", "content": [{"type": "video", "video": str(video_path), "num_frames": 2},
-                                             {"type": "text", "text": "What happens?"}]}]
+    messages = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": str(video_path), "num_frames": 2},
+                {"type": "text", "text": "What happens?"},
+            ],
+        }
+    ]
     with pytest.raises(PathNotAllowedError, match="outside the allowed directories"):
         sandboxed.chat(messages, max_new_tokens=2)
     (tmp_path / "clip.mp4").write_bytes(video_path.read_bytes())
-    inside = [{"role": "user", "content": [{"type": "video", "video": "clip.mp4", "num_frames": 2},
-                                           {"type": "text", "text": "What happens?"}]}]
+    inside = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "video", "video": "clip.mp4", "num_frames": 2},
+                {"type": "text", "text": "What happens?"},
+            ],
+        }
+    ]
     assert sandboxed.chat(inside, max_new_tokens=2).usage.num_tiles == 2  # relative to the first allowed dir
 
 

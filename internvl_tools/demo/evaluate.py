@@ -67,15 +67,18 @@ def _chart_rows(text: str) -> list[tuple[str, str]]:
     return rows
 
 
-def evaluate(engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SEED, batch_size: int = 16
-             ) -> dict[str, Any]:
+def evaluate(
+    engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SEED, batch_size: int = 16
+) -> dict[str, Any]:
     """Measure the four skills through ``engine`` on held-out synthetic data; returns a flat dict of metrics."""
     rng = random.Random(seed)
     report: dict[str, Any] = {"seed": seed}
 
     def answers(examples: list[tuple[Any, str, str]], max_new_tokens: int) -> list[str]:
-        convs = [[{"role": "user", "content": [{"type": "image", "image": s.image}, {"type": "text", "text": q}]}]
-                 for s, q, _ in examples]
+        convs = [
+            [{"role": "user", "content": [{"type": "image", "image": s.image}, {"type": "text", "text": q}]}]
+            for s, q, _ in examples
+        ]
         return [r.text for r in engine.batch(convs, batch_size=batch_size, max_new_tokens=max_new_tokens)]
 
     t0 = time.perf_counter()
@@ -105,8 +108,9 @@ def evaluate(engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SE
     charts = [make_example("chart_value", rng) for _ in range(n)]
     got = answers(charts, 8)
     report["chart_value_exact"] = sum(g.strip() == e[2] for g, e in zip(got, charts, strict=True)) / n
-    report["chart_value_within5"] = sum(
-        g.strip().isdigit() and abs(int(g.strip()) - int(e[2])) <= 5 for g, e in zip(got, charts, strict=True)) / n
+    report["chart_value_within5"] = (
+        sum(g.strip().isdigit() and abs(int(g.strip()) - int(e[2])) <= 5 for g, e in zip(got, charts, strict=True)) / n
+    )
     tables = [(s, TABLE_QUESTION, synth.chart_table(s.chart)) for s in (synth.chart_tile(rng) for _ in range(n))]
     got = answers(tables, 80)
     label_ok = value_ok = total = 0
@@ -127,14 +131,14 @@ def evaluate(engine: Any, n: int = 100, pages: int = 20, seed: int = HELD_OUT_SE
     accs = [char_accuracy(r.text or "", s.text) for r, s in zip(results, page_samples, strict=True)]
     report["pdf_pages"] = pages
     report["pdf_char_accuracy"] = sum(accs) / pages
-    report["pdf_exact_pages"] = sum(r.text.strip() == s.text for r, s in zip(results, page_samples, strict=True)
-                                    if r.text) / pages
+    report["pdf_exact_pages"] = (
+        sum(r.text.strip() == s.text for r, s in zip(results, page_samples, strict=True) if r.text) / pages
+    )
     report["eval_seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
 
-def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024,
-                 reference_report: str | Path | None = None) -> str:
+def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024, reference_report: str | Path | None = None) -> str:
     """The ``make demo`` job: a 2-page scanned PDF read page by page, one grounding, one chart question.
 
     Returns the printable report (answers next to ground truth, with accuracies, and a summary line). With
@@ -164,15 +168,21 @@ def run_demo_job(engine: Any, workdir: str | Path, seed: int = 2024,
     label, value = chart.chart[len(chart.chart) // 2]
     answer = engine.ask(chart.image, VALUE_QUESTION.format(label), max_new_tokens=8)
     exact = answer.strip() == str(value)
-    out.append(f"-- chart: Q {VALUE_QUESTION.format(label)!r}: model {answer.strip()!r}, truth {value!r} "
-               f"({'exact' if exact else 'wrong'})")
-    summary = (f"== Summary: page character accuracy {sum(page_scores) / len(page_scores):.1%}; grounding IoU "
-               f"{score:.2f}; chart value {'exact' if exact else 'wrong'}")
+    out.append(
+        f"-- chart: Q {VALUE_QUESTION.format(label)!r}: model {answer.strip()!r}, truth {value!r} "
+        f"({'exact' if exact else 'wrong'})"
+    )
+    summary = (
+        f"== Summary: page character accuracy {sum(page_scores) / len(page_scores):.1%}; grounding IoU "
+        f"{score:.2f}; chart value {'exact' if exact else 'wrong'}"
+    )
     if reference_report is not None and Path(reference_report).is_file():
         ref = json.loads(Path(reference_report).read_text())
-        summary += (f"\n   held-out evaluation of this model (MODEL_CARD.md): pages {ref['pdf_char_accuracy']:.1%}, "
-                    f"grounding IoU>=0.5 on {ref['ground_iou50']:.1%} of words, chart values exact "
-                    f"{ref['chart_value_exact']:.1%}")
+        summary += (
+            f"\n   held-out evaluation of this model (MODEL_CARD.md): pages {ref['pdf_char_accuracy']:.1%}, "
+            f"grounding IoU>=0.5 on {ref['ground_iou50']:.1%} of words, chart values exact "
+            f"{ref['chart_value_exact']:.1%}"
+        )
     out.append(summary)
     return "\n".join(out)
 
@@ -192,8 +202,9 @@ _TARGETS = (
 )
 
 
-def write_card(model_dir: str | Path, run_dir: str | Path, report: dict[str, Any], commands: list[str],
-               wall_s: float | None = None) -> Path:
+def write_card(
+    model_dir: str | Path, run_dir: str | Path, report: dict[str, Any], commands: list[str], wall_s: float | None = None
+) -> Path:
     """Write ``MODEL_CARD.md`` (and ``README.md``), ``eval_report.json`` and the training curves into the model dir."""
     import shutil
 
@@ -215,7 +226,7 @@ def write_card(model_dir: str | Path, run_dir: str | Path, report: dict[str, Any
     mixture = ", ".join(f"{k} {v:.0%}" for k, v in summary["mixture"].items())
     card = f"""# internvl-tools demo model (synthetic documents)
 
-**This is a demonstration model, not a general one.** It is a {summary['params'] / 1e6:.1f}M-parameter
+**This is a demonstration model, not a general one.** It is a {summary["params"] / 1e6:.1f}M-parameter
 transformers-native `InternVLForConditionalGeneration` trained from random weights on CPU, only on the synthetic
 documents of `internvl_tools/demo/synth.py`: grid-aligned English invoice words, integers, amounts and dates in
 Pillow's built-in font on 128-px tiles, two-column tables, small bar charts with printed values, and receipt-like
@@ -227,7 +238,7 @@ the image.
 ## Architecture and conventions
 - Vision: `InternVLVisionModel`, 128-px tiles, patch 16, hidden 192, 4 layers; pixel shuffle 0.5 → 16 image tokens
   per tile; projector LN → Linear → GELU → Linear; language model Qwen2, hidden 256, 4 layers, tied embeddings.
-- Tokenizer: byte-level BPE (Qwen2 pre-tokenizer: digits are single tokens), {summary.get('vocab', 932)} tokens,
+- Tokenizer: byte-level BPE (Qwen2 pre-tokenizer: digits are single tokens), {summary.get("vocab", 932)} tokens,
   built from the generator vocabulary and the prompts, with InternVL's special tokens (`<img>`, `</img>`,
   `<IMG_CONTEXT>`, `<ref>`, `</ref>`, `<box>`, `</box>`, …) and `extra_special_tokens`.
 - Preprocessing: dynamic tiling with a thumbnail, at most 4 tiles (`max_patches` 4), ImageNet mean/std.
@@ -241,13 +252,13 @@ the image.
     <ref>W</ref>` → `<ref>W</ref><box>[[x1, y1, x2, y2]]</box>` on the 0–1000 scale (`engine.ground`);
   - charts: `What is the value of Mar in the chart?` → `42`; `Convert the chart to a table.` → a Markdown table.
 
-## Measured accuracy (held-out generator seed {report['seed']}, greedy, through `InternVL.from_pretrained`)
+## Measured accuracy (held-out generator seed {report["seed"]}, greedy, through `InternVL.from_pretrained`)
 | metric | measured | target | met |
 |---|---|---|---|
 {chr(10).join(rows)}
 
-Sizes: {report['ocr_tiles']} tiles, {report['ground_words']} grounding words, {report['ocr_tiles']} charts per
-chart question, {report['pdf_pages']} PDF pages (rendered by `read_pdf` at its default resolution, which fills the
+Sizes: {report["ocr_tiles"]} tiles, {report["ground_words"]} grounding words, {report["ocr_tiles"]} charts per
+chart question, {report["pdf_pages"]} PDF pages (rendered by `read_pdf` at its default resolution, which fills the
 tile grid each page's shape gets, and tiled 1×2 or 1×3 plus thumbnail). Character accuracy is
 `max(0, 1 − edit distance / reference length)`, averaged per item.
 
@@ -262,9 +273,9 @@ tile grid each page's shape gets, and tiled 1×2 or 1×3 plus thumbnail). Charac
   then look the label up) already gives the table's accuracy.
 
 ## Training
-- Script: `python -m internvl_tools.demo.train` (from random weights; seed **{summary['seed']}**). Commands used:
+- Script: `python -m internvl_tools.demo.train` (from random weights; seed **{summary["seed"]}**). Commands used:
 {chr(10).join(f"  - `{c}`" for c in commands)}
-- Steps done: {summary['steps_done']} × batch {summary['batch_size']}; wall time **{summary['wall_s'] / 60:.1f} min**
+- Steps done: {summary["steps_done"]} × batch {summary["batch_size"]}; wall time **{summary["wall_s"] / 60:.1f} min**
   on 2 CPU cores (the first segment shared them with other jobs). Every segment finished its planned steps within
   its `--minutes` cap, so the run is a pure function of the seed and the commands; a slower machine may hit a cap
   first and stop early (the run's `summary.json` says so).
@@ -273,7 +284,7 @@ tile grid each page's shape gets, and tiled 1×2 or 1×3 plus thumbnail). Charac
   `<|im_end|>`; a training-only auxiliary loss (weight 20) makes every image token predict which characters lie in its
   32-px cell (the head is not in the checkpoint). Mixture: {mixture}.
 - Checkpoint selection: every few minutes a small fixed held-out set (seed 999999) is scored and the best weights
-  are kept; the shipped weights are from step {best['step']}.
+  are kept; the shipped weights are from step {best["step"]}.
 - Provenance: `training_run.json` (the commands and each segment's summary: steps, wall time, best score).
 - Curves: `curves.csv` (step, seconds, loss, LM loss, auxiliary loss, LR; resumed segments are appended and their
   seconds restart at 0) and `evals.csv` (periodic held-out scores).
@@ -315,16 +326,24 @@ def _publish(run: Path, model_dir: Path, *, n: int, pages: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m internvl_tools.demo.evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m internvl_tools.demo.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", default=str(MODEL_DIR))
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--pages", type=int, default=20)
     parser.add_argument("--out", type=Path, default=None, help="write the report as JSON here")
     parser.add_argument("--demo", action="store_true", help="run the make-demo job instead")
-    parser.add_argument("--publish", type=Path, default=None, metavar="RUN",
-                        help="copy RUN/best into --model, evaluate it, and write its card from RUN's logs and "
-                             "RUN/commands.json (the training commands, in order)")
+    parser.add_argument(
+        "--publish",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="copy RUN/best into --model, evaluate it, and write its card from RUN's logs and "
+        "RUN/commands.json (the training commands, in order)",
+    )
     args = parser.parse_args(argv)
     import torch
 

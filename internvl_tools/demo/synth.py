@@ -41,12 +41,74 @@ CHART_FONT_SIZE = 10
 
 #: The document vocabulary (each word is one token of the demo tokenizer).
 WORDS = (
-    "Invoice", "Total", "Due", "Tax", "Date", "Amount", "Price", "Qty", "Item", "Order", "Paid", "Balance",
-    "Subtotal", "Discount", "Shipping", "Account", "Customer", "Payment", "Receipt", "Cash", "Card", "Change",
-    "Net", "Gross", "VAT", "Fee", "Rate", "Hours", "Units", "Unit", "Number", "Ref", "Code", "Name", "Address",
-    "City", "Region", "Phone", "Email", "Bank", "Credit", "Debit", "Refund", "Deposit", "Service", "Product",
-    "Report", "Summary", "Office", "Paper", "Toner", "Lamp", "Desk", "Chair", "Coffee", "Water", "Travel",
-    "Hotel", "Taxi", "Lunch", "Dinner", "Rent", "Power", "Phone", "Repair", "Labour", "Parts", "Stock",
+    "Invoice",
+    "Total",
+    "Due",
+    "Tax",
+    "Date",
+    "Amount",
+    "Price",
+    "Qty",
+    "Item",
+    "Order",
+    "Paid",
+    "Balance",
+    "Subtotal",
+    "Discount",
+    "Shipping",
+    "Account",
+    "Customer",
+    "Payment",
+    "Receipt",
+    "Cash",
+    "Card",
+    "Change",
+    "Net",
+    "Gross",
+    "VAT",
+    "Fee",
+    "Rate",
+    "Hours",
+    "Units",
+    "Unit",
+    "Number",
+    "Ref",
+    "Code",
+    "Name",
+    "Address",
+    "City",
+    "Region",
+    "Phone",
+    "Email",
+    "Bank",
+    "Credit",
+    "Debit",
+    "Refund",
+    "Deposit",
+    "Service",
+    "Product",
+    "Report",
+    "Summary",
+    "Office",
+    "Paper",
+    "Toner",
+    "Lamp",
+    "Desk",
+    "Chair",
+    "Coffee",
+    "Water",
+    "Travel",
+    "Hotel",
+    "Taxi",
+    "Lunch",
+    "Dinner",
+    "Rent",
+    "Power",
+    "Phone",
+    "Repair",
+    "Labour",
+    "Parts",
+    "Stock",
 )
 WORDS = tuple(dict.fromkeys(WORDS))
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -175,8 +237,9 @@ def _fill_table(rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y
         _draw_text(draw, sample, (4 + 2 * CELL, _line_top(row, y_offset)), amount, ink)
         draw.line((0, y_offset + row * CELL + CELL - 1, TILE - 1, y_offset + row * CELL + CELL - 1), fill=rule)
         sample.lines.append(f"| {word} | {amount} |")
-    draw.line((2 * CELL - 2, y_offset + rows[0] * CELL + 2, 2 * CELL - 2, y_offset + rows[-1] * CELL + CELL - 2),
-              fill=rule)
+    draw.line(
+        (2 * CELL - 2, y_offset + rows[0] * CELL + 2, 2 * CELL - 2, y_offset + rows[-1] * CELL + CELL - 2), fill=rule
+    )
 
 
 def text_tile(rng: random.Random, *, easy: bool = False) -> Sample:

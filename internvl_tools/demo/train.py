@@ -63,17 +63,40 @@ SLOTS = 4  # horizontal 8-px sub-slots per 32-px cell in the auxiliary target
 QWEN2_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>",
-            "<ref>", "</ref>", "<box>", "</box>", "<video>"]
+SPECIALS = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<img>",
+    "</img>",
+    "<IMG_CONTEXT>",
+    "<quad>",
+    "</quad>",
+    "<ref>",
+    "</ref>",
+    "<box>",
+    "</box>",
+    "<video>",
+]
 
 
 def tokenizer_corpus() -> list[str]:
     """Everything the model reads or writes: generator vocabulary, prompts, system messages, chat markup."""
     words = [*synth.WORDS, *synth.MONTHS, "Month", "Value"]
     lines = [*words, *(f"x {w}" for w in words), *(f"\n{w}" for w in words)]
-    lines += [OCR_PROMPT, CHART_PROMPT, grounding_question("Total"), VALUE_QUESTION.format("Jan"), TABLE_QUESTION,
-              SYSTEM_MESSAGE, get_template(TEMPLATE).system_message, "system\nuser\nassistant\n",
-              "| Month | Value |\n| --- | --- |\n| Jan | 12 |", "[[12, 250, 400, 1000]]", "1,234.56 2024-03-14"]
+    lines += [
+        OCR_PROMPT,
+        CHART_PROMPT,
+        grounding_question("Total"),
+        VALUE_QUESTION.format("Jan"),
+        TABLE_QUESTION,
+        SYSTEM_MESSAGE,
+        get_template(TEMPLATE).system_message,
+        "system\nuser\nassistant\n",
+        "| Month | Value |\n| --- | --- |\n| Jan | 12 |",
+        "[[12, 250, 400, 1000]]",
+        "1,234.56 2024-03-14",
+    ]
     return lines * 4
 
 
@@ -83,20 +106,30 @@ def build_tokenizer() -> Any:
     from transformers import PreTrainedTokenizerFast
 
     backend = Tokenizer(models.BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=4000,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     backend.train_from_iterator(tokenizer_corpus(), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"start_image_token": "<img>", "end_image_token": "</img>",
-                              "context_image_token": "<IMG_CONTEXT>", "video_token": "<video>"},
+        extra_special_tokens={
+            "start_image_token": "<img>",
+            "end_image_token": "</img>",
+            "context_image_token": "<IMG_CONTEXT>",
+            "video_token": "<video>",
+        },
         additional_special_tokens=[t for t in SPECIALS if t not in ("<|endoftext|>", "<|im_end|>")],
         chat_template=HF_CHAT_TEMPLATE,
     )
@@ -106,17 +139,40 @@ def build_config(tokenizer: Any) -> Any:
     """The demo model's ``InternVLConfig`` (native transformers classes only)."""
     from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
 
-    vision = InternVLVisionConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=640,
-                                  image_size=IMAGE_SIZE, patch_size=PATCH, layer_scale_init_value=0.1,
-                                  use_absolute_position_embeddings=True, norm_type="layer_norm")
+    vision = InternVLVisionConfig(
+        hidden_size=192,
+        num_hidden_layers=4,
+        num_attention_heads=3,
+        intermediate_size=640,
+        image_size=IMAGE_SIZE,
+        patch_size=PATCH,
+        layer_scale_init_value=0.1,
+        use_absolute_position_embeddings=True,
+        norm_type="layer_norm",
+    )
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    text = Qwen2Config(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                       rope_theta=10000.0, tie_word_embeddings=True, eos_token_id=eos, pad_token_id=pad)
-    cfg = InternVLConfig(vision_config=vision, text_config=text,
-                         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
-                         image_seq_length=TOKENS_PER_TILE, downsample_ratio=0.5, tie_word_embeddings=True)
+    text = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        eos_token_id=eos,
+        pad_token_id=pad,
+    )
+    cfg = InternVLConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=TOKENS_PER_TILE,
+        downsample_ratio=0.5,
+        tie_word_embeddings=True,
+    )
     cfg.system_message = SYSTEM_MESSAGE
     return cfg
 
@@ -132,12 +188,16 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
     model.save_pretrained(directory)
     size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
     processor = InternVLProcessor(
-        image_processor=GotOcr2ImageProcessorPil(size=size, image_mean=list(IMAGENET_MEAN),
-                                                 image_std=list(IMAGENET_STD), crop_to_patches=True,
-                                                 max_patches=MAX_TILES, min_patches=1),
+        image_processor=GotOcr2ImageProcessorPil(
+            size=size,
+            image_mean=list(IMAGENET_MEAN),
+            image_std=list(IMAGENET_STD),
+            crop_to_patches=True,
+            max_patches=MAX_TILES,
+            min_patches=1,
+        ),
         tokenizer=tokenizer,
-        video_processor=InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN),
-                                               image_std=list(IMAGENET_STD)),
+        video_processor=InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)),
         image_seq_length=TOKENS_PER_TILE,
         chat_template=HF_CHAT_TEMPLATE,
     )
@@ -211,15 +271,21 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any) -> di
         input_ids[i, : len(ids)] = torch.tensor(ids)
         labels[i, : len(lab)] = torch.tensor(lab)
         mask[i, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask,
-            "pixel_values": torch.cat(pixels), "aux": torch.cat(targets)}
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": mask,
+        "pixel_values": torch.cat(pixels),
+        "aux": torch.cat(targets),
+    }
 
 
 # --- quick greedy eval (model.generate on the same inputs the engine builds) -----------------------------------
 
 
-def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample, str, str]],
-                   max_new_tokens: int = 48) -> list[str]:
+def greedy_answers(
+    model: Any, tokenizer: Any, examples: list[tuple[synth.Sample, str, str]], max_new_tokens: int = 48
+) -> list[str]:
     """Greedy answers for examples, batched with left padding (used for checkpoint selection)."""
     import torch
 
@@ -232,15 +298,22 @@ def greedy_answers(model: Any, tokenizer: Any, examples: list[tuple[synth.Sample
     ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
     mask = torch.zeros_like(ids)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        mask[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(p)
+        mask[i, width - len(p) :] = 1
     with torch.inference_mode():
-        out = model.generate(input_ids=ids, attention_mask=mask, pixel_values=torch.cat(pixels),
-                             max_new_tokens=max_new_tokens, do_sample=False,
-                             eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return [tokenizer.decode([t for t in row[width:].tolist() if t not in (tokenizer.eos_token_id,
-                                                                            tokenizer.pad_token_id)])
-            for row in out]
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            pixel_values=torch.cat(pixels),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    return [
+        tokenizer.decode([t for t in row[width:].tolist() if t not in (tokenizer.eos_token_id, tokenizer.pad_token_id)])
+        for row in out
+    ]
 
 
 def quick_eval(model: Any, tokenizer: Any, seed: int = 999_999, n: int = 24) -> dict[str, float]:
@@ -252,17 +325,20 @@ def quick_eval(model: Any, tokenizer: Any, seed: int = 999_999, n: int = 24) -> 
     charts = [make_example("chart_value", rng) for _ in range(n)]
     model.eval()
     res = {}
-    res["ocr_char"] = sum(char_accuracy(a, e[2]) for a, e in zip(greedy_answers(model, tokenizer, tiles), tiles,
-                                                                  strict=True)) / n
-    res["page_char"] = sum(char_accuracy(a, e[2]) for a, e in zip(
-        greedy_answers(model, tokenizer, pages, 160), pages, strict=True)) / len(pages)
+    res["ocr_char"] = (
+        sum(char_accuracy(a, e[2]) for a, e in zip(greedy_answers(model, tokenizer, tiles), tiles, strict=True)) / n
+    )
+    res["page_char"] = sum(
+        char_accuracy(a, e[2]) for a, e in zip(greedy_answers(model, tokenizer, pages, 160), pages, strict=True)
+    ) / len(pages)
     hits = 0
     for a, e in zip(greedy_answers(model, tokenizer, grounds, 32), grounds, strict=True):
         got, want = parse_box(a), parse_box(e[2])
         hits += got is not None and iou(got, want) >= 0.5
     res["ground_iou50"] = hits / n
-    res["chart_exact"] = sum(a.strip() == e[2] for a, e in zip(greedy_answers(model, tokenizer, charts, 8), charts,
-                                                                 strict=True)) / n
+    res["chart_exact"] = (
+        sum(a.strip() == e[2] for a, e in zip(greedy_answers(model, tokenizer, charts, 8), charts, strict=True)) / n
+    )
     model.train()
     res["score"] = res["ocr_char"] + res["page_char"] + res["ground_iou50"] + res["chart_exact"]
     return res
@@ -271,8 +347,18 @@ def quick_eval(model: Any, tokenizer: Any, seed: int = 999_999, n: int = 24) -> 
 # --- training ---------------------------------------------------------------------------------------------------
 
 
-def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int = 16, lr: float = 1e-3,
-          ckpt_minutes: float = 5.0, threads: int = 2, resume: bool = False) -> Path:
+def train(
+    out: Path,
+    *,
+    minutes: float,
+    seed: int,
+    steps: int,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    ckpt_minutes: float = 5.0,
+    threads: int = 2,
+    resume: bool = False,
+) -> Path:
     """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
     import torch
 
@@ -292,8 +378,9 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
     params = list(model.parameters()) + list(aux_head.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98)
+    )
     warmup = 50
 
     def lr_at(step: int) -> float:
@@ -311,8 +398,16 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
         opt.load_state_dict(state["opt"])
         start_step = state["step"]
     n_params = sum(p.numel() for p in model.parameters())
-    meta = {"seed": seed, "steps": steps, "batch_size": batch_size, "lr": lr, "params": n_params,
-            "mixture": dict(MIXTURE), "aux_weight": AUX_WEIGHT, "threads": threads}
+    meta = {
+        "seed": seed,
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "params": n_params,
+        "mixture": dict(MIXTURE),
+        "aux_weight": AUX_WEIGHT,
+        "threads": threads,
+    }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
     log = (out / "curves.csv").open("a", newline="")
@@ -341,8 +436,10 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
         evwriter.writerow([step, round(elapsed, 1), *(round(res[k], 4) for k in keys)])
         evlog.flush()
         print(f"eval step {step}: {res}", flush=True)
-        torch.save({"model": model.state_dict(), "aux": aux_head.state_dict(), "opt": opt.state_dict(),
-                    "step": step}, state_file)
+        torch.save(
+            {"model": model.state_dict(), "aux": aux_head.state_dict(), "opt": opt.state_dict(), "step": step},
+            state_file,
+        )
         if res["score"] >= best:
             best = res["score"]
             save_checkpoint(model, tokenizer, out / "best")
@@ -365,8 +462,12 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
         lm_total = aux_total = 0.0
         for chunk in (examples[:half], examples[half:]):
             batch = collate(chunk, tokenizer)
-            outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            pixel_values=batch["pixel_values"], labels=batch["labels"])
+            outputs = model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                pixel_values=batch["pixel_values"],
+                labels=batch["labels"],
+            )
             aux_loss = bce(aux_head(captured["feat"]), batch["aux"])
             loss = (outputs.loss + AUX_WEIGHT * aux_loss) / 2
             loss.backward()
@@ -377,8 +478,16 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
         step += 1
         if step % 10 == 0:
             elapsed = time.monotonic() - started
-            writer.writerow([step, round(elapsed, 1), round(lm_total + AUX_WEIGHT * aux_total, 4),
-                             round(lm_total, 4), round(aux_total, 5), f"{lr_at(step):.2e}"])
+            writer.writerow(
+                [
+                    step,
+                    round(elapsed, 1),
+                    round(lm_total + AUX_WEIGHT * aux_total, 4),
+                    round(lm_total, 4),
+                    round(aux_total, 5),
+                    f"{lr_at(step):.2e}",
+                ]
+            )
             log.flush()
             if step % 50 == 0:
                 print(f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f}", flush=True)
@@ -387,16 +496,24 @@ def train(out: Path, *, minutes: float, seed: int, steps: int, batch_size: int =
             last_ckpt = time.monotonic()
     checkpoint(step)
     wall = time.monotonic() - started
-    summary = {**meta, "steps_done": step, "stopped_early": stopped_early, "wall_s": round(wall, 1),
-               "best": json.loads((out / "best" / "score.json").read_text())}
+    summary = {
+        **meta,
+        "steps_done": step,
+        "stopped_early": stopped_early,
+        "wall_s": round(wall, 1),
+        "best": json.loads((out / "best" / "score.json").read_text()),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary), flush=True)
     return out / "best"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m internvl_tools.demo.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m internvl_tools.demo.train",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", required=True, type=Path, help="run directory (curves, checkpoints, best/)")
     parser.add_argument("--minutes", type=float, default=120.0, help="wall-clock cap (stops early)")
     parser.add_argument("--steps", type=int, default=9000, help="planned optimiser steps (sets the LR schedule)")
@@ -407,8 +524,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/state.pt")
     args = parser.parse_args(argv)
-    train(args.out, minutes=args.minutes, seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-          ckpt_minutes=args.ckpt_minutes, threads=args.threads, resume=args.resume)
+    train(
+        args.out,
+        minutes=args.minutes,
+        seed=args.seed,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        ckpt_minutes=args.ckpt_minutes,
+        threads=args.threads,
+        resume=args.resume,
+    )
     return 0
 
 

@@ -39,7 +39,7 @@ from internvl_tools.documents.worker import PageWorker, render_in_workers
 from internvl_tools.errors import ConfigError, DocumentError, PageRenderError
 from internvl_tools.media.policy import MediaPolicy
 
-__all__ = ["PROCESS_MIN_PAGES", "RenderStream", "RenderedPage", "render_pages"]
+__all__ = ["RenderStream", "RenderedPage", "render_pages"]
 
 #: ``backend="auto"`` renders PDFs with at least this many selected pages in the worker process: every PDF, since
 #: only the worker can bound a hostile page's memory and time (issue 14). The thread path renders and tiles faster

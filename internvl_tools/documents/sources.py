@@ -29,7 +29,7 @@ from internvl_tools.errors import (
 from internvl_tools.media.decode import open_image
 from internvl_tools.media.policy import MediaPolicy
 
-__all__ = ["PDFIUM_LOCK", "DocumentSource", "PageSpec", "open_source", "page_count", "parse_pages"]
+__all__ = ["DocumentSource", "PageSpec", "open_source", "page_count", "parse_pages"]
 
 #: Guards every PDFium call in this process (PDFium keeps global state and is not thread-safe).
 PDFIUM_LOCK = threading.RLock()

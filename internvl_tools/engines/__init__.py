@@ -10,4 +10,12 @@ from internvl_tools.engines.registry import *  # noqa: F403
 from internvl_tools.engines.remote import *  # noqa: F403
 from internvl_tools.engines.settings import *  # noqa: F403
 
-__all__ = [*base.__all__, *prepare.__all__, *generate.__all__, *local.__all__, *registry.__all__, *remote.__all__, *settings.__all__]
+__all__ = [
+    *base.__all__,
+    *prepare.__all__,
+    *generate.__all__,
+    *local.__all__,
+    *registry.__all__,
+    *remote.__all__,
+    *settings.__all__,
+]

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from internvl_tools.engines.registry import REGISTRY, REGISTRY_LOCK, LoadedModel, load_shared, resolve_model_source
 from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.engines.generate import finish_result, generate_rows, stream_deltas
 from internvl_tools.engines.prepare import PreparedInput, check_context, check_input_settings, prepare_input
+from internvl_tools.engines.registry import REGISTRY, REGISTRY_LOCK, LoadedModel, load_shared, resolve_model_source
 from internvl_tools.engines.remote import RemoteInternVL
 from internvl_tools.errors import ConfigError, InternVLError
 from internvl_tools.generation.options import GenerationOptions

@@ -437,7 +437,9 @@ class RemoteInternVL(VisionLanguageModel):
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ServerError(f"The server's answer is not an OpenAI chat completion: {str(body)[:300]}") from exc
         return ChatResult(
-            text=text, usage=_usage(body.get("usage")), finish_reason=_finish_reason(choice.get("finish_reason")),
+            text=text,
+            usage=_usage(body.get("usage")),
+            finish_reason=_finish_reason(choice.get("finish_reason")),
             model=body.get("model") or self._model,
         )  # type: ignore[arg-type]
 

@@ -83,9 +83,19 @@ class EngineSettings(BaseModel):
         With ``base_url`` set, ``server_model`` names the served model (``None``: ask the server's ``/v1/models``).
         """
         if self.base_url:
-            return RemoteInternVL(self.base_url, model=server_model, api_key=self.resolved_api_key(),
-                                  media_policy=self.build_media_policy(), **self.engine_kwargs)
-        options: dict[str, Any] = {"device": self.device, "dtype": self.dtype, "max_tiles": self.max_tiles,
-                                   "trust_remote_code": self.trust_remote_code,
-                                   "media_policy": self.build_media_policy(), **self.engine_kwargs}
+            return RemoteInternVL(
+                self.base_url,
+                model=server_model,
+                api_key=self.resolved_api_key(),
+                media_policy=self.build_media_policy(),
+                **self.engine_kwargs,
+            )
+        options: dict[str, Any] = {
+            "device": self.device,
+            "dtype": self.dtype,
+            "max_tiles": self.max_tiles,
+            "trust_remote_code": self.trust_remote_code,
+            "media_policy": self.build_media_policy(),
+            **self.engine_kwargs,
+        }
         return InternVL.from_pretrained(model or self.model, **options)

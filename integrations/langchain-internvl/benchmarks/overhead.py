@@ -84,9 +84,11 @@ def main() -> None:
                 ta.append(timed(a))
                 tb.append(timed(b))
         ma, mb = statistics.median(ta), statistics.median(tb)
-        print(f"{label:6s} direct {ma * 1000:8.2f} ms   ChatInternVL {mb * 1000:8.2f} ms   "
-              f"overhead {(mb - ma) * 1000:+.2f} ms ({(mb / ma - 1) * 100:+.2f}%)   "
-              f"[{args.model}, {args.device}, {width}x{height} image, {args.max_tokens} new tokens, {args.reps} reps]")
+        print(
+            f"{label:6s} direct {ma * 1000:8.2f} ms   ChatInternVL {mb * 1000:8.2f} ms   "
+            f"overhead {(mb - ma) * 1000:+.2f} ms ({(mb / ma - 1) * 100:+.2f}%)   "
+            f"[{args.model}, {args.device}, {width}x{height} image, {args.max_tokens} new tokens, {args.reps} reps]"
+        )
 
 
 if __name__ == "__main__":

@@ -106,8 +106,9 @@ def _rewrite_refs(node: Any, prefix: str) -> Any:
     return node
 
 
-def tool_call_schema(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any],
-                     parallel: bool = False) -> dict[str, Any]:
+def tool_call_schema(
+    tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any], parallel: bool = False
+) -> dict[str, Any]:
     """The JSON schema of one answer: a call of an allowed tool (``parallel``: a list of calls), or (``"auto"``)
     ``{"answer": str}``.
 
@@ -201,8 +202,7 @@ def minimal_call_length(tools: Sequence[Mapping[str, Any]], choice: str | dict[s
     return longest
 
 
-def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any],
-                      parallel: bool = False) -> str:
+def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any], parallel: bool = False) -> str:
     """The prompt text describing the callable tools and the answer format."""
     lines = ["", "You can call these tools:"]
     for tool in allowed_tools(tools, choice):
@@ -214,8 +214,9 @@ def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str
     if parallel:
         many = f'{{"calls": [{call}, ...]}} (1 to {MAX_PARALLEL_CALLS} calls, run together)'
         if choice == "auto":
-            lines.append(f'Reply with one JSON object: {many} to call tools, or {{"answer": "<your reply>"}} to '
-                         "answer directly.")
+            lines.append(
+                f'Reply with one JSON object: {many} to call tools, or {{"answer": "<your reply>"}} to answer directly.'
+            )
         elif isinstance(choice, dict):
             lines.append(f"Call the tool {choice['function']['name']}: reply with one JSON object {many}.")
         else:

@@ -81,8 +81,14 @@ class InternVLPDFLoader(BaseLoader):
         with render_pages(self.file_path, password=self.password, backend="thread") as probe:
             total = probe.page_count or 1
         engine = self.settings.get_engine()
-        kwargs: dict[str, Any] = {"pages": self.pages, "dpi": self.dpi, "password": self.password,
-                                  "batch_size": self.batch_size, "progress": False, "max_new_tokens": self.max_tokens}
+        kwargs: dict[str, Any] = {
+            "pages": self.pages,
+            "dpi": self.dpi,
+            "password": self.password,
+            "batch_size": self.batch_size,
+            "progress": False,
+            "max_new_tokens": self.max_tokens,
+        }
         if self.task == "qa":
             kwargs["question"] = self.question
         else:

@@ -122,8 +122,9 @@ def _image_block(kind: str, png_bytes: bytes, png_path: Path) -> ImageBlock:
 
 
 @pytest.mark.parametrize("kind", ["bytes", "path", "data_uri"])
-def test_chat_reads_image_blocks(llm: InternVL, kind: str, png_bytes: bytes, png_path: Path,
-                                 internvl_tiny_engine: Any) -> None:
+def test_chat_reads_image_blocks(
+    llm: InternVL, kind: str, png_bytes: bytes, png_path: Path, internvl_tiny_engine: Any
+) -> None:
     response = llm.chat(user(_image_block(kind, png_bytes, png_path), TextBlock(text="What colour?")))
     assert isinstance(response, ChatResponse)
     assert response.message.role == MessageRole.ASSISTANT
@@ -140,8 +141,9 @@ def test_chat_reads_image_blocks(llm: InternVL, kind: str, png_bytes: bytes, png
 
 
 @pytest.mark.parametrize("kind", ["path", "bytes"])
-def test_video_blocks_reach_the_engine_one_tile_per_frame(llm: InternVL, internvl_video_clip: Any,
-                                                          internvl_tiny_engine: Any, kind: str) -> None:
+def test_video_blocks_reach_the_engine_one_tile_per_frame(
+    llm: InternVL, internvl_video_clip: Any, internvl_tiny_engine: Any, kind: str
+) -> None:
     from llama_index.core.base.llms.types import VideoBlock
 
     clip = internvl_video_clip(frames=20)
@@ -152,8 +154,9 @@ def test_video_blocks_reach_the_engine_one_tile_per_frame(llm: InternVL, internv
     assert usage["image_tokens"] == 8 * internvl_tiny_engine.info.tokens_per_tile
 
 
-def test_every_image_in_any_turn_reaches_the_engine(internvl_tiny_engine: Any, png_bytes: bytes,
-                                                     png_path: Path) -> None:
+def test_every_image_in_any_turn_reaches_the_engine(
+    internvl_tiny_engine: Any, png_bytes: bytes, png_path: Path
+) -> None:
     engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=3)
     messages = [
@@ -197,8 +200,9 @@ def test_settings_are_the_cores_engine_settings() -> None:
     assert "allow_remote_images" not in llm.to_dict() and "api_key" not in llm.to_dict()
 
 
-def test_allowed_dirs_confine_image_and_document_paths(internvl_tiny_path: str, png_path: Path, tmp_path: Path,
-                                                        internvl_scanned_pdf: Any) -> None:
+def test_allowed_dirs_confine_image_and_document_paths(
+    internvl_tiny_path: str, png_path: Path, tmp_path: Path, internvl_scanned_pdf: Any
+) -> None:
     elsewhere = tmp_path / "inside"
     elsewhere.mkdir()
     llm = InternVL(model=internvl_tiny_path, max_new_tokens=2, allowed_dirs=[str(elsewhere)])
@@ -213,8 +217,9 @@ def test_allowed_dirs_confine_image_and_document_paths(internvl_tiny_path: str, 
 
 
 @pytest.mark.parametrize(("max_pages", "expected"), [(8, 3), (2, 2)])
-def test_pdf_document_blocks_become_page_images(internvl_tiny_engine: Any, internvl_scanned_pdf: Any, tmp_path: Path,
-                                                max_pages: int, expected: int) -> None:
+def test_pdf_document_blocks_become_page_images(
+    internvl_tiny_engine: Any, internvl_scanned_pdf: Any, tmp_path: Path, max_pages: int, expected: int
+) -> None:
     engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=2, max_document_pages=max_pages, document_dpi=36)
     pdf = internvl_scanned_pdf(3)
@@ -302,9 +307,11 @@ def test_token_counting_callback_reads_raw_usage(internvl_tiny_path: str) -> Non
 def test_structured_predict_returns_a_valid_instance_with_images(internvl_tiny_engine: Any, png_bytes: bytes) -> None:
     engine = RecordingEngine(internvl_tiny_engine)
     llm = InternVL(engine=engine, max_new_tokens=48)
-    prompt = ChatPromptTemplate(message_templates=[
-        ChatMessage(role="user", blocks=[ImageBlock(image=png_bytes), TextBlock(text="Which {thing}?")]),
-    ])
+    prompt = ChatPromptTemplate(
+        message_templates=[
+            ChatMessage(role="user", blocks=[ImageBlock(image=png_bytes), TextBlock(text="Which {thing}?")]),
+        ]
+    )
     pet = llm.structured_predict(Pet, prompt, thing="animal")
     assert isinstance(pet, Pet)
     assert engine.calls[-1][0] == "generate_structured"
@@ -363,8 +370,7 @@ def test_engines_built_from_settings_share_weights(internvl_tiny_path: str) -> N
 
 
 def test_server_url_is_lazy() -> None:
-    llm = InternVL.from_server("http://127.0.0.1:9/v1", model="internvl", max_new_tokens=2,
-                               context_window=4096)
+    llm = InternVL.from_server("http://127.0.0.1:9/v1", model="internvl", max_new_tokens=2, context_window=4096)
     assert llm._engine is None and llm.base_url == "http://127.0.0.1:9/v1"
     assert llm.metadata.context_window == 4096 and llm.metadata.model_name == "internvl"
 

@@ -78,8 +78,9 @@ def test_query_engine_answers_from_the_page_that_holds_the_text(
     _, pages = receipts
     index = VectorStoreIndex.from_documents(documents, embed_model=TrigramEmbedding())
     # NoText returns the retrieved pages without an answer text (it would otherwise reach for Settings.llm).
-    engine = RetrieverQueryEngine(retriever=index.as_retriever(similarity_top_k=1),
-                                  response_synthesizer=NoText(llm=MockLLM()))
+    engine = RetrieverQueryEngine(
+        retriever=index.as_retriever(similarity_top_k=1), response_synthesizer=NoText(llm=MockLLM())
+    )
     # Ask with the page's true text (what a user remembers), never with what the model read.
     response = engine.query(f"Which receipt says: {pages[wanted - 1].text}")
     [hit] = response.source_nodes

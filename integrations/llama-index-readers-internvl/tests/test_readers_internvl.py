@@ -42,8 +42,9 @@ class Invoice(BaseModel):
 
 @pytest.fixture
 def reader(internvl_tiny_engine: Any) -> InternVLPDFReader:
-    return InternVLPDFReader(engine=internvl_tiny_engine, dpi=36, max_new_tokens=6, progress=False,
-                             render_backend="thread")
+    return InternVLPDFReader(
+        engine=internvl_tiny_engine, dpi=36, max_new_tokens=6, progress=False, render_backend="thread"
+    )
 
 
 @pytest.fixture
@@ -119,10 +120,10 @@ def test_extra_info_is_merged_caller_wins_except_page_keys(reader: InternVLPDFRe
     assert docs[1].id_ == "docs/scan.pdf#page=2"
 
 
-@pytest.mark.parametrize(("name", "fmt", "frames"), [("a.png", "PNG", 1), ("b.jpg", "JPEG", 1),
-                                                      ("c.tiff", "TIFF", 1), ("d.tiff", "TIFF", 2)])
-def test_images_are_documents_too(reader: InternVLPDFReader, tmp_path: Path, name: str, fmt: str,
-                                  frames: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "fmt", "frames"), [("a.png", "PNG", 1), ("b.jpg", "JPEG", 1), ("c.tiff", "TIFF", 1), ("d.tiff", "TIFF", 2)]
+)
+def test_images_are_documents_too(reader: InternVLPDFReader, tmp_path: Path, name: str, fmt: str, frames: int) -> None:
     reader.dpi = None  # images keep their own pixels
     path = _image_file(tmp_path, name, fmt, frames)
     docs = reader.load_data(path)
@@ -165,8 +166,9 @@ def test_settings_are_the_cores_engine_settings(internvl_tiny_engine: Any, pdf_p
     assert "api_key" not in InternVLPDFReader(model="tiny", api_key="secret").to_dict()
 
 
-def test_page_images_of_untrusted_pdfs_render_in_the_worker(internvl_tiny_engine: Any, pdf_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_page_images_of_untrusted_pdfs_render_in_the_worker(
+    internvl_tiny_engine: Any, pdf_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # render_backend "auto" (the default): PDF pages, the attached page images included, go through the bounded
     # worker process; only the page-count probe (which renders nothing) opens the PDF in this process.
     render_pages = internvl_tools.render_pages
@@ -219,8 +221,9 @@ class FlakyEngine(internvl_tools.VisionLanguageModel):
 
 
 def test_a_failed_page_is_flagged_and_the_run_continues(internvl_tiny_engine: Any, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(engine=FlakyEngine(internvl_tiny_engine), dpi=36, max_new_tokens=4, progress=False,
-                               render_backend="thread")
+    reader = InternVLPDFReader(
+        engine=FlakyEngine(internvl_tiny_engine), dpi=36, max_new_tokens=4, progress=False, render_backend="thread"
+    )
     docs = reader.load_data(pdf_path)
     assert [d.metadata["page_number"] for d in docs] == [1, 2, 3]
     assert [("error" in d.metadata) for d in docs] == [False, True, False]
@@ -231,8 +234,15 @@ def test_a_failed_page_is_flagged_and_the_run_continues(internvl_tiny_engine: An
 
 
 def test_schema_task_gives_the_fields_as_json(internvl_tiny_engine: Any, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(engine=internvl_tiny_engine, task=Invoice, dpi=36, max_new_tokens=40, pages="1",
-                               progress=False, render_backend="thread")
+    reader = InternVLPDFReader(
+        engine=internvl_tiny_engine,
+        task=Invoice,
+        dpi=36,
+        max_new_tokens=40,
+        pages="1",
+        progress=False,
+        render_backend="thread",
+    )
     [doc] = reader.load_data(pdf_path)
     assert "error" not in doc.metadata, doc.metadata.get("error")
     assert doc.metadata["task"] == "Invoice"
@@ -240,8 +250,15 @@ def test_schema_task_gives_the_fields_as_json(internvl_tiny_engine: Any, pdf_pat
 
 
 def test_reader_pickles_settings_not_the_model(internvl_tiny_path: str, pdf_path: Path) -> None:
-    reader = InternVLPDFReader(model=internvl_tiny_path, task="chart", dpi=36, max_new_tokens=4, progress=False,
-                               render_backend="thread", pages="1")
+    reader = InternVLPDFReader(
+        model=internvl_tiny_path,
+        task="chart",
+        dpi=36,
+        max_new_tokens=4,
+        progress=False,
+        render_backend="thread",
+        pages="1",
+    )
     reader.engine.load()
     clone = pickle.loads(pickle.dumps(reader))
     assert clone._engine is None
@@ -254,8 +271,9 @@ def test_reader_pickles_settings_not_the_model(internvl_tiny_path: str, pdf_path
 # ---------------------------------------------------------------------------------------------------- LlamaIndex
 
 
-def test_simple_directory_reader_routes_pdfs_and_images(reader: InternVLPDFReader, pdf_path: Path,
-                                                        tmp_path: Path) -> None:
+def test_simple_directory_reader_routes_pdfs_and_images(
+    reader: InternVLPDFReader, pdf_path: Path, tmp_path: Path
+) -> None:
     png = _image_file(tmp_path, "photo.png", "PNG")
     (tmp_path / "notes.txt").write_text("plain text stays with the default reader")
     docs = SimpleDirectoryReader(input_dir=str(tmp_path), file_extractor={".pdf": reader, ".png": reader}).load_data()
@@ -298,8 +316,9 @@ def test_vector_index_returns_the_right_page_in_source_nodes(reader: InternVLPDF
     index = VectorStoreIndex.from_documents(docs, embed_model=MockEmbedding(embed_dim=8))
     filters = MetadataFilters(filters=[ExactMatchFilter(key="page_number", value=2)])
     # NoText built by as_query_engine ignores llm= and reaches for Settings.llm (OpenAI), so wire it by hand.
-    engine = RetrieverQueryEngine(retriever=index.as_retriever(filters=filters, similarity_top_k=3),
-                                  response_synthesizer=NoText(llm=MockLLM()))
+    engine = RetrieverQueryEngine(
+        retriever=index.as_retriever(filters=filters, similarity_top_k=3), response_synthesizer=NoText(llm=MockLLM())
+    )
     response = engine.query("What is on page 2?")
     assert response.source_nodes
     for hit in response.source_nodes:

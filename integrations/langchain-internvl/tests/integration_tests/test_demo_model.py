@@ -49,8 +49,19 @@ def test_agent_grounding_calls_land_on_the_words_asked_for(workspace: Path) -> N
         for word in rng.sample(unique, min(3, len(unique))):
             call_id = f"c{len(calls)}"
             asked[call_id] = word
-            calls.append(AIMessage("", tool_calls=[{"name": "internvl_grounding", "type": "tool_call", "id": call_id,
-                                                    "args": {"image": f"tile{n}.png", "phrase": word.text}}]))
+            calls.append(
+                AIMessage(
+                    "",
+                    tool_calls=[
+                        {
+                            "name": "internvl_grounding",
+                            "type": "tool_call",
+                            "id": call_id,
+                            "args": {"image": f"tile{n}.png", "phrase": word.text},
+                        }
+                    ],
+                )
+            )
     tool = InternVLGroundingTool(model="demo", allowed_dirs=[str(workspace)], max_tokens=32)
     planner = ScriptedPlanner(script=[*calls, AIMessage("Found them.")])
 
@@ -77,8 +88,14 @@ def test_ocr_tool_reads_the_requested_page_of_a_scanned_pdf(workspace: Path) -> 
 
     readings = []
     for number in (1, 2):
-        message = tool.invoke({"type": "tool_call", "id": f"p{number}", "name": tool.name,
-                               "args": {"image": "receipts.pdf", "page": number}})
+        message = tool.invoke(
+            {
+                "type": "tool_call",
+                "id": f"p{number}",
+                "name": tool.name,
+                "args": {"image": "receipts.pdf", "page": number},
+            }
+        )
         assert isinstance(message, ToolMessage) and message.status == "success", message.content
         assert message.artifact["page"] == number and message.artifact["total_pages"] == 2
         readings.append(message.content)

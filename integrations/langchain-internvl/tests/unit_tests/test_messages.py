@@ -103,8 +103,13 @@ def test_unsupported_inputs_fail_with_a_message_naming_the_problem(block: dict, 
     "block",
     [
         {"type": "file", "base64": base64.b64encode(make_scanned_pdf(2)).decode(), "mime_type": "application/pdf"},
-        {"type": "file", "file": {"filename": "a.pdf",
-                                  "file_data": "data:application/pdf;base64," + base64.b64encode(make_scanned_pdf(2)).decode()}},  # noqa: E501
+        {
+            "type": "file",
+            "file": {
+                "filename": "a.pdf",
+                "file_data": "data:application/pdf;base64," + base64.b64encode(make_scanned_pdf(2)).decode(),
+            },
+        },
     ],
     ids=["v1-file", "openai-file"],
 )

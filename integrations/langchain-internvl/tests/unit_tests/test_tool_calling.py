@@ -256,8 +256,10 @@ def test_parallel_tool_calls_bind_and_come_back_as_several_calls() -> None:
                         {"tool": "get_weather", "arguments": {"city": "Rome"}}]}  # fmt: skip
     llm, engine = fake_llm(json.dumps(answer))
     msg = llm.bind_tools(TOOLS, tool_choice="any", parallel_tool_calls=True).invoke("Weather in Oslo and Rome?")
-    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [("get_weather", {"city": "Oslo"}),
-                                                                 ("get_weather", {"city": "Rome"})]
+    assert [(c["name"], c["args"]) for c in msg.tool_calls] == [
+        ("get_weather", {"city": "Oslo"}),
+        ("get_weather", {"city": "Rome"}),
+    ]
     assert len({c["id"] for c in msg.tool_calls}) == 2
     [(_, core, schema, _)] = engine.calls
     assert schema["properties"]["calls"]["maxItems"] == 8
