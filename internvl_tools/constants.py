@@ -48,6 +48,12 @@ DEFAULT_MAX_TILES = 12
 MAX_TILES_LIMIT = 40
 DEFAULT_TOKENS_PER_TILE = 256
 
+#: Most bytes the server client reads for one answer: a JSON body, or a whole event stream (raise
+#: ``RemoteInternVL(max_response_bytes=...)`` for longer streamed answers).
+REMOTE_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Most bytes in one line of a server's event stream (one ``data:`` event of an OpenAI chunk is a few hundred).
+REMOTE_MAX_EVENT_BYTES = 1024 * 1024
+
 #: The checkpoint used when none is named (CLI, integrations): transformers-native, small, loads without remote code.
 DEFAULT_MODEL = "OpenGVLab/InternVL3-1B-hf"
 

@@ -13,13 +13,15 @@ parsers as the local engine.
 
 Requests are retried with exponential backoff on HTTP 429 and 5xx and on connection failures; other 4xx answers
 raise :class:`~internvl_tools.errors.ServerRequestError` (401/403: :class:`~internvl_tools.errors.ServerAuthError`).
+The server is not trusted (:mod:`~internvl_tools.engines.transport`): answers are read uncompressed and capped
+(``max_response_bytes``, ``max_event_bytes`` per stream line), a call ends by ``total_timeout`` and a stream by
+``timeout`` without a complete event, however slowly the server drips bytes; every failure is a
+:class:`~internvl_tools.errors.ServerError`.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import os
 import random
 import re
@@ -34,8 +36,26 @@ from typing import Any
 
 import httpx
 
-from internvl_tools.constants import API_KEY_ENV, LEGACY_API_KEY_ENVS, MAX_TILES_LIMIT
+from internvl_tools.constants import (
+    API_KEY_ENV,
+    LEGACY_API_KEY_ENVS,
+    MAX_TILES_LIMIT,
+    REMOTE_MAX_EVENT_BYTES,
+    REMOTE_MAX_RESPONSE_BYTES,
+)
 from internvl_tools.engines.base import VisionLanguageModel
+from internvl_tools.engines.transport import (
+    DeadlineTransport,
+    StreamAnswer,
+    chat_result,
+    check_encoding,
+    deadline_scope,
+    error_message,
+    iter_lines,
+    iter_raw,
+    parse_json,
+    read_body,
+)
 from internvl_tools.errors import (
     ConfigError,
     ContextLengthError,
@@ -50,12 +70,13 @@ from internvl_tools.errors import (
 from internvl_tools.generation.options import GenerationOptions
 from internvl_tools.generation.stream import TextStream
 from internvl_tools.messages import ImagePart, TextPart, VideoPart, normalize_messages
-from internvl_tools.results import ChatResult, Usage
+from internvl_tools.results import ChatResult
 
 __all__ = ["OpenAIBackend", "RemoteInfo", "RemoteInternVL", "api_key_from_env"]
 
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CONTEXT_RE = re.compile(r"context length|maximum context|context window|too long|max_model_len", re.IGNORECASE)
+_MAX_ERROR_BYTES = 64 * 1024  # of an error answer: enough for any server's message
 
 
 def api_key_from_env(environ: Any = None) -> str | None:
@@ -106,28 +127,6 @@ def _normalize_base_url(base_url: str) -> str:
     return url
 
 
-def _finish_reason(value: Any) -> str:
-    return "length" if value == "length" else "stop"
-
-
-def _error_message(response: httpx.Response) -> tuple[str, str | None]:
-    """The server's own error message (OpenAI, vLLM, LMDeploy and FastAPI shapes) and its code, if any."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()[:500] or response.reason_phrase, None
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            message = err.get("message") or err.get("detail") or json.dumps(err)[:500]
-            return str(message), err.get("code") if isinstance(err.get("code"), str) else err.get("type")
-        if isinstance(err, str):
-            return err, None
-        if "detail" in body:
-            return str(body["detail"])[:500], None
-    return str(body)[:500], None
-
-
 class RemoteInternVL(VisionLanguageModel):
     """An InternVL model behind an OpenAI-compatible server, with the API of :class:`~internvl_tools.InternVL`.
 
@@ -135,8 +134,13 @@ class RemoteInternVL(VisionLanguageModel):
         base_url: the server, e.g. ``"http://127.0.0.1:23333/v1"`` (``/v1`` is added to a bare host:port).
         model: the served model name; discovered from ``/v1/models`` on first use when ``None``.
         api_key: sent as ``Authorization: Bearer``; defaults to the ``INTERNVL_TOOLS_API_KEY`` environment variable.
-        timeout: seconds to wait for the server's next bytes (whole answer, or each streamed chunk).
+        timeout: seconds to wait for the server's next bytes; in a stream, also for its next complete event (a
+            server dripping bytes without finishing one is stopped).
+        total_timeout: seconds for a whole call: connecting, retries, headers and the body (of a stream, until its
+            headers). Default: ``2 * timeout``.
         connect_timeout: seconds to open a connection.
+        max_response_bytes: most bytes read for one answer (a JSON body or a whole event stream), default 64 MiB.
+        max_event_bytes: most bytes in one line of an event stream, default 1 MiB.
         max_retries: retries after 429/5xx answers and connection failures (read timeouts are not retried:
             the server may still be generating).
         backoff: first retry delay in seconds, doubled each retry (jittered, capped by ``max_backoff``);
@@ -149,7 +153,11 @@ class RemoteInternVL(VisionLanguageModel):
         max_tiles: tile budget per image sent as an extension field (honoured by ``internvl-tools serve``).
         media_policy: how local images are loaded (:class:`~internvl_tools.MediaPolicy`).
         headers: extra HTTP headers.
-        transport: an ``httpx`` transport (tests, proxies).
+        transport: an ``httpx`` transport (tests, proxies); only the default one bounds each socket read by
+            ``total_timeout`` (others are checked between chunks).
+
+    Answers are asked for and read uncompressed (``Accept-Encoding: identity``): vLLM, LMDeploy and
+    ``internvl-tools serve`` never compress, and a compressed answer is refused rather than decoded.
     """
 
     def __init__(
@@ -159,7 +167,10 @@ class RemoteInternVL(VisionLanguageModel):
         api_key: str | None = None,
         *,
         timeout: float = 300.0,
+        total_timeout: float | None = None,
         connect_timeout: float = 10.0,
+        max_response_bytes: int = REMOTE_MAX_RESPONSE_BYTES,
+        max_event_bytes: int = REMOTE_MAX_EVENT_BYTES,
         max_retries: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 20.0,
@@ -177,6 +188,13 @@ class RemoteInternVL(VisionLanguageModel):
     ) -> None:
         if not timeout > 0 or not connect_timeout > 0:
             raise ConfigError(f"timeout and connect_timeout must be positive, got {timeout} and {connect_timeout}.")
+        if total_timeout is not None and not total_timeout > 0:
+            raise ConfigError(f"total_timeout must be positive, got {total_timeout}.")
+        if max_response_bytes < 1 or max_event_bytes < 1:
+            raise ConfigError(
+                f"max_response_bytes and max_event_bytes must be positive, got {max_response_bytes} "
+                f"and {max_event_bytes}."
+            )
         if max_retries < 0:
             raise ConfigError(f"max_retries must be >= 0, got {max_retries}.")
         if max_concurrency < 1:
@@ -189,7 +207,10 @@ class RemoteInternVL(VisionLanguageModel):
         self._model = model
         self.api_key = api_key if api_key is not None else api_key_from_env()
         self.timeout = float(timeout)
+        self.total_timeout = float(total_timeout) if total_timeout is not None else 2 * self.timeout
         self.connect_timeout = float(connect_timeout)
+        self.max_response_bytes = int(max_response_bytes)
+        self.max_event_bytes = int(max_event_bytes)
         self.max_retries = int(max_retries)
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -211,14 +232,13 @@ class RemoteInternVL(VisionLanguageModel):
         self._model_entry: dict[str, Any] | None = None
         self._info: RemoteInfo | None = None
         self._lock = threading.Lock()
-        all_headers = {"Accept": "application/json", **(headers or {})}
+        all_headers = {"Accept": "application/json", **(headers or {}), "Accept-Encoding": "identity"}
         if self.api_key:
             all_headers["Authorization"] = f"Bearer {self.api_key}"
         self._client = httpx.Client(
             timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
             headers=all_headers,
-            limits=httpx.Limits(max_connections=max(self.max_concurrency, 10)),
-            transport=transport,
+            transport=transport or DeadlineTransport(max_connections=max(self.max_concurrency, 10)),
             trust_env=False,
         )
 
@@ -239,7 +259,7 @@ class RemoteInternVL(VisionLanguageModel):
 
     def list_models(self) -> list[dict[str, Any]]:
         """The server's ``/v1/models`` entries."""
-        body = self._request("GET", "/models").json()
+        body = self._call("GET", "/models")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
             raise ServerError(f"{self.base_url}/models did not return an OpenAI model list: {str(body)[:200]}")
@@ -302,12 +322,14 @@ class RemoteInternVL(VisionLanguageModel):
                 pass
         return delay
 
-    def _raise_for_status(self, response: httpx.Response, path: str) -> None:
+    def _raise_for_status(self, response: httpx.Response, path: str, retries: int, deadline: float) -> None:
         if response.status_code < 400:
             return
-        with contextlib.suppress(httpx.HTTPError):
-            response.read()  # streamed responses: load the error body
-        message, code = _error_message(response)
+        try:  # the error body, capped: enough for any server's message
+            body = read_body(response, max_bytes=_MAX_ERROR_BYTES, deadline=deadline)
+        except (ServerError, httpx.HTTPError):
+            body = b""
+        message, code = error_message(body, response.reason_phrase)
         status = response.status_code
         where = f"{response.request.method} {self.base_url}{path}"
         if status in (401, 403):
@@ -323,44 +345,77 @@ class RemoteInternVL(VisionLanguageModel):
             )
         if 400 <= status < 500:
             raise ServerRequestError(f"{where} refused the request with HTTP {status}: {message}", status)
-        raise ServerError(f"{where} failed with HTTP {status} after {self.max_retries} retries: {message}", status)
+        raise ServerError(f"{where} failed with HTTP {status} after {retries} retries: {message}", status)
 
-    def _send(self, method: str, path: str, payload: Any, *, stream: bool) -> httpx.Response:
-        """Send with retries on 429/5xx and connection failures; returns a successful (maybe unread) response."""
+    def _timeout_error(self, where: str, exc: Exception, deadline: float) -> ServerTimeoutError:
+        if time.monotonic() >= deadline:
+            message = (
+                f"{where} timed out: no complete answer within total_timeout={self.total_timeout:g}s; raise "
+                "total_timeout=... for long answers."
+            )
+        else:
+            message = (
+                f"{where} timed out ({type(exc).__name__}, timeout={self.timeout:g}s, "
+                f"connect_timeout={self.connect_timeout:g}s); raise timeout=... for long answers."
+            )
+        return ServerTimeoutError(message)
+
+    def _send(self, method: str, path: str, payload: Any, deadline: float) -> httpx.Response:
+        """Send with retries on 429/5xx and connection failures, all before ``deadline``; returns a successful
+        response whose body is unread."""
         url = self.base_url + path
         attempt = 0
         while True:
             response: httpx.Response | None = None
+            failure: httpx.TransportError | None = None
             try:
                 request = self._client.build_request(method, url, json=payload)
-                response = self._client.send(request, stream=stream)
+                with deadline_scope(deadline):
+                    response = self._client.send(request, stream=True)
             except httpx.TimeoutException as exc:
                 # A read timeout means the server has the request; retrying would queue it twice.
-                if not isinstance(exc, httpx.ConnectTimeout) or attempt >= self.max_retries:
-                    raise ServerTimeoutError(
-                        f"{method} {url} timed out ({type(exc).__name__}, timeout={self.timeout:g}s, "
-                        f"connect_timeout={self.connect_timeout:g}s); raise timeout=... for long answers."
-                    ) from exc
+                if not isinstance(exc, httpx.ConnectTimeout):
+                    raise self._timeout_error(f"{method} {url}", exc, deadline) from exc
+                failure = exc
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise ServerConnectionError(
-                        f"Could not reach {url} after {attempt + 1} attempt(s): {type(exc).__name__}: {exc}. "
-                        "Is the server running, and is base_url right?"
-                    ) from exc
-            else:
-                if response.status_code not in _RETRY_STATUS or attempt >= self.max_retries:
+                failure = exc
+            delay = self._delay(attempt, response)
+            last = attempt >= self.max_retries or time.monotonic() + delay >= deadline
+            if isinstance(failure, httpx.TimeoutException) and last:
+                raise self._timeout_error(f"{method} {url}", failure, deadline) from failure
+            if failure is not None and last:
+                raise ServerConnectionError(
+                    f"Could not reach {url} after {attempt + 1} attempt(s): {type(failure).__name__}: {failure}. "
+                    "Is the server running, and is base_url right?"
+                ) from failure
+            if response is not None:
+                if response.status_code not in _RETRY_STATUS or last:
                     if response.status_code >= 400:
                         try:
-                            self._raise_for_status(response, path)
+                            self._raise_for_status(response, path, attempt, deadline)
                         finally:
                             response.close()
                     return response
                 response.close()
-            time.sleep(self._delay(attempt, response))
+            time.sleep(delay)
             attempt += 1
 
-    def _request(self, method: str, path: str, payload: Any = None) -> httpx.Response:
-        return self._send(method, path, payload, stream=False)
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        """One JSON call: the answer read within ``total_timeout`` and ``max_response_bytes``, then parsed."""
+        deadline = time.monotonic() + self.total_timeout
+        response = self._send(method, path, payload, deadline)
+        where = f"{method} {self.base_url}{path}"
+        try:
+            body = read_body(response, max_bytes=self.max_response_bytes, deadline=deadline)
+        except httpx.TimeoutException as exc:
+            raise self._timeout_error(where, exc, deadline) from exc
+        except httpx.TransportError as exc:
+            raise ServerConnectionError(
+                f"{where}: the server closed the connection mid-answer ({type(exc).__name__}: {exc})."
+            ) from exc
+        finally:
+            response.close()
+        return parse_json(body, where)
 
     # ------------------------------------------------------------------------------------------------ payloads
 
@@ -430,25 +485,12 @@ class RemoteInternVL(VisionLanguageModel):
             payload["stream_options"] = {"include_usage": True}  # the token counts in a last chunk (OpenAI API)
         return payload
 
-    def _result(self, body: Any) -> ChatResult:
-        try:
-            choice = body["choices"][0]
-            text = choice["message"].get("content") or ""
-        except (KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ServerError(f"The server's answer is not an OpenAI chat completion: {str(body)[:300]}") from exc
-        return ChatResult(
-            text=text,
-            usage=_usage(body.get("usage")),
-            finish_reason=_finish_reason(choice.get("finish_reason")),
-            model=body.get("model") or self._model,
-        )  # type: ignore[arg-type]
-
     # ------------------------------------------------------------------------------------------------ primitives
 
     def chat(self, messages: Any, **generation: Any) -> ChatResult:
         """Answer a conversation (``POST /chat/completions``); same messages and options as the local engine."""
         payload = self._payload(messages, generation)
-        return self._result(self._request("POST", "/chat/completions", payload).json())
+        return chat_result(self._call("POST", "/chat/completions", payload), self._model)
 
     def stream(self, messages: Any, **generation: Any) -> TextStream:
         """Yield text deltas from server-sent events; a connection lost mid-answer raises
@@ -460,61 +502,33 @@ class RemoteInternVL(VisionLanguageModel):
         return TextStream(self._stream(payload))
 
     def _stream(self, payload: dict[str, Any]) -> Generator[str, None, ChatResult]:
-        response = self._send("POST", "/chat/completions", payload, stream=True)
-        received = 0
-        finished = False
-        pieces: list[str] = []
-        finish_reason: Any = None
-        usage: Any = None
-        model: Any = None
+        response = self._send("POST", "/chat/completions", payload, time.monotonic() + self.total_timeout)
+        idle_until = time.monotonic() + self.timeout  # moved on by each complete event, not by stray bytes
+        answer = StreamAnswer()
         try:
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    finished = True
-                    break
-                try:
-                    chunk = json.loads(data)
-                except ValueError as exc:
-                    raise ServerError(f"The server sent a malformed stream event: {data[:200]!r}") from exc
-                if isinstance(chunk, dict) and chunk.get("error"):
-                    message = chunk["error"].get("message") if isinstance(chunk["error"], dict) else chunk["error"]
-                    raise ServerError(f"The server failed mid-stream after {received} characters: {message}")
-                usage = chunk.get("usage") or usage
-                model = chunk.get("model") or model
-                for choice in chunk.get("choices") or []:
-                    delta = (choice.get("delta") or {}).get("content")
-                    if delta:
-                        received += len(delta)
-                        pieces.append(delta)
-                        yield delta
-                    if choice.get("finish_reason") is not None:
-                        finished = True
-                        finish_reason = choice["finish_reason"]
+            check_encoding(response)
+            chunks = iter_raw(response, lambda: idle_until)
+            for line in iter_lines(
+                chunks, max_line_bytes=self.max_event_bytes, max_total_bytes=self.max_response_bytes
+            ):
+                if line.startswith("data:"):
+                    idle_until = time.monotonic() + self.timeout
+                    yield from answer.add(line[5:].strip())
+                    if answer.done:
+                        break
         except httpx.TimeoutException as exc:
             raise ServerTimeoutError(
-                f"The server sent nothing for {self.timeout:g}s mid-stream (after {received} characters)."
+                f"The server sent no complete event for {self.timeout:g}s (timeout) mid-stream (after "
+                f"{answer.received} characters); raise timeout=... if it is slow."
             ) from exc
         except httpx.TransportError as exc:
             raise ServerConnectionError(
-                f"The server closed the connection mid-stream after {received} characters "
+                f"The server closed the connection mid-stream after {answer.received} characters "
                 f"({type(exc).__name__}: {exc}); the answer is incomplete."
             ) from exc
         finally:
             response.close()
-        if not finished:
-            raise ServerConnectionError(
-                f"The stream ended after {received} characters without a finish reason or [DONE]; the server "
-                "stopped mid-answer."
-            )
-        return ChatResult(
-            text="".join(pieces),
-            usage=_usage(usage),
-            finish_reason=_finish_reason(finish_reason),  # type: ignore[arg-type]
-            model=model or self._model,
-        )
+        return answer.result(self._model)
 
     def batch(self, conversations: Sequence[Any], *, batch_size: int = 8, **generation: Any) -> list[ChatResult]:
         """Answer several conversations with up to ``min(batch_size, max_concurrency)`` requests in flight.
@@ -562,22 +576,7 @@ class RemoteInternVL(VisionLanguageModel):
             "type": "json_schema",
             "json_schema": {"name": name, "schema": json_schema, "strict": True},
         }
-        return self._result(self._request("POST", "/chat/completions", payload).json())
-
-
-def _usage(raw: Any) -> Usage:
-    raw = raw if isinstance(raw, dict) else {}
-
-    def count(key: str) -> int:
-        value = raw.get(key)
-        return int(value) if isinstance(value, (int, float)) and value >= 0 else 0
-
-    return Usage(
-        prompt_tokens=count("prompt_tokens"),
-        completion_tokens=count("completion_tokens"),
-        image_tokens=count("image_tokens"),
-        num_tiles=count("num_tiles"),
-    )
+        return chat_result(self._call("POST", "/chat/completions", payload), self._model)
 
 
 OpenAIBackend = RemoteInternVL
