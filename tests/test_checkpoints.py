@@ -596,15 +596,20 @@ def test_read_checkpoint_info_on_tiny_checkpoints(original_ckpts: dict[str, Path
     native = read_checkpoint_info(tiny_checkpoint("qwen2", "native"))
     assert (native.format, native.llm_type, native.tokens_per_tile, native.ps_version) == ("native", "qwen2", 4, "v2")
     assert native.image_mean == IMAGENET_MEAN and native.max_dynamic_patch == 12
-    expected_templates = {
-        "qwen2": "internvl2_5",
-        "llama": "Hermes-2",
-        "internlm2": "internlm2-chat",
-        "phi3": "phi3-chat",
+    expected = {
+        "qwen2": ("internvl2_5", "InternVL2.5 or InternVL3"),
+        "llama": ("Hermes-2", "InternVL2"),
+        "internlm2": ("internlm2-chat", "InternVL-Chat-V1-5 or InternVL2"),
+        "phi3": ("phi3-chat", "InternVL-Chat-V1-5 or InternVL2"),
+        "qwen3": ("internvl2_5", "InternVL3.5"),
+        "qwen3_moe": ("internvl2_5", "InternVL3.5"),
+        "gpt_oss": ("internvl3_5_gpt_oss", "InternVL3.5"),
     }
+    assert set(expected) == set(FAMILIES)
     for family, path in original_ckpts.items():
         info = read_checkpoint_info(path)
-        assert (info.format, info.llm_type, info.template) == ("original", family, expected_templates[family])
+        assert (info.format, info.llm_type, info.template) == ("original", family, expected[family][0])
+        assert detect_family(info.raw_config).generation == expected[family][1]
         assert info.image_size == 56 and info.tokens_per_tile == 4 and info.use_thumbnail
 
 
@@ -636,8 +641,8 @@ def test_unreachable_hub_id_gives_model_load_error() -> None:
 
 
 def test_unsupported_original_language_model_is_a_config_error(tmp_path: Path) -> None:
-    config = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["GptOssForCausalLM"]}}
-    with pytest.raises(ConfigError, match="gpt_oss"):
+    config = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["Gemma2ForCausalLM"]}}
+    with pytest.raises(ConfigError, match="gemma2"):
         native_config_from_original(config, image_token_id=1)
 
 
