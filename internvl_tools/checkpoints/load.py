@@ -236,6 +236,10 @@ def load_model(
         path, revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
     )
     info = read_checkpoint_info(directory)
+    if info.llm_type == "gpt_oss" and attn_implementation in ("sdpa", "flash_attention_2"):
+        # transformers 5.x's GPT-OSS has no SDPA or flash-attention-2 path for its attention sinks
+        # (docs/internvl_reference.md §9); eager is exact.
+        attn_implementation = "eager"
     if device_map == "balanced":
         if not torch.cuda.is_available():
             raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
