@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.checkpoints.config import CheckpointInfo, read_checkpoint_info
-from internvl_tools.checkpoints.device import balanced_device_map
+from internvl_tools.checkpoints.device import attn_for_language_model, balanced_device_map
 from internvl_tools.checkpoints.weights import (
     apply_pixel_shuffle_v1,
     convert_original_state_dict,
@@ -236,10 +236,7 @@ def load_model(
         path, revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
     )
     info = read_checkpoint_info(directory)
-    if info.llm_type == "gpt_oss" and attn_implementation in ("sdpa", "flash_attention_2"):
-        # transformers 5.x's GPT-OSS has no SDPA or flash-attention-2 path for its attention sinks
-        # (docs/internvl_reference.md §9); eager is exact.
-        attn_implementation = "eager"
+    attn_implementation = attn_for_language_model(attn_implementation, info.llm_type)
     if device_map == "balanced":
         if not torch.cuda.is_available():
             raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")
