@@ -596,15 +596,20 @@ def test_read_checkpoint_info_on_tiny_checkpoints(original_ckpts: dict[str, Path
     native = read_checkpoint_info(tiny_checkpoint("qwen2", "native"))
     assert (native.format, native.llm_type, native.tokens_per_tile, native.ps_version) == ("native", "qwen2", 4, "v2")
     assert native.image_mean == IMAGENET_MEAN and native.max_dynamic_patch == 12
-    expected_templates = {
-        "qwen2": "internvl2_5",
-        "llama": "Hermes-2",
-        "internlm2": "internlm2-chat",
-        "phi3": "phi3-chat",
+    expected = {
+        "qwen2": ("internvl2_5", "InternVL2.5 or InternVL3"),
+        "llama": ("Hermes-2", "InternVL2"),
+        "internlm2": ("internlm2-chat", "InternVL-Chat-V1-5 or InternVL2"),
+        "phi3": ("phi3-chat", "InternVL-Chat-V1-5 or InternVL2"),
+        "qwen3": ("internvl2_5", "InternVL3.5"),
+        "qwen3_moe": ("internvl2_5", "InternVL3.5"),
+        "gpt_oss": ("internvl3_5_gpt_oss", "InternVL3.5"),
     }
+    assert set(expected) == set(FAMILIES)
     for family, path in original_ckpts.items():
         info = read_checkpoint_info(path)
-        assert (info.format, info.llm_type, info.template) == ("original", family, expected_templates[family])
+        assert (info.format, info.llm_type, info.template) == ("original", family, expected[family][0])
+        assert detect_family(info.raw_config).generation == expected[family][1]
         assert info.image_size == 56 and info.tokens_per_tile == 4 and info.use_thumbnail
 
 
@@ -636,26 +641,30 @@ def test_unreachable_hub_id_gives_model_load_error() -> None:
 
 
 def test_unsupported_original_language_model_is_a_config_error(tmp_path: Path) -> None:
-    config = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["GptOssForCausalLM"]}}
-    with pytest.raises(ConfigError, match="gpt_oss"):
+    config = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["Gemma2ForCausalLM"]}}
+    with pytest.raises(ConfigError, match="gemma2"):
         native_config_from_original(config, image_token_id=1)
 
 
-def test_device_maps_apply_to_mapped_original_checkpoints(tmp_path) -> None:
-    """A native-named device map (the balanced recipe) places an original-format checkpoint's modules; on CPU every
-    'GPU' is the CPU, so the dispatch path runs here and the logits do not change."""
+@pytest.mark.parametrize("family", ["qwen2", "qwen3_moe", "gpt_oss"])
+def test_device_maps_apply_to_mapped_original_checkpoints(family: str, original_ckpts: dict[str, Path]) -> None:
+    """A native-named device map (the balanced recipe) places an original-format checkpoint's modules, MoE layers
+    (router and stacked experts) included; on CPU every 'GPU' is the CPU, so the dispatch path runs here and the
+    logits do not change."""
     import torch
 
     from internvl_tools.checkpoints import load_model, read_checkpoint_info
     from internvl_tools.checkpoints.device import balanced_device_map
-    from internvl_tools.testing import make_tiny_checkpoint
 
-    path = make_tiny_checkpoint(tmp_path / "ckpt", "qwen2", "original")
+    path = original_ckpts[family]
     info = read_checkpoint_info(path)
     assert info.num_hidden_layers == 2
     device_map = {name: "cpu" for name in balanced_device_map(info.num_hidden_layers, 2)}
     plain, tokenizer, _ = load_model(path)
     mapped, _, _ = load_model(path, device_map=device_map)
+    placed = balanced_device_map(info.num_hidden_layers, 2)
+    for name, _ in plain.named_parameters():  # every weight, experts and routers included, has a device
+        assert any(name == m or name.startswith(m + ".") for m in placed), name
     ids = torch.tensor([tokenizer("Hello there", add_special_tokens=False)["input_ids"]])
     with torch.inference_mode():
         assert torch.equal(plain(input_ids=ids).logits, mapped(input_ids=ids).logits)
@@ -671,3 +680,223 @@ def test_balanced_device_map_needs_cuda(tmp_path) -> None:
     path = make_tiny_checkpoint(tmp_path / "ckpt", "qwen2", "native")
     with _pytest.raises(ConfigError, match="CUDA"):
         load_model(path, device_map="balanced")
+
+
+# --- InternVL3.5: Qwen3, Qwen3-MoE, GPT-OSS (docs/internvl_reference.md §9) -------------------------------------------
+
+INTERNVL35 = ("qwen3", "qwen3_moe", "gpt_oss")
+
+
+@pytest.fixture(scope="module")
+def tied_ckpts() -> dict[str, Path]:
+    return {family: tiny_checkpoint(family, "original", tie_word_embeddings=True) for family in INTERNVL35}
+
+
+def _family_inputs(tokenizer, template: str, tiles: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    from internvl_tools.prompts import build_prompt
+
+    prompt = build_prompt(template, "Describe the 图片 😀 in 12345 words.", num_patches_list=[tiles], tokens_per_tile=4)
+    ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    pixels = torch.randn(tiles, 3, 56, 56, generator=torch.Generator().manual_seed(7))
+    return ids, pixels
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+@pytest.mark.parametrize("family", INTERNVL35)
+def test_internvl35_original_logits_equal_native_model(
+    family: str, tied: bool, original_ckpts: dict[str, Path], tied_ckpts: dict[str, Path]
+) -> None:
+    from safetensors import safe_open
+
+    ckpt = (tied_ckpts if tied else original_ckpts)[family]
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        names = set(f.keys())
+    # the official save_pretrained leaves a tied head out of the file
+    assert ("language_model.lm_head.weight" in names) is not tied
+    model, tokenizer, info = load_model(ckpt)
+    assert model.config.tie_word_embeddings is tied  # transformers 5 reads only the top-level flag
+    head, embed = model.lm_head.weight, model.model.language_model.embed_tokens.weight
+    assert (head.data_ptr() == embed.data_ptr()) is tied
+    image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    native_cfg = tiny_internvl_config(family, image_token_id=image_id, tie_word_embeddings=tied)
+    reference = random_tiny_model(native_cfg, seed=0)
+    ids, pixels = _family_inputs(tokenizer, info.template)
+    if family == "gpt_oss":
+        assert ids.shape[1] > 2 * native_cfg.text_config.sliding_window  # the window matters
+    with torch.no_grad():
+        got = model(input_ids=ids, pixel_values=pixels).logits
+        want = reference(input_ids=ids, pixel_values=pixels).logits
+        native = load_model(tiny_checkpoint(family, "native", tie_word_embeddings=tied))[0]
+        from_native = native(input_ids=ids, pixel_values=pixels).logits
+    assert want.std() > 0.5
+    assert (got - want).abs().max().item() <= 1e-5
+    assert (from_native - want).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("family", INTERNVL35)
+def test_internvl35_config_traps_are_carried(family: str, original_ckpts: dict[str, Path]) -> None:
+    raw = json.loads((original_ckpts[family] / "config.json").read_text())
+    llm = raw["llm_config"]
+    text = native_config_from_original(raw, image_token_id=5).text_config
+    assert text.model_type == family
+    assert text.head_dim == llm["head_dim"] == 32 != text.hidden_size // text.num_attention_heads
+    if family == "gpt_oss":
+        rope = text.rope_parameters
+        assert rope["rope_type"] == "yarn" and rope["truncate"] is False
+        assert rope["factor"] == text.max_position_embeddings / rope["original_max_position_embeddings"]
+        assert text.layer_types == llm["layer_types"] == ["sliding_attention", "full_attention"]
+        assert text.sliding_window == 8 and text.num_local_experts == 4 and text.num_experts_per_tok == 2
+        assert (text.swiglu_alpha, text.swiglu_limit) == (1.702, 7.0)
+    if family == "qwen3_moe":
+        assert (text.num_experts, text.num_experts_per_tok, text.moe_intermediate_size) == (4, 2, 32)
+        assert text.norm_topk_prob is True
+
+
+@pytest.mark.parametrize(
+    ("scaling", "max_positions", "factor", "original"),
+    [
+        # transformers 4.55: an original length makes the factor max / original, whatever 'factor' says
+        ({"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 4096}, 131072, 32.0, 4096),
+        # without one, the original length is max_position_embeddings and 'factor' stands
+        ({"rope_type": "yarn", "factor": 8.0, "beta_fast": 32.0, "beta_slow": 1.0}, 2048, 8.0, 2048),
+    ],
+)
+def test_gpt_oss_yarn_follows_transformers_455(scaling: dict, max_positions: int, factor: float, original: int) -> None:
+    llm = {
+        "architectures": ["GptOssForCausalLM"],
+        "vocab_size": 64,
+        "hidden_size": 64,
+        "intermediate_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "max_position_embeddings": max_positions,
+        "rope_theta": 150000.0,
+        "rope_scaling": {**scaling, "truncate": False},
+        "num_local_experts": 4,
+        "num_experts_per_tok": 2,
+    }
+    rope = native_config_from_original({**_INTERNVL2_1B, "llm_config": llm}, image_token_id=1).text_config
+    assert rope.rope_parameters["factor"] == factor
+    assert rope.rope_parameters["original_max_position_embeddings"] == original
+    assert rope.rope_parameters["truncate"] is False
+
+
+def test_tie_follows_the_language_model_only_for_internvl35() -> None:
+    from internvl_tools.checkpoints import tied_head
+
+    qwen3 = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "architectures": ["Qwen3ForCausalLM"]}}
+    qwen2 = {**_INTERNVL2_1B, "llm_config": {**_QWEN2_05B, "tie_word_embeddings": True}}
+    assert tied_head({**qwen3, "llm_config": {**qwen3["llm_config"], "tie_word_embeddings": True}}) is True
+    assert tied_head(qwen3) is False  # the 4.55 Qwen3Config default
+    assert tied_head(qwen2) is False  # the internvl_chat config forces untied
+    assert native_config_from_original(qwen2, image_token_id=1).tie_word_embeddings is False
+
+
+def test_moe_experts_stack_as_the_original_per_expert_mlp() -> None:
+    # Written from Qwen3MoeSparseMoeBlock in transformers 4.55: expert e computes down(silu(gate(x)) * up(x)).
+    from internvl_tools.checkpoints import stack_moe_experts, unstack_moe_experts
+
+    gen = torch.Generator().manual_seed(0)
+    experts = {e: {w: torch.randn(6, 4, generator=gen) for w in ("gate", "up")} for e in range(3)}
+    for e in experts:
+        experts[e]["down"] = torch.randn(4, 6, generator=gen)
+    gate_up, down = stack_moe_experts(experts, 3)
+    x = torch.randn(5, 4, generator=gen)
+    for e, w in experts.items():
+        want = torch.nn.functional.silu(x @ w["gate"].T) * (x @ w["up"].T) @ w["down"].T
+        g, u = torch.nn.functional.linear(x, gate_up[e]).chunk(2, dim=-1)  # transformers 5's Qwen3MoeExperts
+        torch.testing.assert_close(torch.nn.functional.linear(torch.nn.functional.silu(g) * u, down[e]), want)
+    back = unstack_moe_experts(gate_up, down)
+    assert all(torch.equal(back[e][w], experts[e][w]) for e in experts for w in ("gate", "up", "down"))
+    with pytest.raises(ConfigError, match="experts"):
+        stack_moe_experts({0: experts[0]}, 3)
+
+
+def test_internvl35_tokenizers_load_without_remote_code(original_ckpts: dict[str, Path]) -> None:
+    qwen3 = original_ckpts["qwen3"]
+    config = json.loads((qwen3 / "tokenizer_config.json").read_text())
+    configured = {v["content"]: int(k) for k, v in config["added_tokens_decoder"].items()}
+    assert config["tokenizer_class"] == "Qwen2Tokenizer" and "auto_map" not in config
+    # Qwen3's <think>/</think> come right before InternVL's nine tokens
+    assert configured["</think>"] == configured["<think>"] + 1 == configured["<img>"] - 1
+    tok = load_tokenizer(qwen3)
+    for token, token_id in configured.items():
+        assert tok.convert_tokens_to_ids(token) == token_id
+    text = "<|im_start|>user\n<img><IMG_CONTEXT></img>\n<think>图片</think><|im_end|>\n"
+    ids = tok(text)["input_ids"]
+    assert ids[0] == configured["<|im_start|>"] and ids.count(configured["<IMG_CONTEXT>"]) == 1
+    assert tok.decode(ids) == text
+
+    oss = load_tokenizer(original_ckpts["gpt_oss"])
+    assert oss.eos_token == "<|return|>"
+    ids = oss("<|start|>user<|message|>hi<|end|><|start|>assistant")["input_ids"]
+    assert ids[0] == oss.convert_tokens_to_ids("<|start|>")  # no BOS
+    assert oss.convert_tokens_to_ids("<IMG_CONTEXT>") == oss.convert_tokens_to_ids("<|call|>") + 3
+
+
+# An independent restatement of the official forward (InternVLChatModel.forward with a transformers 4.55 Qwen3), from
+# the original weights: InternViT + pixel shuffle + mlp1 (above), image embeddings in place of <IMG_CONTEXT>, then the
+# Qwen3 decoder: RMSNorm, per-head q_norm/k_norm before rotary, grouped-query causal attention, SwiGLU MLP.
+def _reference_qwen3_logits(sd: dict, raw: dict, ids: torch.Tensor, pixels: torch.Tensor, image_id: int, qk_norm=True):
+    llm = raw["llm_config"]
+    eps, heads, kv, hd = llm["rms_norm_eps"], llm["num_attention_heads"], llm["num_key_value_heads"], llm["head_dim"]
+    p = "language_model.model."
+
+    def rms(x, weight):
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+    x = sd[p + "embed_tokens.weight"][ids[0]].clone()
+    feats = _reference_image_features(sd, raw, pixels, raw["ps_version"], raw["select_layer"])
+    x[ids[0] == image_id] = feats.reshape(-1, x.shape[-1])
+    n = x.shape[0]
+    inv = 1.0 / llm["rope_theta"] ** (torch.arange(0, hd, 2, dtype=torch.float32) / hd)
+    angles = torch.arange(n, dtype=torch.float32)[:, None] * inv[None, :]
+    cos, sin = torch.cat([angles, angles], -1).cos(), torch.cat([angles, angles], -1).sin()
+
+    def rotate(t):  # (heads, n, hd)
+        half = torch.cat([-t[..., hd // 2 :], t[..., : hd // 2]], -1)
+        return t * cos + half * sin
+
+    causal = torch.full((n, n), float("-inf")).triu(1)
+    for i in range(llm["num_hidden_layers"]):
+        lp = f"{p}layers.{i}."
+        h = rms(x, sd[lp + "input_layernorm.weight"])
+        q = (h @ sd[lp + "self_attn.q_proj.weight"].T).view(n, heads, hd)
+        k = (h @ sd[lp + "self_attn.k_proj.weight"].T).view(n, kv, hd)
+        v = (h @ sd[lp + "self_attn.v_proj.weight"].T).view(n, kv, hd)
+        if qk_norm:
+            q, k = rms(q, sd[lp + "self_attn.q_norm.weight"]), rms(k, sd[lp + "self_attn.k_norm.weight"])
+        q = rotate(q.transpose(0, 1))
+        k = rotate(k.transpose(0, 1)).repeat_interleave(heads // kv, 0)
+        v = v.transpose(0, 1).repeat_interleave(heads // kv, 0)
+        attn = ((q @ k.transpose(-1, -2)) * hd**-0.5 + causal).softmax(-1)
+        x = x + (attn @ v).transpose(0, 1).reshape(n, heads * hd) @ sd[lp + "self_attn.o_proj.weight"].T
+        h = rms(x, sd[lp + "post_attention_layernorm.weight"])
+        gate = torch.nn.functional.silu(h @ sd[lp + "mlp.gate_proj.weight"].T)
+        x = x + (gate * (h @ sd[lp + "mlp.up_proj.weight"].T)) @ sd[lp + "mlp.down_proj.weight"].T
+    head = sd.get("language_model.lm_head.weight", sd[p + "embed_tokens.weight"])  # tied: the embedding
+    return rms(x, sd[p + "norm.weight"]) @ head.T
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["untied", "tied"])
+def test_qwen3_logits_match_independent_official_reference(
+    tied: bool, original_ckpts: dict[str, Path], tied_ckpts: dict[str, Path]
+) -> None:
+    from safetensors.torch import load_file
+
+    ckpt = (tied_ckpts if tied else original_ckpts)["qwen3"]
+    model, tokenizer, info = load_model(ckpt)
+    raw = info.raw_config
+    sd = load_file(str(ckpt / "model.safetensors"))
+    ids, pixels = _family_inputs(tokenizer, info.template, tiles=2)
+    image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    with torch.no_grad():
+        got = model(input_ids=ids, pixel_values=pixels).logits[0]
+        want = _reference_qwen3_logits(sd, raw, ids, pixels, image_id)
+    assert want.std() > 0.5
+    assert (got - want).abs().max().item() <= 1e-4
+    # the reference can tell: leaving out q_norm/k_norm (a trap of §9) moves the logits far beyond the tolerance
+    without = _reference_qwen3_logits(sd, raw, ids, pixels, image_id, qk_norm=False)
+    assert (got - without).abs().max().item() > 1e-2

@@ -227,7 +227,8 @@ def test_bad_input_is_a_typed_error(tiny_engine: InternVL, messages: object, kwa
 
 
 @pytest.mark.parametrize(
-    ("family", "fmt"), [("qwen2", "original"), ("internlm2", "original"), ("phi3", "original"), ("llama", "original")]
+    ("family", "fmt"),
+    [(f, "original") for f in ("qwen2", "internlm2", "phi3", "llama", "qwen3", "qwen3_moe", "gpt_oss")],
 )
 def test_original_format_checkpoints_chat(family: str, fmt: str) -> None:
     from internvl_tools.testing import tiny_checkpoint

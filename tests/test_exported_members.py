@@ -218,6 +218,8 @@ EXPECTED_SUBPACKAGES = {
     "internvl_tools.checkpoints": [
         "CheckpointInfo",
         "FamilyInfo",
+        "LANGUAGE_MODELS",
+        "LanguageModelMapping",
         "apply_pixel_shuffle_v1",
         "balanced_device_map",
         "checkpoint_format",
@@ -237,7 +239,10 @@ EXPECTED_SUBPACKAGES = {
         "resolve_dtype",
         "split_internlm2_wqkv",
         "split_vit_qkv",
+        "stack_moe_experts",
+        "tied_head",
         "to_original_state_dict",
+        "unstack_moe_experts",
     ],
     "internvl_tools.generation": [
         "Cancelled",
@@ -389,10 +394,12 @@ EXPECTED_SUBPACKAGES = {
         "HF_CHAT_TEMPLATE",
         "TINY_VOCAB_SIZE",
         "build_bpe_tokenizer",
+        "build_hub_tokenizer",
         "make_tiny_checkpoint",
         "random_tiny_model",
         "tiny_checkpoint",
         "tiny_internvl_config",
+        "write_hub_tokenizer",
         "write_internlm2_tokenizer",
     ],
     "internvl_tools.errors": [

@@ -113,6 +113,18 @@ def resolve_attn_implementation(requested: str | None = "auto", device: str = "c
     return requested
 
 
+def attn_for_language_model(attn_implementation: str | None, llm_type: str) -> str | None:
+    """The attention kernel a language model can run: GPT-OSS's attention sinks have no SDPA or flash-attention-2
+    path in transformers 5.x, so those become ``"eager"`` (exact; docs/internvl_reference.md §9).
+
+    >>> attn_for_language_model("sdpa", "gpt_oss"), attn_for_language_model("sdpa", "qwen3")
+    ('eager', 'sdpa')
+    """
+    if llm_type == "gpt_oss" and attn_implementation in ("sdpa", "flash_attention_2"):
+        return "eager"
+    return attn_implementation
+
+
 def quantization_config(quantization: str | None, compute_dtype: Any = None) -> Any:
     """A transformers ``BitsAndBytesConfig`` for ``"8bit"`` / ``"4bit"``, or None.
 

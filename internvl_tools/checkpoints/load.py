@@ -1,14 +1,15 @@
 """Load InternVL checkpoints of every generation on transformers' native InternVL architecture, without remote code.
 
 Native checkpoints (``InternVLForConditionalGeneration``: InternVL3 ``-hf``, InternVL3.5 ``-HF``) load as they are.
-Original-format checkpoints (``architectures: ["InternVLChatModel"]``: InternVL-Chat-V1-2 .. InternVL3) are mapped
+Original-format checkpoints (``architectures: ["InternVLChatModel"]``: InternVL-Chat-V1-2 .. InternVL3.5) are mapped
 at load time, without remote code, onto the native classes:
 
 * vision encoder: fused ``attn.qkv`` split into thirds, ``ls1/ls2`` -> ``lambda_1/2``, ``norm1/2`` ->
   ``layernorm_before/after`` (LayerNorm for the 300M encoder, RMSNorm + qk-norm for the 6B one);
 * projector: ``mlp1.0/1/3`` -> ``layer_norm`` / ``linear_1`` / ``linear_2``;
 * language model: Qwen2, Llama and Phi-3 (fused ``qkv_proj``/``gate_up_proj``, longrope) one to one; InternLM2's
-  grouped ``wqkv`` split per key-value head onto a Llama model;
+  grouped ``wqkv`` split per key-value head onto a Llama model; InternVL3.5's Qwen3 and GPT-OSS one to one, and
+  Qwen3-MoE with its per-expert linears stacked (:mod:`internvl_tools.checkpoints.families`);
 * ``ps_version "v1"`` (transposed pixel shuffle): the loaded model instance gets a pixel shuffle that transposes the
   token grid back (:func:`apply_pixel_shuffle_v1`).
 
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.checkpoints.config import CheckpointInfo, read_checkpoint_info
-from internvl_tools.checkpoints.device import balanced_device_map
+from internvl_tools.checkpoints.device import attn_for_language_model, balanced_device_map
 from internvl_tools.checkpoints.weights import (
     apply_pixel_shuffle_v1,
     convert_original_state_dict,
@@ -189,6 +190,9 @@ def _load_original(directory: Path, info: CheckpointInfo, tokenizer: Any, dtype:
         if tensor.is_floating_point():
             state[key] = tensor.to(dtype)
     model.load_state_dict(state, strict=True, assign=True)
+    if config.tie_word_embeddings:
+        # assign=True gave the head its own tensor (equal to the embedding); share it again.
+        model.tie_weights()
     # Rotary inv_freq buffers are rebuilt in float32 and left there, as from_pretrained does for native models.
     _rebuild_meta_buffers(model)
     if info.ps_version == "v1":
@@ -232,6 +236,7 @@ def load_model(
         path, revision=revision, local_files_only=local_files_only, trust_remote_code=trust_remote_code
     )
     info = read_checkpoint_info(directory)
+    attn_implementation = attn_for_language_model(attn_implementation, info.llm_type)
     if device_map == "balanced":
         if not torch.cuda.is_available():
             raise ConfigError("device_map='balanced' spreads layers over CUDA GPUs; none is available here.")

@@ -20,6 +20,15 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from internvl_tools.checkpoints.config import checkpoint_format, first_int, llm_type_of
+from internvl_tools.checkpoints.families import (
+    INTERNLM2_WQKV,
+    LANGUAGE_MODELS,
+    MOE_EXPERT,
+    MOE_STACKED,
+    LanguageModelMapping,
+    stack_moe_experts,
+    unstack_moe_experts,
+)
 from internvl_tools.errors import ConfigError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -34,12 +43,9 @@ __all__ = [
     "native_config_from_original",
     "split_internlm2_wqkv",
     "split_vit_qkv",
+    "tied_head",
     "to_original_state_dict",
 ]
-
-#: Language models whose original weights we can map onto a native class.
-_MAPPABLE = ("qwen2", "llama", "internlm2", "phi3")
-
 
 # --- fused-layout helpers ---------------------------------------------------------------------------------------------
 
@@ -123,7 +129,7 @@ def merge_vit_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Te
 
 # --- state-dict mapping -----------------------------------------------------------------------------------------------
 
-_GROUP_PATTERNS = {"i": r"\d+", "p": r"weight|bias", "rest": r".+", "w": r"[a-z_]+"}
+_GROUP_PATTERNS = {"i": r"\d+", "e": r"\d+", "p": r"weight|bias", "rest": r".+", "w": r"[a-z_]+"}
 
 # (original name, native name); {i} layer index, {p} weight/bias, {rest} anything.
 _VISION_RULES = (
@@ -146,29 +152,10 @@ _VISION_RULES = (
     ("mlp1.1.{p}", "model.multi_modal_projector.linear_1.{p}"),
     ("mlp1.3.{p}", "model.multi_modal_projector.linear_2.{p}"),
 )
-_HF_LM_RULES = (
-    ("language_model.model.{rest}", "model.language_model.{rest}"),
-    ("language_model.lm_head.weight", "lm_head.weight"),
-)
-_INTERNLM2_RULES = (
-    ("language_model.model.tok_embeddings.weight", "model.language_model.embed_tokens.weight"),
-    ("language_model.model.norm.weight", "model.language_model.norm.weight"),
-    ("language_model.model.layers.{i}.attention.wo.{p}", "model.language_model.layers.{i}.self_attn.o_proj.{p}"),
-    ("language_model.model.layers.{i}.feed_forward.w1.{p}", "model.language_model.layers.{i}.mlp.gate_proj.{p}"),
-    ("language_model.model.layers.{i}.feed_forward.w3.{p}", "model.language_model.layers.{i}.mlp.up_proj.{p}"),
-    ("language_model.model.layers.{i}.feed_forward.w2.{p}", "model.language_model.layers.{i}.mlp.down_proj.{p}"),
-    ("language_model.model.layers.{i}.attention_norm.weight", "model.language_model.layers.{i}.input_layernorm.weight"),
-    (
-        "language_model.model.layers.{i}.ffn_norm.weight",
-        "model.language_model.layers.{i}.post_attention_layernorm.weight",
-    ),
-    ("language_model.output.weight", "lm_head.weight"),
-)
 _VIT_QKV = (
     "vision_model.encoder.layers.{i}.attn.qkv.{p}",
     "model.vision_tower.encoder.layer.{i}.attention.{w}_proj.{p}",
 )
-_WQKV = ("language_model.model.layers.{i}.attention.wqkv.{p}", "model.language_model.layers.{i}.self_attn.{w}_proj.{p}")
 # Buffers some old checkpoints saved; they are recomputed by the native model.
 _IGNORED = re.compile(r".*(rotary_emb\.inv_freq|\.masked_bias|attn\.bias)$")
 
@@ -194,8 +181,8 @@ class _Rules:
         return None
 
 
-def _rules_for(llm_type: str) -> _Rules:
-    return _Rules(_VISION_RULES + (_INTERNLM2_RULES if llm_type == "internlm2" else _HF_LM_RULES))
+def _rules_for(family: LanguageModelMapping) -> _Rules:
+    return _Rules(_VISION_RULES + family.rules)
 
 
 def _llm_dims(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
@@ -206,21 +193,41 @@ def _llm_dims(cfg: Mapping[str, Any]) -> tuple[int, int, int]:
     return heads, kv, head_dim
 
 
-def _mappable_llm(cfg: Mapping[str, Any]) -> str:
+def _mappable_llm(cfg: Mapping[str, Any]) -> tuple[str, LanguageModelMapping]:
     llm_type = llm_type_of(cfg)
-    if llm_type not in _MAPPABLE:
+    if llm_type not in LANGUAGE_MODELS:
         raise ConfigError(
             f"original-format InternVL checkpoints with a {llm_type!r} language model cannot be mapped onto the "
-            f"native architecture (supported: {', '.join(_MAPPABLE)}); use its transformers-native '-hf' release "
-            "or pass trust_remote_code=True."
+            f"native architecture (supported: {', '.join(LANGUAGE_MODELS)}); use its transformers-native '-hf' "
+            "release or pass trust_remote_code=True."
         )
-    return llm_type
+    return llm_type, LANGUAGE_MODELS[llm_type]
+
+
+def tied_head(cfg: Mapping[str, Any]) -> bool:
+    """Whether the original checkpoint's LM head is its token embedding (docs/internvl_reference.md §8, §9).
+
+    The ``internvl_chat`` config (Qwen2, Llama, InternLM2, Phi-3) forces untied embeddings; the InternVL3.5 config
+    (Qwen3, Qwen3-MoE, GPT-OSS) follows ``llm_config.tie_word_embeddings`` (the 4.55 classes default to False).
+
+    >>> tied_head({"architectures": ["InternVLChatModel"], "llm_config": {"architectures": ["Qwen3ForCausalLM"],
+    ...            "tie_word_embeddings": True}})
+    True
+    """
+    _, family = _mappable_llm(cfg)
+    return family.head == "llm" and bool((cfg.get("llm_config") or {}).get("tie_word_embeddings", False))
+
+
+def _num_experts(cfg: Mapping[str, Any]) -> int:
+    llm = cfg.get("llm_config") or {}
+    return int(llm.get("num_experts") or llm.get("num_local_experts") or 0)
 
 
 def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Map original ``InternVLChatModel`` weight names and fused layouts onto ``InternVLForConditionalGeneration``.
 
-    ``cfg`` is the original ``config.json`` dict. Unknown keys raise :class:`ModelLoadError` naming them.
+    ``cfg`` is the original ``config.json`` dict. Unknown keys raise :class:`ModelLoadError` naming them. A tied
+    head (:func:`tied_head`) is the embedding, whether or not the file also stores ``language_model.lm_head``.
 
     >>> import json, tempfile
     >>> from safetensors.torch import load_file
@@ -231,9 +238,10 @@ def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -
     >>> "model.language_model.layers.0.self_attn.k_proj.weight" in native
     True
     """
-    llm_type = _mappable_llm(cfg)
-    rules = _rules_for(llm_type)
-    vit_qkv, wqkv = _compile(_VIT_QKV[0]), _compile(_WQKV[0])
+    _, family = _mappable_llm(cfg)
+    rules = _rules_for(family)
+    vit_qkv, wqkv, expert = _compile(_VIT_QKV[0]), _compile(INTERNLM2_WQKV[0]), _compile(MOE_EXPERT)
+    experts: dict[str, dict[int, dict[str, Any]]] = {}
     out: dict[str, Any] = {}
     unknown: list[str] = []
     for key, tensor in sd.items():
@@ -244,11 +252,15 @@ def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -
             for part, value in zip("qkv", split_vit_qkv(tensor), strict=True):
                 out[_VIT_QKV[1].format(w=part, **match.groupdict())] = value
             continue
-        match = wqkv.match(key) if llm_type == "internlm2" else None
+        match = wqkv.match(key) if family.fused == "internlm2_wqkv" else None
         if match:
             heads, kv, head_dim = _llm_dims(cfg)
             for part, value in zip("qkv", split_internlm2_wqkv(tensor, heads, kv, head_dim), strict=True):
-                out[_WQKV[1].format(w=part, **match.groupdict())] = value
+                out[INTERNLM2_WQKV[1].format(w=part, **match.groupdict())] = value
+            continue
+        match = expert.match(key) if family.fused == "moe_experts" else None
+        if match and match["w"] in ("gate", "up", "down"):
+            experts.setdefault(match["i"], {}).setdefault(int(match["e"]), {})[match["w"]] = tensor
             continue
         target = rules._apply(rules.forward, key)
         if target is None:
@@ -260,14 +272,25 @@ def convert_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -
             f"{len(unknown)} weight(s) of the original checkpoint have no native counterpart, e.g. "
             f"{sorted(unknown)[:5]}; this checkpoint layout is not supported (try trust_remote_code=True)."
         )
-    if "lm_head.weight" not in out and "model.language_model.embed_tokens.weight" in out:
-        # A checkpoint saved with tied embeddings stores the matrix once.
-        out["lm_head.weight"] = out["model.language_model.embed_tokens.weight"]
+    for layer, parts in experts.items():
+        try:
+            gate_up, down = stack_moe_experts(parts, _num_experts(cfg))
+        except ConfigError as exc:
+            raise ModelLoadError(f"layer {layer}: {exc}") from exc
+        out[MOE_STACKED.format(i=layer, w="gate_up_proj")] = gate_up
+        out[MOE_STACKED.format(i=layer, w="down_proj")] = down
+    embed = out.get("model.language_model.embed_tokens.weight")
+    if embed is not None and ("lm_head.weight" not in out or tied_head(cfg)):
+        # A tied head is the embedding (the official tie_weights() runs after loading, so the embedding wins), and a
+        # checkpoint saved with tied embeddings stores the matrix once.
+        out["lm_head.weight"] = embed
     return out
 
 
 def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`convert_original_state_dict`: native weights under the original names and fused layouts.
+
+    A tied head is left out, as the official ``save_pretrained`` leaves out ``language_model.lm_head.weight``.
 
     >>> import json, tempfile
     >>> from internvl_tools.testing import make_tiny_checkpoint, random_tiny_model, tiny_internvl_config
@@ -278,20 +301,27 @@ def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dic
     >>> "language_model.model.layers.0.attention.wqkv.weight" in original
     True
     """
-    llm_type = _mappable_llm(cfg)
-    rules = _rules_for(llm_type)
-    vit_parts, lm_parts = _compile(_VIT_QKV[1]), _compile(_WQKV[1])
+    _, family = _mappable_llm(cfg)
+    rules = _rules_for(family)
+    vit_parts, lm_parts, stacked = _compile(_VIT_QKV[1]), _compile(INTERNLM2_WQKV[1]), _compile(MOE_STACKED)
     pending: dict[tuple[str, str, str], dict[str, Any]] = {}
     out: dict[str, Any] = {}
     unknown: list[str] = []
+    tied = tied_head(cfg)
     for key, tensor in sd.items():
+        if key == "lm_head.weight" and tied:
+            continue
         match = vit_parts.match(key)
         if match and match["w"] in "qkv" and len(match["w"]) == 1:
             pending.setdefault(("vit", match["i"], match["p"]), {})[match["w"]] = tensor
             continue
-        match = lm_parts.match(key) if llm_type == "internlm2" else None
+        match = lm_parts.match(key) if family.fused == "internlm2_wqkv" else None
         if match and match["w"] in ("q", "k", "v"):
             pending.setdefault(("lm", match["i"], match["p"]), {})[match["w"]] = tensor
+            continue
+        match = stacked.match(key) if family.fused == "moe_experts" else None
+        if match and match["w"] in ("gate_up_proj", "down_proj"):
+            pending.setdefault(("moe", match["i"], ""), {})[match["w"]] = tensor
             continue
         target = rules._apply(rules.backward, key)
         if target is None:
@@ -299,6 +329,14 @@ def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dic
         else:
             out[target] = tensor
     for (kind, layer, param), parts in pending.items():
+        if kind == "moe":
+            if set(parts) != {"gate_up_proj", "down_proj"}:
+                unknown.extend(f"moe.{layer}.{name}" for name in parts)
+                continue
+            for e, linears in unstack_moe_experts(parts["gate_up_proj"], parts["down_proj"]).items():
+                for name, value in linears.items():
+                    out[MOE_EXPERT.format(i=layer, e=e, w=name)] = value
+            continue
         if set(parts) != {"q", "k", "v"}:
             unknown.extend(f"{kind}.{layer}.{name}_proj.{param}" for name in parts)
             continue
@@ -307,7 +345,7 @@ def to_original_state_dict(sd: Mapping[str, Any], cfg: Mapping[str, Any]) -> dic
         else:
             heads, kv, head_dim = _llm_dims(cfg)
             merged = merge_internlm2_wqkv(parts["q"], parts["k"], parts["v"], heads, kv, head_dim)
-            out[_WQKV[0].format(i=layer, p=param)] = merged
+            out[INTERNLM2_WQKV[0].format(i=layer, p=param)] = merged
     if unknown:
         raise ModelLoadError(f"native weights without an original-format name: {sorted(unknown)[:5]}")
     return out
@@ -343,16 +381,27 @@ def _rope_parameters(llm: Mapping[str, Any], llm_type: str) -> dict[str, Any]:
                 "checkpoint config lacks it."
             )
         params["original_max_position_embeddings"] = int(original)
+    elif kind == "yarn":
+        # transformers 4.55 (the InternVL3.5 code): with original_max_position_embeddings the factor is
+        # max_position_embeddings / original, whatever 'factor' says; without it the original length is
+        # max_position_embeddings. 5.x takes 'factor' as given, so both are spelled out (docs/internvl_reference.md §9).
+        longest = int(llm.get("max_position_embeddings", 4096))
+        if params.get("original_max_position_embeddings"):
+            params["factor"] = longest / int(params["original_max_position_embeddings"])
+        else:
+            params["original_max_position_embeddings"] = longest
+        params.setdefault("truncate", True)
     params["rope_type"] = kind
     return params
 
 
 def _text_config(cfg: Mapping[str, Any]) -> Any:
-    from transformers import LlamaConfig, Phi3Config, Qwen2Config
+    from transformers import AutoConfig
 
-    llm_type = _mappable_llm(cfg)
+    llm_type, family = _mappable_llm(cfg)
     llm = dict(cfg.get("llm_config") or {})
     vocab = int(llm["vocab_size"])
+    tied = tied_head(cfg)
     common: dict[str, Any] = {
         "vocab_size": vocab,
         "hidden_size": int(llm["hidden_size"]),
@@ -367,30 +416,17 @@ def _text_config(cfg: Mapping[str, Any]) -> Any:
         "eos_token_id": _token_id(llm.get("eos_token_id"), vocab),
         "pad_token_id": _token_id(llm.get("pad_token_id"), vocab),
         "rope_parameters": _rope_parameters(llm, llm_type),
-        # The official InternVLChatConfig forces untied embeddings.
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": tied,
     }
-    if llm.get("head_dim"):
+    if llm.get("head_dim") and family.keep_head_dim:
         common["head_dim"] = int(llm["head_dim"])
-    if llm_type == "qwen2":
-        extra = {
-            k: llm[k]
-            for k in ("use_sliding_window", "sliding_window", "max_window_layers", "attention_dropout")
-            if k in llm and llm[k] is not None
-        }
-        common.pop("head_dim", None)
-        return Qwen2Config(**common, **extra)
-    if llm_type == "llama":
-        extra = {k: llm[k] for k in ("attention_bias", "mlp_bias", "attention_dropout") if k in llm}
-        return LlamaConfig(**common, **extra)
+    common.update({k: llm[k] for k in family.config_keys if llm.get(k) is not None})
+    common.update(family.fixed)
     if llm_type == "internlm2":
-        return LlamaConfig(**common, attention_bias=bool(llm.get("bias", False)), mlp_bias=False)
-    original = llm.get("original_max_position_embeddings")
-    extra = {k: llm[k] for k in ("sliding_window", "attention_dropout", "resid_pdrop", "embd_pdrop") if k in llm}
-    if original is not None:
-        extra["original_max_position_embeddings"] = int(original)
-    common.pop("head_dim", None)
-    return Phi3Config(**common, **extra)
+        common.update(attention_bias=bool(llm.get("bias", False)), mlp_bias=False)
+    if llm_type == "phi3" and llm.get("original_max_position_embeddings") is not None:
+        common["original_max_position_embeddings"] = int(llm["original_max_position_embeddings"])
+    return AutoConfig.for_model(family.native_type, **common)
 
 
 def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int | None = None) -> InternVLConfig:
@@ -455,7 +491,8 @@ def native_config_from_original(cfg: Mapping[str, Any], *, image_token_id: int |
         projector_hidden_act="gelu",
         vision_feature_layer=select_layer,
         vision_feature_select_strategy="default",
-        tie_word_embeddings=False,
+        # transformers 5.x ties the head by this top-level flag only (docs/internvl_reference.md §9).
+        tie_word_embeddings=tied_head(cfg),
     )
 
 

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.checkpoints.config import detect_family, read_checkpoint_info
-from internvl_tools.checkpoints.device import resolve_attn_implementation, resolve_device, resolve_dtype
+from internvl_tools.checkpoints.device import (
+    attn_for_language_model,
+    resolve_attn_implementation,
+    resolve_device,
+    resolve_dtype,
+)
 from internvl_tools.constants import DEFAULT_MODEL, MAX_TILES_LIMIT
 from internvl_tools.engines.registry import resolve_model_source
 from internvl_tools.errors import ConfigError, DependencyMissingError, ModelLoadError
@@ -81,6 +86,8 @@ def describe_checkpoint(
         "context_length": info.context_length,
         "device": resolved_device,
         "dtype": str(resolved_dtype).removeprefix("torch."),
-        "attn_implementation": resolve_attn_implementation("auto", resolved_device, resolved_dtype),
+        "attn_implementation": attn_for_language_model(
+            resolve_attn_implementation("auto", resolved_device, resolved_dtype), info.llm_type
+        ),
         "weights_loaded": False,
     }

@@ -20,6 +20,8 @@ __all__ = [
     "HF_CHAT_TEMPLATE",
     "TINY_VOCAB_SIZE",
     "build_bpe_tokenizer",
+    "build_hub_tokenizer",
+    "write_hub_tokenizer",
     "write_internlm2_tokenizer",
 ]
 
@@ -35,6 +37,37 @@ _INTERNLM2_MARKERS = (
     "<|action_start|>",
     "<|im_end|>",
     "<|im_start|>",
+)
+
+# InternVL3.5 bases (docs/internvl_reference.md §9): the language model's own added tokens come first, InternVL's
+# nine after them. (token, special) pairs; Qwen3 marks its tool and think tokens non-special.
+_QWEN3_ADDED = (
+    ("<|endoftext|>", True),
+    ("<|im_start|>", True),
+    ("<|im_end|>", True),
+    ("<tool_call>", False),
+    ("</tool_call>", False),
+    ("<think>", False),
+    ("</think>", False),
+)
+_GPT_OSS_ADDED = tuple(
+    (token, True)
+    for token in (
+        "<|startoftext|>",
+        "<|endoftext|>",
+        "<|return|>",
+        "<|constrain|>",
+        "<|channel|>",
+        "<|start|>",
+        "<|end|>",
+        "<|message|>",
+        "<|call|>",
+    )
+)
+_HUB_EOS = {"qwen3": "<|im_end|>", "qwen3_moe": "<|im_end|>", "gpt_oss": "<|return|>"}
+# Qwen2/3's pre-tokenizer split (their tokenizer.json and the slow Qwen2Tokenizer use the same pattern).
+_QWEN_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
 #: The chat template shipped with the native ``-hf`` checkpoints: ChatML, no default system message.
@@ -120,6 +153,98 @@ def build_bpe_tokenizer(family: str) -> Any:
         additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", eos)],
         chat_template=HF_CHAT_TEMPLATE,
     )
+
+
+def _hub_added(family: str) -> tuple[tuple[str, bool], ...]:
+    base = _GPT_OSS_ADDED if family == "gpt_oss" else _QWEN3_ADDED
+    return (*base, *((t, True) for t in INTERNVL_SPECIAL_TOKENS), (VIDEO_PLACEHOLDER, True))
+
+
+def build_hub_tokenizer(family: str) -> Any:
+    """The ``tokenizers`` backend of an InternVL3.5 base (``qwen3``, ``qwen3_moe``, ``gpt_oss``) as the hub ships it:
+    byte-level BPE with Qwen's split and NFC, the regular vocabulary first, then the language model's added tokens
+    (Qwen3's end with ``<think>``/``</think>``; GPT-OSS's harmony markers), then InternVL's, no BOS.
+
+    >>> backend = build_hub_tokenizer("qwen3")
+    >>> backend.token_to_id("<IMG_CONTEXT>") == backend.token_to_id("</think>") + 3
+    True
+    """
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+    if family not in _HUB_EOS:
+        raise ValueError(f"no hub tokenizer layout for {family!r}; choose one of {', '.join(_HUB_EOS)}")
+    backend = Tokenizer(models.BPE())
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_QWEN_SPLIT), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=TINY_VOCAB_SIZE - 48,
+        special_tokens=[],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(_corpus(), trainer=trainer)
+    for token, special in _hub_added(family):
+        added = AddedToken(token, special=special, normalized=False, lstrip=False, rstrip=False, single_word=False)
+        if special:
+            backend.add_special_tokens([added])
+        else:
+            backend.add_tokens([added])
+    return backend
+
+
+def write_hub_tokenizer(directory: Path, family: str) -> dict[str, int]:
+    """Write an InternVL3.5 base's tokenizer files as the hub has them; return the ids of its added tokens.
+
+    Qwen3: ``vocab.json``, ``merges.txt``, ``tokenizer.json`` and a ``Qwen2Tokenizer`` config with
+    ``added_tokens_decoder`` (eos ``<|im_end|>``, pad ``<|endoftext|>``). GPT-OSS: ``tokenizer.json`` and a
+    ``PreTrainedTokenizerFast`` config (eos ``<|return|>``, pad ``<|endoftext|>``). Neither needs remote code.
+    """
+    backend = build_hub_tokenizer(family)
+    ids = {token: backend.token_to_id(token) for token, _ in _hub_added(family)}
+    specials = dict(_hub_added(family))
+    (directory / "tokenizer.json").write_text(backend.to_str(), encoding="utf-8")
+
+    def entry(content: str) -> dict[str, Any]:
+        return {
+            "content": content,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": specials[content],
+        }
+
+    config: dict[str, Any] = {
+        "added_tokens_decoder": {str(i): entry(t) for t, i in sorted(ids.items(), key=lambda kv: kv[1])},
+        "additional_special_tokens": [*INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER],
+        "clean_up_tokenization_spaces": False,
+        "eos_token": _HUB_EOS[family],
+        "pad_token": "<|endoftext|>",
+        "model_max_length": 2048,
+    }
+    if family == "gpt_oss":
+        config.update(tokenizer_class="PreTrainedTokenizerFast", bos_token="<|startoftext|>")
+    else:
+        config.update(
+            tokenizer_class="Qwen2Tokenizer",
+            bos_token=None,
+            unk_token=None,
+            add_prefix_space=False,
+            errors="replace",
+            split_special_tokens=False,
+        )
+        model = json.loads(backend.to_str())["model"]
+        write_json(directory / "vocab.json", backend.get_vocab(with_added_tokens=False))
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        (directory / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    write_json(directory / "tokenizer_config.json", config)
+    return ids
 
 
 def write_internlm2_tokenizer(directory: Path) -> dict[str, int]:
