@@ -349,3 +349,12 @@ def test_http_without_a_key_needs_none() -> None:
             client.close()
     finally:
         _stop(proc)
+
+
+def test_the_cli_hands_mcp_to_the_server(capsys: pytest.CaptureFixture[str]) -> None:
+    from internvl_tools.cli import main
+
+    assert main(["mcp", "--help"]) == 0
+    assert "--allowed-dir" in capsys.readouterr().out
+    assert main(["mcp", "demo", "--max-pages", "0"]) == 2  # a typed ConfigError, before any weights load
+    assert "max_pages must be >= 1" in capsys.readouterr().err

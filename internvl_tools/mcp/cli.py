@@ -97,7 +97,10 @@ def _fail(message: str, code: int = 2) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the MCP server (blocks until the client disconnects or it is interrupted); the exit status."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help exits 0, usage errors 2
+        return exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     from internvl_tools.engines.remote import api_key_from_env
     from internvl_tools.engines.settings import EngineSettings
