@@ -10,7 +10,8 @@ export TOKENIZERS_PARALLELISM ?= false
 export HF_HUB_DISABLE_TELEMETRY ?= 1
 
 # Partner packages with their own pyproject and tests; `make test` runs each one's suites.
-INTEGRATIONS := integrations/langchain-internvl integrations/llama-index-llms-internvl integrations/llama-index-readers-internvl
+INTEGRATIONS := integrations/langchain-internvl integrations/llama-index-llms-internvl integrations/llama-index-readers-internvl \
+                integrations/llama-index-tools-internvl
 
 .PHONY: install install-core demo test lint bench clean
 
@@ -40,6 +41,7 @@ test: install
 	cd integrations/langchain-internvl && ../../$(BIN)/python -m pytest tests/integration_tests --timeout 900
 	cd integrations/llama-index-llms-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
 	cd integrations/llama-index-readers-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
+	cd integrations/llama-index-tools-internvl && ../../$(BIN)/python -m pytest tests --timeout 900
 
 lint: install
 	$(BIN)/ruff check internvl_tools tests benchmarks $(INTEGRATIONS)

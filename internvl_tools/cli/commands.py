@@ -1,4 +1,4 @@
-"""The ``internvl-tools`` commands: ``ask``, ``ground``, ``ocr``, ``info``, and ``serve`` handed to the server.
+"""The ``internvl-tools`` commands: ``ask``, ``ground``, ``ocr``, ``info``; ``serve`` and ``mcp`` handed to the servers.
 
 Every command checks its inputs (files, PDF pages, passwords, output paths) before any weights load, prints one
 clear line on failure and exits with a code that tells scripts what went wrong (see :data:`EXIT_CODES`).
@@ -313,6 +313,13 @@ def _serve(argv: list[str]) -> int:
     return int(server.main(argv) or 0)
 
 
+def _mcp(argv: list[str]) -> int:
+    """Hand everything after ``mcp`` to :func:`internvl_tools.mcp.main` (the SDK is imported only when serving)."""
+    from internvl_tools.mcp.cli import main as mcp_main
+
+    return int(mcp_main(argv) or 0)
+
+
 _COMMANDS = {"ask": _cmd_ask, "ground": _cmd_ground, "ocr": _cmd_ocr, "info": _cmd_info}
 
 
@@ -323,15 +330,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args_list
-    if args_list[:1] == ["serve"]:
+    if args_list[:1] in (["serve"], ["mcp"]):
+        command = args_list[0]
         try:
-            return _serve(args_list[1:])
+            return (_serve if command == "serve" else _mcp)(args_list[1:])
         except KeyboardInterrupt:
             return EXIT_INTERRUPTED
         except Exception as exc:
             if debug:
                 traceback.print_exc()
-            _err(f"serve: error: {_one_line(exc)}")
+            _err(f"{command}: error: {_one_line(exc)}")
             return exit_code_for(exc, "load")
     parser = build_parser()
     try:

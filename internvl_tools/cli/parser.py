@@ -184,4 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="run an OpenAI-compatible server (args go to the server; see serve --help)",
         description=f"{PROG} serve MODEL [options]: an OpenAI-compatible HTTP server (needs the 'server' extra).",
     )
+    sub.add_parser(
+        "mcp",
+        add_help=False,
+        help="serve the vision and document tools over MCP (stdio, or --http; see mcp --help)",
+        description=f"{PROG} mcp MODEL [options]: a Model Context Protocol server (needs the 'mcp' extra).",
+    )
     return parser

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from itertools import islice
 from typing import Any
 
+from internvl_tools.generation.tools import render_parallel_calls, render_tool_call
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -28,8 +29,6 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-
-from langchain_internvl._tools import render_parallel_calls, render_tool_call
 
 __all__ = ["UnsupportedContentError", "to_core_messages"]
 

@@ -18,6 +18,13 @@ from typing import Any, Literal
 
 from internvl_tools import json_instruction
 from internvl_tools.constants import API_KEY_ENV
+from internvl_tools.generation.tools import (
+    normalize_tool_choice,
+    parse_tool_answer,
+    tool_call_budget,
+    tool_call_schema,
+    tool_instructions,
+)
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.chat_models import BaseChatModel, LangSmithParams
@@ -35,13 +42,6 @@ from pydantic import Field
 
 from langchain_internvl._config import InternVLSettings
 from langchain_internvl._messages import DEFAULT_MAX_PDF_PAGES, to_core_messages
-from langchain_internvl._tools import (
-    minimal_call_length,
-    normalize_tool_choice,
-    parse_tool_answer,
-    tool_call_schema,
-    tool_instructions,
-)
 
 __all__ = ["ChatInternVL"]
 
@@ -51,9 +51,6 @@ PROVIDER = "internvl"
 _GENERATION_KEYS = frozenset(
     {"max_new_tokens", "temperature", "top_p", "top_k", "do_sample", "num_beams", "repetition_penalty", "seed"}
 )
-
-# Tokens beyond the shortest valid tool call that a small max_tokens is raised to (room for real argument values).
-_TOOL_CALL_SLACK = 32
 
 
 class ChatInternVL(InternVLSettings, BaseChatModel):
@@ -220,11 +217,9 @@ class ChatInternVL(InternVLSettings, BaseChatModel):
             # Stated next to the question (the recency helps small models); the grammar enforces it either way.
             core[-1]["content"].append({"type": "text", "text": tool_instructions(tools, choice, parallel)})
             gen.pop("stop", None)
-            # A budget too small for any complete call would only ever produce broken JSON: leave room for the
-            # shortest valid call of every allowed tool (a token writes one character or more) plus some slack.
-            floor = minimal_call_length(tools, choice) + _TOOL_CALL_SLACK
-            if gen.get("max_new_tokens") is not None and gen["max_new_tokens"] < floor:
-                gen["max_new_tokens"] = floor
+            # A budget too small for any complete call would only ever produce broken JSON: leave room for one.
+            if gen.get("max_new_tokens") is not None:
+                gen["max_new_tokens"] = tool_call_budget(tools, choice, gen["max_new_tokens"])
         elif schema is not None:
             gen.pop("stop", None)  # the grammar decides where the answer ends
             if self.schema_in_prompt and schema != {"type": "object"}:

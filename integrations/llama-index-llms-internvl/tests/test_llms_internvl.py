@@ -105,7 +105,7 @@ def test_metadata_comes_from_the_config_without_loading(internvl_tiny_path: str)
     meta = llm.metadata
     expected = internvl_tools.read_checkpoint_info(internvl_tiny_path).context_length
     assert (meta.context_window, meta.num_output, meta.model_name) == (expected, 7, internvl_tiny_path)
-    assert meta.is_chat_model and not meta.is_function_calling_model
+    assert meta.is_chat_model and meta.is_function_calling_model
     assert llm._engine is None
     assert InternVL(model=internvl_tiny_path, context_window=999).metadata.context_window == 999
 

@@ -8,6 +8,12 @@ from typing import Any, Literal
 
 import jsonschema
 import pytest
+from internvl_tools.generation.tools import (
+    minimal_call_length,
+    normalize_tool_choice,
+    parse_tool_answer,
+    tool_call_schema,
+)
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -15,12 +21,6 @@ from pydantic import BaseModel
 
 from langchain_internvl import ChatInternVL
 from langchain_internvl._messages import to_core_messages
-from langchain_internvl._tools import (
-    minimal_call_length,
-    normalize_tool_choice,
-    parse_tool_answer,
-    tool_call_schema,
-)
 
 
 class Point(BaseModel):

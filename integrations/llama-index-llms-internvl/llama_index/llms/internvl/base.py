@@ -35,10 +35,12 @@ from llama_index.core.instrumentation.events.llm import (
     LLMStructuredPredictStartEvent,
 )
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
-from llama_index.core.llms.llm import LLM
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import PydanticProgramMode
 from llama_index.llms.internvl.blocks import image_documents_to_blocks, to_core_messages
+from llama_index.llms.internvl.tool_calls import openai_tools, tool_call_request, tool_selections, tools_message
 
 import internvl_tools
 from internvl_tools import EngineSettings, json_instruction
@@ -55,13 +57,18 @@ def _generation_keys() -> frozenset[str]:
     return frozenset(field.name for field in dataclasses.fields(internvl_tools.GenerationOptions)) | {"max_tokens"}
 
 
-class InternVL(EngineSettings, LLM):
-    """An InternVL model (local weights, or any OpenAI-compatible server) as a multimodal LlamaIndex LLM.
+class InternVL(EngineSettings, FunctionCallingLLM):
+    """An InternVL model (local weights, or any OpenAI-compatible server) as a multimodal, function-calling
+    LlamaIndex LLM.
 
     Messages may carry ``TextBlock``, ``ImageBlock`` (bytes, path, data URI, or http(s) URL when the media policy
     allows it), ``DocumentBlock`` (PDF/TIFF/image files rendered to page images; text files as text) and
     ``VideoBlock``. Construction is cheap; weights load on first use and are shared process-wide by every engine
     with the same checkpoint and settings.
+
+    Tool calls (``chat_with_tools``, ``predict_and_call``, ``FunctionAgent``) are grammar-constrained JSON, as in
+    LangChain's ``ChatInternVL.bind_tools``: every call parses and its arguments match the tool's schema; one call
+    per turn, or 1-8 with ``allow_parallel_tool_calls=True``; ``tool_required=True`` forces a call.
 
     The engine and media fields are the core's :class:`internvl_tools.EngineSettings` (the same names in the CLI,
     LangChain and LlamaIndex), and the engine is built by its ``build_engine``.
@@ -203,7 +210,7 @@ class InternVL(EngineSettings, LLM):
             context_window=self._resolve_context_window(),
             num_output=self.max_new_tokens,
             is_chat_model=True,
-            is_function_calling_model=False,
+            is_function_calling_model=True,
             model_name=self.model,
         )
 
@@ -248,15 +255,41 @@ class InternVL(EngineSettings, LLM):
         }
 
     def _chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = self.engine.chat(self._core(messages), **self._generation(kwargs))
+        core = self._core(messages)
+        generation = self._generation(kwargs)
+        schema = None
+        if kwargs.get("tools"):
+            schema = tool_call_request(
+                core,
+                openai_tools(kwargs["tools"]),
+                kwargs.get("tool_choice"),
+                bool(kwargs.get("allow_parallel_tool_calls")),
+                generation,
+                tool_required=bool(kwargs.get("tool_required")),
+            )
+        if schema is not None:
+            result = self.engine.generate_structured(core, schema, **generation)
+            message = tools_message(result.text)
+        else:
+            result = self.engine.chat(core, **generation)
+            message = ChatMessage(role=MessageRole.ASSISTANT, content=result.text)
         raw = self._raw(result)
         return ChatResponse(
-            message=ChatMessage(role=MessageRole.ASSISTANT, content=result.text),
+            message=message,
             raw=raw,
             additional_kwargs={k: raw[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
         )
 
     def _stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        if kwargs.get("tools"):
+            # Constrained decoding is not streamed: the tool calls (or the answer) arrive as one chunk.
+            response = self._chat(messages, **kwargs)
+            response.delta = response.message.content or ""
+
+            def one() -> ChatResponseGen:
+                yield response
+
+            return one()
         core = self._core(messages)
         deltas = self.engine.stream(core, **self._generation(kwargs))
 
@@ -354,6 +387,44 @@ class InternVL(EngineSettings, LLM):
                 yield self._to_completion(chunk)
 
         return gen()
+
+    # ------------------------------------------------------------------------------------------------ tools
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[Any],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: Any = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The ``chat`` keywords of one turn with ``tools``: grammar-constrained calls (see the class docstring).
+
+        ``tool_choice``: ``"auto"`` (a call or a text answer; the default), ``"required"``/``"any"`` (some tool),
+        ``"none"``, or a tool name; ``tool_required=True`` is ``"required"``.
+        """
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        return {
+            "messages": messages,
+            "tools": list(tools),
+            "tool_choice": tool_choice,
+            "tool_required": tool_required,
+            "allow_parallel_tool_calls": allow_parallel_tool_calls,
+            **kwargs,
+        }
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        """The tool calls of a ``chat_with_tools`` answer (``ToolCallBlock``s) as ``ToolSelection``s."""
+        return tool_selections(response, error_on_no_tool_call)
 
     # ------------------------------------------------------------------------------------------------ structured
 

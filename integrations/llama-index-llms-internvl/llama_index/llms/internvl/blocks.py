@@ -11,6 +11,7 @@ called on a path or URL: it would read any file and GET any URL, bypassing the p
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -27,10 +28,12 @@ from llama_index.core.base.llms.types import (
     MessageRole,
     TextBlock,
     ThinkingBlock,
+    ToolCallBlock,
     VideoBlock,
 )
 
 import internvl_tools
+from internvl_tools.generation.tools import render_parallel_calls, render_tool_call
 from internvl_tools.media import confine_path
 
 log = logging.getLogger(__name__)
@@ -158,10 +161,18 @@ def to_core_messages(
     text documents become text. ``AudioBlock`` is refused; thinking blocks and cache points are dropped.
     """
     converted: list[dict[str, Any]] = []
+    call_names: dict[str, str] = {}  # tool_call_id -> tool name, for tool results that carry no name
     for index, message in enumerate(messages):
         role = _ROLES.get(MessageRole(message.role), "user")
         parts: list[dict[str, Any]] = []
+        calls = [b for b in message.blocks if isinstance(b, ToolCallBlock)]
+        if MessageRole(message.role) in (MessageRole.TOOL, MessageRole.FUNCTION):
+            call_id = str(message.additional_kwargs.get("tool_call_id", ""))
+            name = message.additional_kwargs.get("name") or call_names.get(call_id) or "tool"
+            parts.append({"type": "text", "text": f"Tool result ({name}):\n"})
         for block in message.blocks:
+            if isinstance(block, ToolCallBlock):
+                continue  # rendered after the text, below
             if isinstance(block, TextBlock):
                 parts.append({"type": "text", "text": block.text})
             elif isinstance(block, ImageBlock):
@@ -181,10 +192,27 @@ def to_core_messages(
                     f"message {index}: unsupported content block {type(block).__name__}; use TextBlock, ImageBlock, "
                     "DocumentBlock or VideoBlock."
                 )
+        if calls:
+            # Earlier tool calls appear as the JSON the model writes when it calls tools (no native call tokens).
+            call_names.update({str(c.tool_call_id): c.tool_name for c in calls})
+            pairs = [(c.tool_name, _call_args(c.tool_kwargs)) for c in calls]
+            text = render_tool_call(*pairs[0]) if len(pairs) == 1 else render_parallel_calls(pairs)
+            prefix = "".join(p.get("text", "") for p in parts if p["type"] == "text")
+            parts = [p for p in parts if p["type"] != "text"]
+            parts.append({"type": "text", "text": (prefix + "\n" if prefix else "") + text})
         if not parts and role == "assistant":
             parts.append({"type": "text", "text": ""})
         converted.append({"role": role, "content": parts})
     return converted
+
+
+def _call_args(kwargs: Any) -> Any:
+    if isinstance(kwargs, str):
+        try:
+            return json.loads(kwargs)
+        except ValueError:
+            return kwargs
+    return kwargs
 
 
 def image_documents_to_blocks(image_documents: Sequence[Any] | None) -> list[ImageBlock]:

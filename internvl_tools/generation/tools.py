@@ -1,5 +1,8 @@
 """Tool calling through grammar-constrained JSON: choice normalisation, the answer schema, the prompt, the parser.
 
+Framework-neutral (tools are OpenAI-style ``{"type": "function", "function": {...}}`` dicts, calls plain dicts), so
+LangChain's ``ChatInternVL.bind_tools`` and LlamaIndex's function-calling ``InternVL`` decode tool calls alike.
+
 InternVL checkpoints have no native tool-call tokens, so a turn with tools bound is decoded under a JSON schema
 that admits exactly one object per allowed tool, ``{"tool": <name>, "arguments": {...}}`` (plus
 ``{"answer": "..."}`` when the model may reply in text). The grammar guarantees the shape and the argument
@@ -23,11 +26,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = [
+    "MAX_PARALLEL_CALLS",
+    "TOOL_CALL_SLACK",
+    "allowed_tools",
     "minimal_call_length",
+    "new_call_id",
     "normalize_tool_choice",
     "parse_tool_answer",
     "render_parallel_calls",
     "render_tool_call",
+    "tool_call_budget",
     "tool_call_schema",
     "tool_instructions",
 ]
@@ -35,6 +43,8 @@ __all__ = [
 _ANY_ALIASES = ("any", "required")
 #: Upper bound on the calls of one parallel answer (a grammar needs a bound; agents rarely need more in one turn).
 MAX_PARALLEL_CALLS = 8
+#: Tokens beyond the shortest valid tool call that a small token budget is raised to (room for real argument values).
+TOOL_CALL_SLACK = 32
 
 
 def _tool_names(tools: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -202,6 +212,23 @@ def minimal_call_length(tools: Sequence[Mapping[str, Any]], choice: str | dict[s
     return longest
 
 
+def tool_call_budget(
+    tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any], max_new_tokens: int | None
+) -> int | None:
+    """``max_new_tokens`` raised, when it is set and too small, to fit the shortest valid call of every allowed tool.
+
+    A budget too small for any complete call would only ever produce broken JSON; a token writes one character or
+    more, so the shortest call's length plus :data:`TOOL_CALL_SLACK` always suffices for that call.
+
+    >>> ping = [{"type": "function", "function": {"name": "ping", "parameters": {}}}]
+    >>> tool_call_budget(ping, "any", 4), tool_call_budget(ping, "any", 500), tool_call_budget(ping, "any", None)
+    (65, 500, None)
+    """
+    if max_new_tokens is None:
+        return None
+    return max(int(max_new_tokens), minimal_call_length(tools, choice) + TOOL_CALL_SLACK)
+
+
 def tool_instructions(tools: Sequence[Mapping[str, Any]], choice: str | dict[str, Any], parallel: bool = False) -> str:
     """The prompt text describing the callable tools and the answer format."""
     lines = ["", "You can call these tools:"]
@@ -248,6 +275,7 @@ def render_parallel_calls(calls: Sequence[tuple[str, Any]]) -> str:
 
 
 def new_call_id() -> str:
+    """A fresh id for one tool call (``call_`` and 24 hex digits)."""
     return f"call_{uuid.uuid4().hex[:24]}"
 
 
