@@ -316,3 +316,44 @@ def test_read_pdf_layout_and_the_repetition_retry(tmp_path, script, ok, finish, 
     if warning:
         assert any(warning in w for w in page.warnings)
     assert re.search(r"box=None", " ".join(page.warnings)) or not ok
+
+
+# ------------------------------------------------------------------------------------------------ drawing
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (100, 300, 600, 400),  # room above: the label sits above
+        (100, 0, 600, 80),  # at the top edge: the label sits below
+        (20, 500, 40, 520),  # a small box keeps its label outside too
+        (900, 10, 1000, 30),  # at the right edge
+    ],
+)
+def test_draw_never_paints_a_label_over_its_own_box(box: tuple[int, int, int, int]) -> None:
+    from internvl_tools.grounding import draw, parse_grounding
+
+    image = Image.new("RGB", (400, 400), "white")
+    result = parse_grounding(f"<ref>a long label here</ref><box>[[{', '.join(map(str, box))}]]</box>", image.size)
+    plain = draw(image, result, show_labels=False, width=1)
+    labelled = draw(image, result, width=1)
+    x1, y1, x2, y2 = (round(v) for v in result.boxes[0].xyxy)
+    interior = [(x, y) for x in range(x1 + 1, x2 - 1) for y in range(y1 + 1, y2 - 1)]
+    assert interior and all(labelled.getpixel(p) == plain.getpixel(p) for p in interior)
+    assert labelled.tobytes() != plain.tobytes()  # the label was drawn somewhere
+
+
+def test_chunk_draw_highlights_its_regions_translucently() -> None:
+    layout = parse_layout(ANSWER, IMAGE_SIZE, PAGE_PT)
+    page = PageResult(
+        page=1, label="1", task="layout", text=layout.markdown, blocks=layout.blocks, page_size_pt=PAGE_PT
+    )
+    chunk = chunk_pages([page], max_chars=60)[0]
+    image = Image.new("RGB", (250, 500), (0, 0, 0))
+    image.putpixel((100, 25), (255, 255, 255))  # "ink" inside the heading's region (50..450 x 40..80 pt)
+    out = chunk.draw(image)
+    inside, outside = out.getpixel((100, 30)), out.getpixel((100, 450))
+    assert inside != (0, 0, 0) and outside == (0, 0, 0)  # highlighted in, untouched out
+    assert out.getpixel((100, 25)) != inside and sum(out.getpixel((100, 25))) > 3 * 128  # ink shows through
+    with pytest.raises(ConfigError, match="space_size"):
+        chunk.model_copy(update={"page_size_pt": None}).draw(image)

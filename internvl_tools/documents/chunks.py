@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from internvl_tools.documents.blocks import Block, BlockKind, blocks_markdown, line_kind
 from internvl_tools.documents.models import PageResult
 from internvl_tools.errors import ConfigError
+from internvl_tools.grounding.drawing import draw_regions
 
 __all__ = ["DEFAULT_CHUNK_CHARS", "PROVENANCE_KEYS", "Chunk", "chunk_pages"]
 
@@ -74,6 +75,18 @@ class Chunk(BaseModel):
     def id(self) -> str:
         """A stable id, so re-ingesting a document upserts its chunks: ``{document_id}#page={p}&chunk={i}``."""
         return f"{self.document_id}#page={self.page}&chunk={self.chunk_index}"
+
+    def draw(self, image: Any, **kwargs: Any) -> Any:
+        """The page ``image`` (as rendered, any resolution) with this chunk's regions highlighted (translucent fill,
+        outline, each block's kind as a label outside its box); see
+        :func:`~internvl_tools.grounding.drawing.draw_regions`. Needs ``page_size_pt`` (pages of PDFs and images
+        read by ``read_pdf`` have it when they come from a PDF; for an image pass ``space_size=image.size`` and
+        pixel boxes)."""
+        space = kwargs.pop("space_size", self.page_size_pt)
+        if space is None:
+            raise ConfigError("this chunk has no page_size_pt (an image page); pass space_size=(width, height).")
+        kwargs.setdefault("labels", list(self.block_kinds))
+        return draw_regions(image, self.boxes, space, **kwargs)
 
     def metadata(self) -> dict[str, Any]:
         """JSON-serialisable metadata: page, label, source, document id, boxes (lists of floats) and the rest."""
