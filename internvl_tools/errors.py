@@ -30,6 +30,7 @@ The tree (second base classes in brackets)::
     ├── DependencyMissingError [ImportError]
     ├── ContextLengthError [ValueError]
     ├── GenerationError
+    │   └── RepetitionError ...................... the answer fell into a loop, also when read again
     ├── StructuredOutputError [ValueError]
     └── ServerError .............................. an OpenAI-compatible server answered with an error
         ├── ServerRequestError [ValueError]
@@ -64,6 +65,7 @@ __all__ = [
     "PasswordError",
     "PathNotAllowedError",
     "RemoteFetchDisabledError",
+    "RepetitionError",
     "ServerAuthError",
     "ServerConnectionError",
     "ServerError",
@@ -173,6 +175,11 @@ class ContextLengthError(InternVLError, ValueError):
 
 class GenerationError(InternVLError):
     """Generation failed inside the model."""
+
+
+class RepetitionError(GenerationError):
+    """The answer fell into a degenerate loop ("the the the ...", a row repeated) and did so again when read once
+    more with a repetition penalty; a page recorded with it was not read (resume retries it)."""
 
 
 class StructuredOutputError(InternVLError, ValueError):

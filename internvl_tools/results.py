@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 __all__ = ["ChatResult", "FinishReason", "Usage"]
 
-FinishReason = Literal["stop", "length", "error"]
+FinishReason = Literal["stop", "length", "error", "repetition"]
 
 
 class Usage(BaseModel):
@@ -35,8 +35,9 @@ class ChatResult(BaseModel):
     """The answer to one conversation.
 
     ``finish_reason`` is ``"stop"`` when the model ended its turn or a stop sequence was reached (the stop
-    sequence is trimmed from ``text``), ``"length"`` when ``max_new_tokens`` ran out, ``"error"`` (with ``error``
-    set) for an item of a batch that could not be answered.
+    sequence is trimmed from ``text``), ``"length"`` when ``max_new_tokens`` ran out, ``"repetition"`` when the
+    answer fell into a degenerate loop and was stopped (``stop_repetition=True``; ``text`` keeps one copy of the
+    loop), ``"error"`` (with ``error`` set) for an item of a batch that could not be answered.
     """
 
     model_config = ConfigDict(frozen=True)

@@ -421,3 +421,24 @@ def test_cli_with_the_demo_model_reads_pages_and_points_at_words(tmp_path: Path)
     assert data["raw_text"].startswith(f"<ref>{word.text}</ref><box>[[")
     box = data["objects"][0]["boxes"][0]
     assert iou((box["x1"], box["y1"], box["x2"], box["y2"]), word.box) >= 0.5, (data, word.box)  # measured 0.99
+
+
+def test_ocr_layout_writes_blocks_in_jsonl_and_markdown_from_blocks(
+    files: dict[str, Path], tiny_engine: object, capsys: pytest.CaptureFixture
+) -> None:
+    from internvl_tools.documents import blocks_markdown, load_results
+
+    out = files["root"] / "layout.jsonl"
+    code, _, err = run_in_process(
+        capsys, "ocr", str(files["pdf"]), "--out", str(out), "--pages", "1", "--task", "layout", *TINY
+    )
+    assert code == 0, err
+    [record] = load_results(out)
+    assert record.task == "layout" and record.blocks is not None  # the tiny model's text: blocks, maybe box-less
+    assert record.text == blocks_markdown(record.blocks)
+    md = files["root"] / "layout.md"
+    code, _, err = run_in_process(
+        capsys, "ocr", str(files["pdf"]), "--out", str(md), "--pages", "1", "--task", "layout", *TINY
+    )
+    assert code == 0, err
+    assert record.text.strip() in md.read_text()

@@ -472,7 +472,7 @@ def test_options_object_reads_like_the_keywords(docs, tiny_engine) -> None:
     by_options = [r.text for r in read_pdf(tiny_engine, docs["text"], options=options)]
     by_keywords = [r.text for r in read_pdf(tiny_engine, docs["text"], dpi=36, pages="1-2", batch_size=2, **GEN)]
     assert by_options == by_keywords and len(by_options) == 2
-    assert options.generation_kwargs() == {"do_sample": False, "max_new_tokens": 3}
+    assert options.generation_kwargs() == {"do_sample": False, "max_new_tokens": 3, "stop_repetition": True}
     assert ReadOptions(task=Invoice).generation_kwargs()["max_new_tokens"] == 1024
 
 

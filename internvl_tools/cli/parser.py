@@ -144,7 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip pages that already succeeded in the output (its JSONL; for .md: FILE.md.jsonl)",
     )
-    ocr.add_argument("--task", choices=("ocr", "chart", "grounded_ocr"), default="ocr", help="what to read")
+    ocr.add_argument(
+        "--task",
+        choices=("ocr", "chart", "grounded_ocr", "layout"),
+        default="ocr",
+        help="what to read (layout: blocks with kind, reading order and boxes in the JSONL records; Markdown "
+        "output assembles each page from its blocks)",
+    )
     ocr.add_argument("--batch-size", type=int, default=4, metavar="N", help="pages per batched generate")
     progress = ocr.add_mutually_exclusive_group()
     progress.add_argument(

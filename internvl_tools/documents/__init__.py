@@ -3,8 +3,9 @@ QA over pages in batches, isolate failures, write JSONL or Markdown and resume i
 
 Modules, bottom up: :mod:`.sources` (opening, page selection), :mod:`.sizing` (render resolution, pixel cap,
 per-page limits), :mod:`.render` (lazy bounded rendering; :mod:`.rasterize` and :mod:`.worker` behind it),
-:mod:`.tasks` (prompts, parsers), :mod:`.models` (``PageResult``, ``DocumentSummary``), :mod:`.options`
-(``ReadOptions``), :mod:`.pipeline` (``read_pdf``), :mod:`.output` (JSONL, Markdown). This package re-exports each
+:mod:`.tasks` (prompts, parsers), :mod:`.blocks` (layout blocks and their parser), :mod:`.models`
+(``PageResult``, ``DocumentSummary``), :mod:`.options` (``ReadOptions``), :mod:`.pipeline` (``read_pdf``),
+:mod:`.output` (JSONL, Markdown), :mod:`.chunks` (RAG chunks with page and regions). This package re-exports each
 module's ``__all__``. pypdfium2 is imported only when a PDF is opened.
 
 >>> from internvl_tools.documents import parse_pages
@@ -12,7 +13,9 @@ module's ``__all__``. pypdfium2 is imported only when a PDF is opened.
 [1, 2, 3]
 """
 
-from internvl_tools.documents import models, options, output, pipeline, render, sizing, sources, tasks
+from internvl_tools.documents import blocks, chunks, models, options, output, pipeline, render, sizing, sources, tasks
+from internvl_tools.documents.blocks import *  # noqa: F403
+from internvl_tools.documents.chunks import *  # noqa: F403
 from internvl_tools.documents.models import *  # noqa: F403
 from internvl_tools.documents.options import *  # noqa: F403
 from internvl_tools.documents.output import *  # noqa: F403
@@ -27,7 +30,9 @@ __all__ = [
     *sizing.__all__,
     *render.__all__,
     *tasks.__all__,
+    *blocks.__all__,
     *models.__all__,
+    *chunks.__all__,
     *options.__all__,
     *pipeline.__all__,
     *output.__all__,

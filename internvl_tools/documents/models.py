@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
+from internvl_tools.documents.blocks import Block
 from internvl_tools.grounding.result import GroundingResult
 from internvl_tools.results import Usage
 
@@ -22,9 +23,14 @@ class PageResult(BaseModel):
 
     ``page`` is 1-based; ``label`` is the PDF page label (``"iii"``, ``"A-2"``) or the number as text.
     ``image_size`` is the rendered image in pixels and ``dpi`` its resolution; ``page_size_pt`` is the page as
-    displayed, in points. ``task`` is ``"ocr"``, ``"chart"``, ``"grounded_ocr"``, ``"qa"`` or the schema's name.
+    displayed, in points. ``task`` is ``"ocr"``, ``"chart"``, ``"grounded_ocr"``, ``"layout"``, ``"qa"`` or the
+    schema's name.
     ``text`` is the model's answer; ``data`` holds structured output (the schema's fields, or the chart's
-    description and table); ``grounding`` the parsed boxes of ``grounded_ocr``. ``elapsed`` is the wall time given
+    description and table); ``grounding`` the parsed boxes of ``grounded_ocr`` (and of ``layout``, whose
+    ``raw_text`` is the model's answer); ``blocks`` the page's :class:`~.blocks.Block` list of ``layout`` (kind,
+    Markdown, reading order, box in pixels, PDF points and 0–1000; ``text`` is then the blocks' Markdown).
+    ``warnings`` are problems met on a page that was read (a box missing, a repetition loop cut short).
+    ``elapsed`` is the wall time given
     to this page in seconds: its render wait plus its share of the batch it was generated in. When the page failed
     (render, generation, or parsing the task's answer), ``error`` and ``error_type`` say why (``error_type`` is the
     exception's class name, e.g. ``ContextLengthError``) and the run carried on.
@@ -46,6 +52,8 @@ class PageResult(BaseModel):
     text: str | None = None
     data: Any = None
     grounding: GroundingResult | None = None
+    blocks: list[Block] | None = None
+    warnings: list[str] = Field(default_factory=list)
     relevance: float | None = None
     model: str | None = None
     usage: Usage | None = None

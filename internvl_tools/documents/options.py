@@ -53,7 +53,8 @@ class ReadOptions:
     processed. Giving ``question`` makes the task ``"qa"``.
 
     Attributes:
-        task: ``"ocr"``, ``"chart"``, ``"grounded_ocr"``, ``"qa"``, or a pydantic model / JSON-schema dict.
+        task: ``"ocr"``, ``"chart"``, ``"grounded_ocr"``, ``"layout"``, ``"qa"``, or a pydantic model /
+            JSON-schema dict.
         question: the question of the ``"qa"`` task.
         pages: 1-based selection such as ``"1-3,7"``.
         dpi / longest_side: render resolution; both ``None``: fill the engine's tile grid per page.
@@ -102,7 +103,8 @@ class ReadOptions:
             raise ConfigError("top_pages needs a question and must be an int >= 1.")
         if isinstance(task, str) and task not in TEXT_TASKS:
             raise ConfigError(
-                f"Unknown task {task!r}; use one of {TEXT_TASKS[:3]}, question=..., or a pydantic schema."
+                f"Unknown task {task!r}; use one of {tuple(t for t in TEXT_TASKS if t != 'qa')}, question=..., "
+                "or a pydantic schema."
             )
         if task == "qa" and question is None:
             raise ConfigError("task='qa' needs question='...'.")
@@ -170,4 +172,6 @@ class ReadOptions:
         kwargs.setdefault("do_sample", False)
         key = self.task if isinstance(self.task, str) else "schema"
         kwargs["max_new_tokens"] = self.max_new_tokens or DEFAULT_MAX_NEW_TOKENS[key]
+        if isinstance(self.task, str):
+            kwargs.setdefault("stop_repetition", True)  # stop a degenerate loop early (see generation.stopping)
         return kwargs

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from internvl_tools.documents.blocks import LAYOUT_PROMPT, parse_layout
 from internvl_tools.documents.failures import answer_failure, error_fields, exception_fields, page_fields
 from internvl_tools.documents.models import DocumentSummary, PageResult
 from internvl_tools.documents.options import ReadOptions
@@ -22,8 +23,15 @@ from internvl_tools.documents.output import completed_pages
 from internvl_tools.documents.render import RenderedPage, render_pages
 from internvl_tools.documents.sizing import DEFAULT_PAGE_MEMORY_MB, DEFAULT_PAGE_TIMEOUT_S, Backend, tile_grid_for
 from internvl_tools.documents.sources import DocumentSource, PageSpec, open_source, page_count, parse_pages
-from internvl_tools.documents.tasks import CHART_PROMPT, OCR_PROMPT, RELEVANCE_PROMPT, SCHEMA_PROMPT, parse_chart_answer
-from internvl_tools.errors import StructuredOutputError
+from internvl_tools.documents.tasks import (
+    CHART_PROMPT,
+    OCR_PROMPT,
+    RELEVANCE_PROMPT,
+    REPETITION_RETRY,
+    SCHEMA_PROMPT,
+    parse_chart_answer,
+)
+from internvl_tools.errors import RepetitionError, StructuredOutputError
 from internvl_tools.generation.structured import json_instruction, json_schema_of, validate_output
 from internvl_tools.grounding.parser import parse_grounding
 from internvl_tools.grounding.prompts import grounded_ocr_prompt
@@ -274,6 +282,8 @@ class _Run:
             return CHART_PROMPT
         if self.task == "grounded_ocr":
             return grounded_ocr_prompt()
+        if self.task == "layout":
+            return LAYOUT_PROMPT
         return self.question or ""
 
     def _infer(self, pages: list[tuple[RenderedPage, float]]) -> list[PageResult]:
@@ -309,14 +319,48 @@ class _Run:
                     answers.append(self.engine.chat(_user(page.image, prompt), **self.generation))
                 except Exception as exc:
                     answers.append(exc)
+        notes: list[list[str]] = [[] for _ in batch]
+        for index, ((page, _), answer) in enumerate(zip(batch, answers, strict=True)):
+            if getattr(answer, "finish_reason", None) == "repetition":
+                answers[index], notes[index] = self._retry_loop(page, prompt, answer)
         share = (time.perf_counter() - started) / len(batch)
-        pairs = zip(batch, answers, strict=True)
-        return [self._result(page, answer, render_s + share) for (page, render_s), answer in pairs]
+        pairs = zip(batch, answers, notes, strict=True)
+        return [self._result(page, answer, render_s + share, note) for (page, render_s), answer, note in pairs]
 
-    def _result(self, page: RenderedPage, answer: Any, elapsed: float) -> PageResult:
+    def _retry_loop(self, page: RenderedPage, prompt: str, answer: Any) -> tuple[Any, list[str]]:
+        """A page whose answer fell into a loop is read once more with :data:`~.tasks.REPETITION_RETRY`.
+
+        A retry that finishes is the page's answer, with a warning that says so. A retry that loops again (or
+        fails) leaves the page failed with :class:`~internvl_tools.errors.RepetitionError` (its cut text kept): a
+        page is ok only when it was read, and a loop means the rest of the page was never read; resume retries it.
+        """
+        settings = ", ".join(f"{k}={v}" for k, v in REPETITION_RETRY.items())
+        log.warning("page %d: the answer fell into a repetition loop; reading it again with %s", page.number, settings)
+        try:
+            again = self.engine.chat(_user(page.image, prompt), **{**self.generation, **REPETITION_RETRY})
+        except Exception as exc:
+            again = exc
+        if isinstance(again, Exception) or answer_failure(again) is not None or again.finish_reason == "repetition":
+            why = f"{type(again).__name__}: {again}" if isinstance(again, Exception) else "it looped again"
+            return (
+                RepetitionError(
+                    f"the answer fell into a repetition loop and, read again with {settings}, {why}; its text up to "
+                    "the loop is kept. Try a higher repetition_penalty or another dpi for this page."
+                ),
+                [answer.text],
+            )
+        return again, [f"the first answer fell into a repetition loop; read again with {settings}"]
+
+    def _result(self, page: RenderedPage, answer: Any, elapsed: float, notes: list[str] | None = None) -> PageResult:
         base = page_fields(page, self.name, self.question, self.model)
+        if isinstance(answer, RepetitionError):
+            kept = (notes or [None])[0]
+            return PageResult(
+                **base, text=kept, **exception_fields(page.number, answer), finish_reason="repetition", elapsed=elapsed
+            )
         if isinstance(answer, Exception):
             return PageResult(**base, **exception_fields(page.number, answer), elapsed=elapsed)
+        warnings = list(notes or [])
         failure = answer_failure(answer)
         if failure is not None:
             # engine.batch answers an item it could not generate (too long, bad image) with finish_reason="error":
@@ -328,12 +372,18 @@ class _Run:
                 finish_reason=answer.finish_reason,
                 elapsed=elapsed,
             )
-        data = grounding = None
+        data = grounding = blocks = None
+        text = answer.text
         try:
             if self.task == "chart":
                 data = parse_chart_answer(answer.text)
             elif self.task == "grounded_ocr":
                 grounding = parse_grounding(answer.text, page.size_px)
+            elif self.task == "layout":
+                grounding = parse_grounding(answer.text, page.size_px)
+                layout = parse_layout(answer.text, page.size_px, base["page_size_pt"])
+                blocks, text = layout.blocks, layout.markdown
+                warnings.extend(layout.warnings)
         except Exception as exc:
             # Parsers are meant never to raise on a model's answer; if one does, the task's output (data, boxes)
             # is missing, so the page failed. Its text is kept on the record so nothing is lost.
@@ -348,9 +398,11 @@ class _Run:
             )
         return PageResult(
             **base,
-            text=answer.text,
+            text=text,
             data=data,
             grounding=grounding,
+            blocks=blocks,
+            warnings=warnings,
             usage=answer.usage,
             finish_reason=answer.finish_reason,
             elapsed=elapsed,

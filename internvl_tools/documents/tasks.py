@@ -25,6 +25,7 @@ __all__ = [
     "NO_CHART",
     "OCR_PROMPT",
     "RELEVANCE_PROMPT",
+    "REPETITION_RETRY",
     "SCHEMA_PROMPT",
     "TEXT_TASKS",
     "parse_chart_answer",
@@ -55,10 +56,26 @@ SCHEMA_PROMPT = "Extract the information requested by the JSON schema from this 
 RELEVANCE_PROMPT = "Does this page contain information that answers the question: {question} Answer yes or no."
 
 #: The tasks answered with free text (the rest take a schema).
-TEXT_TASKS = ("ocr", "chart", "grounded_ocr", "qa")
+TEXT_TASKS = ("ocr", "chart", "grounded_ocr", "qa", "layout")
 
 #: Per-task default of max_new_tokens: a dense page of OCR runs to 1-2k tokens; answers are short.
-DEFAULT_MAX_NEW_TOKENS = {"ocr": 2048, "grounded_ocr": 2048, "chart": 1024, "qa": 256, "schema": 1024}
+#: A layout page spends about 15 tokens per line on its box, hence twice the OCR budget.
+DEFAULT_MAX_NEW_TOKENS = {
+    "ocr": 2048,
+    "grounded_ocr": 2048,
+    "layout": 4096,
+    "chart": 1024,
+    "qa": 256,
+    "schema": 1024,
+}
+
+#: What a page whose answer fell into a loop (``finish_reason="repetition"``) is read again with, once. Greedy
+#: decoding loops because the loop is its fixed point; a repetition penalty of 1.1 (transformers' CTRL-style
+#: penalty on every token already in the sequence) lowers the loop's tokens just enough to leave it, and is mild
+#: enough that words a page really repeats ("the", table separators) still come out. The engines support it
+#: locally and on every server (vLLM, LMDeploy, ``internvl-tools serve``); ``no_repeat_ngram_size`` would forbid
+#: legitimate repeats (table rows of equal cells) and is not offered by the servers.
+REPETITION_RETRY = {"repetition_penalty": 1.1}
 
 _ROW = re.compile(r"^\s*\|(.*)\|\s*$")
 _RULE_CELL = re.compile(r"^\s*:?-{1,}:?\s*$")

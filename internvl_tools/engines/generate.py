@@ -14,7 +14,7 @@ from internvl_tools.engines.prepare import PreparedInput, check_context
 from internvl_tools.errors import GenerationError, InternVLError
 from internvl_tools.generation.decoding import decode
 from internvl_tools.generation.options import GenerationOptions
-from internvl_tools.generation.stopping import Cancelled, StopStrings
+from internvl_tools.generation.stopping import Cancelled, RepetitionGuard, StopStrings, find_repetition
 from internvl_tools.generation.text import cut_at_stop, decode_tokens, visible_text
 from internvl_tools.results import ChatResult, Usage
 
@@ -59,6 +59,8 @@ def generate_rows(
         criteria.append(StopStrings(state.tokenizer, options.stop, width, state.drop_ids))
     if cancel is not None:
         criteria.append(Cancelled(cancel))
+    if options.stop_repetition:
+        criteria.append(RepetitionGuard(width))
     processors: list[Any] = []
     if logits_processor_factory is not None:
         processors.append(logits_processor_factory(width, max_new))
@@ -148,6 +150,11 @@ def finish_result(
         finish = "stop"
     elif pad != eos and pad in new_ids:
         used = new_ids.index(pad)
+    loop = find_repetition(new_ids[: used - (finish == "stop")]) if options.stop_repetition else None
+    if loop is not None:
+        # Stopped in (or ended after) a degenerate loop: keep the text before it and one copy of the loop.
+        used = loop[0] + loop[1]
+        finish = "repetition"
     text = decode_tokens(state.tokenizer, new_ids[:used], state.drop_ids)
     text = state.template.postprocess(text)
     cut = cut_at_stop(text, options.stop)

@@ -30,6 +30,9 @@ class GenerationOptions:
     repetition_penalty: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    #: Stop a row that falls into a degenerate loop (local engines; see ``generation.stopping.RepetitionGuard``).
+    #: Remote servers have no such criterion and ignore it.
+    stop_repetition: bool = False
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any]) -> GenerationOptions:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only; GroundingResult.
     from internvl_tools.grounding.result import GroundingResult
     from internvl_tools.grounding.types import BoundingBox
 
-__all__ = ["DEFAULT_PALETTE", "draw", "draw_grounding"]
+__all__ = ["DEFAULT_PALETTE", "draw", "draw_grounding", "draw_regions"]
 
 
 #: Saturated colours that stay distinct from each other and from grey backgrounds.
@@ -67,8 +67,9 @@ def draw(
 
     Outlines are drawn inside each box, ``width`` pixels thick (default scales with the image). Each label gets
     one colour, in order of first appearance, from ``palette`` (RGB tuples or colour names). Label text sits on
-    a filled rectangle of the box's colour, black or white whichever contrasts, above the box (inside it when
-    there is no room). Boxes are scaled if ``image`` is not ``result.image_size``.
+    a filled rectangle of the box's colour, black or white whichever contrasts, *outside* the box: above it, or
+    below it when the box touches the top edge, so a label never hides what its box marks (only a box as tall as
+    the image gets its label inside, at its bottom). Boxes are scaled if ``image`` is not ``result.image_size``.
 
     >>> from PIL import Image
     >>> from internvl_tools.grounding import parse_grounding
@@ -108,17 +109,89 @@ def draw(
     if not show_labels:
         return canvas
     pad = max(1, size // 6)
-    for (x1, y1, _, _), label, colour in placed:
+    for (x1, y1, _, y2), label, colour in placed:
         if not label:
             continue
         left, top, right, bottom = pen.textbbox((0, 0), label, font=font)
         box_w, box_h = right - left + 2 * pad, bottom - top + 2 * pad
         tx = max(0, min(x1, img_w - box_w))
-        ty = y1 - box_h if y1 - box_h >= 0 else y1
+        ty = _label_top(y1, y2, box_h, img_h)
         pen.rectangle((tx, ty, tx + box_w - 1, ty + box_h - 1), fill=colour[:3])
         luminance = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
         ink = (0, 0, 0) if luminance > 140 else (255, 255, 255)
         pen.text((tx + pad - left, ty + pad - top), label, fill=ink, font=font)
+    return canvas
+
+
+def _label_top(y1: int, y2: int, label_h: int, img_h: int) -> int:
+    """Where a label goes: above the box, else below it, else (a box as tall as the image) at the image's bottom."""
+    if y1 - label_h >= 0:
+        return y1 - label_h
+    if y2 + 1 + label_h <= img_h:
+        return y2 + 1
+    return max(0, img_h - label_h)
+
+
+def draw_regions(
+    image: Image.Image,
+    boxes: Sequence[Sequence[float] | None],
+    space_size: tuple[float, float],
+    *,
+    labels: Sequence[str | None] | None = None,
+    colour: tuple[int, int, int] | str = (0, 130, 200),
+    fill_alpha: float = 0.25,
+    width: int | None = None,
+) -> Image.Image:
+    """Return a copy of ``image`` with regions highlighted: a translucent fill and an outline per box.
+
+    ``boxes`` are ``(x1, y1, x2, y2)`` in a space of size ``space_size`` (e.g. PDF points and the page's size in
+    points; pixels and ``image.size``), origin top-left; ``None`` entries are skipped. The fill is ``colour`` at
+    ``fill_alpha`` opacity, so the text under it stays readable; labels go outside the boxes as in :func:`draw`.
+
+    >>> from PIL import Image
+    >>> out = draw_regions(Image.new("RGB", (100, 100), "white"), [(0, 0, 36, 36)], (72, 72))
+    >>> out.getpixel((10, 10)) != (255, 255, 255), out.getpixel((80, 80))
+    (True, (255, 255, 255))
+    """
+    from PIL import Image as PILImage
+    from PIL import ImageColor, ImageDraw, ImageFont
+
+    if not 0 <= fill_alpha <= 1:
+        raise ConfigError(f"fill_alpha must be between 0 and 1, got {fill_alpha!r}")
+    sw, sh = space_size
+    if not (sw > 0 and sh > 0):
+        raise ConfigError(f"space_size must be a positive (width, height), got {space_size!r}")
+    rgb = ImageColor.getrgb(colour) if isinstance(colour, str) else tuple(colour)
+    base = image.convert("RGBA")
+    img_w, img_h = base.size
+    overlay = PILImage.new("RGBA", base.size, (0, 0, 0, 0))
+    pen = ImageDraw.Draw(overlay)
+    line = width if width is not None else max(2, round(min(img_w, img_h) / 250))
+    rects = []
+    for box in boxes:
+        if box is None:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in box)
+        rect = (
+            min(max(math.floor(x1 / sw * img_w), 0), img_w - 1),
+            min(max(math.floor(y1 / sh * img_h), 0), img_h - 1),
+            min(max(math.ceil(x2 / sw * img_w) - 1, 0), img_w - 1),
+            min(max(math.ceil(y2 / sh * img_h) - 1, 0), img_h - 1),
+        )
+        rects.append(rect)
+        pen.rectangle(rect, fill=(*rgb[:3], round(255 * fill_alpha)), outline=(*rgb[:3], 255), width=line)
+    canvas = PILImage.alpha_composite(base, overlay).convert("RGB")
+    if labels:
+        ink = ImageDraw.Draw(canvas)
+        font: Any = ImageFont.load_default()
+        for rect, label in zip(rects, labels, strict=False):
+            if not label:
+                continue
+            left, top, right, bottom = ink.textbbox((0, 0), label, font=font)
+            tx = max(0, min(rect[0], img_w - (right - left) - 2))
+            ty = _label_top(rect[1], rect[3], bottom - top + 2, img_h)
+            ink.rectangle((tx, ty, tx + right - left + 1, ty + bottom - top + 1), fill=rgb[:3])
+            ink.text((tx + 1 - left, ty + 1 - top), label, fill=(255, 255, 255), font=font)
     return canvas
 
 

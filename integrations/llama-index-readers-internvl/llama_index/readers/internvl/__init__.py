@@ -2,10 +2,11 @@
 InternVLPDFReader``."""
 
 from llama_index.readers.internvl.base import (
+    CHUNK_METADATA_KEYS,
     DEFAULT_MODEL,
     EXTRA_METADATA_KEYS,
     SUPPORTED_EXTENSIONS,
     InternVLPDFReader,
 )
 
-__all__ = ["DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]
+__all__ = ["CHUNK_METADATA_KEYS", "DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]

@@ -27,10 +27,29 @@ from internvl_tools import EngineSettings
 from internvl_tools.constants import DEFAULT_MODEL
 from internvl_tools.media import confine_path
 
-__all__ = ["DEFAULT_MODEL", "EXTRA_METADATA_KEYS", "SUPPORTED_EXTENSIONS", "InternVLPDFReader"]
+__all__ = [
+    "CHUNK_METADATA_KEYS",
+    "DEFAULT_MODEL",
+    "EXTRA_METADATA_KEYS",
+    "SUPPORTED_EXTENSIONS",
+    "InternVLPDFReader",
+]
 
 #: Our bookkeeping keys: kept in metadata, hidden from embeddings and from the LLM's context.
 EXTRA_METADATA_KEYS = ("dpi", "model", "task", "image_size", "error", "error_type", "finish_reason")
+
+#: Provenance of ``mode="chunks"`` (hidden from embeddings and the LLM too). ``boxes``, ``block_kinds``,
+#: ``block_orders`` and ``page_size_pt`` are JSON strings, so vector stores that take flat metadata only keep them.
+CHUNK_METADATA_KEYS = (
+    "document_id",
+    "chunk_index",
+    "boxes",
+    "block_kinds",
+    "block_orders",
+    "char_start",
+    "char_end",
+    "page_size_pt",
+)
 
 #: File types the reader takes (``SimpleDirectoryReader(file_extractor={ext: reader for ext in ...})``).
 SUPPORTED_EXTENSIONS = (".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
@@ -64,6 +83,15 @@ class InternVLPDFReader(EngineSettings, BasePydanticReader):
     ``total_pages``; plus ``task``, ``model``, ``dpi`` (hidden from embeddings and the LLM) and, for a page that
     failed, ``error`` / ``error_type`` (the run goes on). ``extra_info`` is merged in (the caller's values win,
     except the page keys). Ids are ``f"{file_path}#page={n}"`` so re-ingesting a file upserts its pages.
+
+    ``mode="chunks"`` yields chunks instead of pages: read with ``task="layout"`` (when ``task`` is left at
+    ``"ocr"``), cut by the core's :func:`internvl_tools.chunk_pages` into at most ``chunk_size`` characters without
+    splitting a table or a list item. Each chunk keeps the page keys above plus its provenance
+    (:data:`CHUNK_METADATA_KEYS`): ``document_id`` (the file path), ``chunk_index``, ``boxes`` (JSON: one ``[x1, y1,
+    x2, y2]`` per block it holds, in PDF points with the origin top-left as viewers show the page, ``null`` where the
+    model gave no box), ``block_kinds``, ``block_orders``, ``char_start``/``char_end`` and ``page_size_pt``. These
+    are hidden from embeddings and the LLM; ids are ``f"{file_path}#page={n}&chunk={i}"`` so re-ingesting upserts.
+    Chunks carry no page image, and failed pages give no chunks.
 
     The page image is attached as ``Document.image_resource``: PNG bytes (``page_images="bytes"``, default), a PNG
     file in ``image_dir`` (``"path"``), or nothing (``"none"``); never base64 in metadata.
@@ -100,6 +128,8 @@ class InternVLPDFReader(EngineSettings, BasePydanticReader):
     render_backend: Literal["auto", "thread", "process"] = Field(default="auto")
     page_images: Literal["bytes", "path", "none"] = Field(default="bytes")
     image_dir: str | None = Field(default=None, description="Where page PNGs go with page_images='path'.")
+    mode: Literal["page", "chunks"] = Field(default="page", description="One Document per page, or per chunk.")
+    chunk_size: int = Field(default=1000, ge=1, description="Characters per chunk with mode='chunks'.")
 
     _engine: Any = PrivateAttr(default=None)
     _owns_engine: bool = PrivateAttr(default=True)
@@ -208,9 +238,11 @@ class InternVLPDFReader(EngineSettings, BasePydanticReader):
         with internvl_tools.render_pages(source, pages=self.pages, password=self.password, backend="thread") as probe:
             total_pages = probe.page_count
         generation = dict(self.generate_kwargs)
+        chunks = self.mode == "chunks"
+        task = "layout" if chunks and self.task == "ocr" and self.question is None else self.task
         stream = self.engine.read_pdf(
             source,
-            task=self.task,
+            task=task,
             question=self.question,
             pages=self.pages,
             dpi=self.dpi,
@@ -226,7 +258,43 @@ class InternVLPDFReader(EngineSettings, BasePydanticReader):
         base.update(extra_info or {})
         with stream:
             for result in stream:
-                yield self._document(result, base, total_pages, source)
+                if chunks:
+                    yield from self._chunk_documents(result, base, total_pages, task)
+                else:
+                    yield self._document(result, base, total_pages, source)
+
+    def _chunk_documents(self, result: Any, base: dict[str, Any], total_pages: int, task: Any) -> list[Document]:
+        if not result.ok:
+            return []
+        file_path = str(base["file_path"])
+        documents = []
+        for chunk in internvl_tools.chunk_pages([result], max_chars=self.chunk_size, source=file_path):
+            provenance = chunk.metadata()
+            metadata = dict(base)
+            metadata.update(
+                {
+                    "page_label": str(result.label),
+                    "page_number": int(result.page),
+                    "total_pages": int(total_pages),
+                    "task": _task_name(task),
+                    "model": result.model or self.model,
+                    "dpi": result.dpi,
+                }
+            )
+            for key in CHUNK_METADATA_KEYS:
+                value = provenance.get(key)
+                metadata[key] = json.dumps(value) if isinstance(value, list) else value
+            hidden = [key for key in (*EXTRA_METADATA_KEYS, *CHUNK_METADATA_KEYS) if key in metadata]
+            documents.append(
+                Document(
+                    id_=chunk.id,
+                    text=chunk.text,
+                    metadata=metadata,
+                    excluded_embed_metadata_keys=list(hidden),
+                    excluded_llm_metadata_keys=list(hidden),
+                )
+            )
+        return documents
 
     def _document(self, result: Any, base: dict[str, Any], total_pages: int, source: Any) -> Document:
         metadata = dict(base)
