@@ -168,25 +168,28 @@ class RenderStream(Iterator["RenderedPage"]):
         with contextlib.suppress(Exception):
             self.close()
 
-    # -- thread ------------------------------------------------------------------------------------------------
+    # -- both backends: a producer thread fills a bounded queue, so pages render while the caller infers ------------
 
-    def _run_thread(self) -> Iterator[RenderedPage]:
+    def _prefetched(self, produce: Callable[[Callable[[], bool]], Iterator[dict]]) -> Iterator[RenderedPage]:
         q: queue_mod.Queue = queue_mod.Queue(maxsize=self._prefetch)
         stop = threading.Event()
 
         def work() -> None:
+            items = produce(stop.is_set)
             try:
-                for item in produce_pages(
-                    self.source, self._password, self._indices, self._opts, PDFIUM_LOCK, stop.is_set
-                ):
+                for item in items:
                     if not _put(q, item, stop.is_set):
                         return
             except BaseException as exc:
                 _put(q, {"fatal": f"{type(exc).__name__}: {exc}"}, stop.is_set)
                 return
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()  # the process backend's generator stops (and reaps) its worker here
             _put(q, _DONE, stop.is_set)
 
-        thread = threading.Thread(target=work, name="internvl-render", daemon=True)
+        thread = threading.Thread(target=work, name=f"internvl-render-{self.backend}", daemon=True)
         thread.start()
         try:
             while True:
@@ -201,19 +204,24 @@ class RenderStream(Iterator["RenderedPage"]):
             with contextlib.suppress(queue_mod.Empty):
                 while True:
                     q.get_nowait()
+            if self.process is not None:  # unblock the reader at once, even in the middle of a slow page
+                self.process.close()
             thread.join(timeout=5)
 
-    # -- process -----------------------------------------------------------------------------------------------
+    def _run_thread(self) -> Iterator[RenderedPage]:
+        return self._prefetched(
+            lambda stopped: produce_pages(self.source, self._password, self._indices, self._opts, PDFIUM_LOCK, stopped)
+        )
 
     def _run_process(self) -> Iterator[RenderedPage]:
         wire_opts = {k: v for k, v in self._opts.items() if k != "policy"}  # JSON-safe: numbers and flags only
         max_pixels = self._opts["max_pixels"]
-        for item in render_in_workers(
-            self.source, self._password, self._indices, wire_opts, self._limits, max_pixels, self._started
-        ):
-            if "fatal" in item:
-                raise DocumentError(f"Rendering {self.source.name} failed: {item['fatal']}")
-            yield _to_page(item)
+        # The worker renders while this process infers: the reader thread keeps up to ``prefetch`` pages queued.
+        return self._prefetched(
+            lambda stopped: render_in_workers(
+                self.source, self._password, self._indices, wire_opts, self._limits, max_pixels, self._started
+            )
+        )
 
     def _started(self, worker: PageWorker) -> None:
         self.process = worker
@@ -263,8 +271,8 @@ def render_pages(
         backend: ``"process"`` (a worker process: each page bounded in memory and CPU time, crashes isolated),
             ``"thread"`` (one thread under the PDFium lock: faster, unbounded, for trusted PDFs only) or
             ``"auto"``: process for PDFs, thread for images (which :func:`~internvl_tools.media.open_image` bounds).
-        prefetch: queue slots of the thread backend; at most ``prefetch + 1`` rendered pages exist at once (the
-            process backend renders one page ahead).
+        prefetch: queue slots for rendered pages (both backends): at most ``prefetch + 2`` rendered pages exist at
+            once, so memory stays bounded while rendering runs ahead of the caller.
         with_text: also extract each PDF page's text layer into ``RenderedPage.text`` (``""`` for scans).
         on_error: ``"yield"`` a page with ``error`` set and carry on (default), or ``"raise"`` PageRenderError.
         tile_grid: ``(image_size, max_tiles)`` of the model the pages are for. With neither ``dpi`` nor
