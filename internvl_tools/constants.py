@@ -12,6 +12,13 @@ IMG_END_TOKEN = "</img>"
 IMG_CONTEXT_TOKEN = "<IMG_CONTEXT>"
 IMAGE_PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
+#: The image tokens by the names transformers' InternVL processor looks up on the tokenizer (``extra_special_tokens``).
+PROCESSOR_SPECIAL_TOKENS: dict[str, str] = {
+    "start_image_token": IMG_START_TOKEN,
+    "end_image_token": IMG_END_TOKEN,
+    "context_image_token": IMG_CONTEXT_TOKEN,
+    "video_token": VIDEO_PLACEHOLDER,
+}
 QUAD_START_TOKEN = "<quad>"
 QUAD_END_TOKEN = "</quad>"
 REF_START_TOKEN = "<ref>"

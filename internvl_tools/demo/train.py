@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD
+from internvl_tools.constants import IMAGENET_MEAN, IMAGENET_STD, PROCESSOR_SPECIAL_TOKENS
 from internvl_tools.demo import synth
 from internvl_tools.demo.evaluate import iou, parse_box
 from internvl_tools.demo.metrics import char_accuracy
@@ -124,12 +124,7 @@ def build_tokenizer() -> Any:
         tokenizer_object=backend,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
+        extra_special_tokens=dict(PROCESSOR_SPECIAL_TOKENS),
         additional_special_tokens=[t for t in SPECIALS if t not in ("<|endoftext|>", "<|im_end|>")],
         chat_template=HF_CHAT_TEMPLATE,
     )

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.checkpoints.weights import to_original_state_dict
-from internvl_tools.constants import DEFAULT_MAX_TILES, IMAGENET_MEAN, IMAGENET_STD
+from internvl_tools.constants import DEFAULT_MAX_TILES, IMAGENET_MEAN, IMAGENET_STD, PROCESSOR_SPECIAL_TOKENS
 from internvl_tools.errors import ConfigError
 from internvl_tools.testing.models import (
     TIEABLE,
@@ -65,12 +65,7 @@ def _native_tokenizer(family: str) -> Any:
         tokenizer_object=build_hub_tokenizer(family),
         eos_token="<|return|>" if family == "gpt_oss" else "<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
+        extra_special_tokens=dict(PROCESSOR_SPECIAL_TOKENS),
         chat_template=HF_CHAT_TEMPLATE,
     )
 

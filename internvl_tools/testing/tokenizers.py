@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from internvl_tools.constants import INTERNVL_SPECIAL_TOKENS, VIDEO_PLACEHOLDER
+from internvl_tools.constants import INTERNVL_SPECIAL_TOKENS, PROCESSOR_SPECIAL_TOKENS, VIDEO_PLACEHOLDER
 
 __all__ = [
     "HF_CHAT_TEMPLATE",
@@ -144,12 +144,7 @@ def build_bpe_tokenizer(family: str) -> Any:
         tokenizer_object=backend,
         eos_token=eos,
         pad_token="<|endoftext|>",
-        extra_special_tokens={
-            "start_image_token": "<img>",
-            "end_image_token": "</img>",
-            "context_image_token": "<IMG_CONTEXT>",
-            "video_token": "<video>",
-        },
+        extra_special_tokens=dict(PROCESSOR_SPECIAL_TOKENS),
         additional_special_tokens=[t for t in specials if t not in ("<|endoftext|>", eos)],
         chat_template=HF_CHAT_TEMPLATE,
     )
