@@ -140,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input",
         metavar="INPUT",
         nargs="+",
-        help="a PDF, multi-page TIFF or image; with --ray: files, directories, globs",
+        help="a PDF, TIFF or image; with --ray: files, directories, globs",
     )
     ocr.add_argument(
         "--ray",
