@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ocr.add_argument(
         "input",
-        metavar="INPUT",
+        metavar="PDF",
         nargs="+",
         help="a PDF, TIFF or image; with --ray: files, directories, globs",
     )
