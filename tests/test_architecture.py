@@ -147,9 +147,22 @@ def test_layers_point_one_way() -> None:
     upper = (
         "internvl_tools.engines",
         "internvl_tools.documents",
+        "internvl_tools.corpus",
         "internvl_tools.server",
         "internvl_tools.cli",
         "internvl_tools.demo",
     )
     wrong = [f"{m} -> {t}" for m in GRAPH if m.startswith(lower) for t in GRAPH[m] if t.startswith(upper)]
+    assert wrong == []
+
+
+def test_documents_never_import_engines_or_corpus() -> None:
+    # documents takes an engine as an argument; the corpus surface (which builds engines in actors) sits above it.
+    wrong = [
+        f"{m} -> {t}"
+        for m in GRAPH
+        if m.startswith("internvl_tools.documents")
+        for t in GRAPH[m]
+        if t.startswith(("internvl_tools.engines", "internvl_tools.corpus"))
+    ]
     assert wrong == []

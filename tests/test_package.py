@@ -12,12 +12,12 @@ import internvl_tools
 from internvl_tools import errors
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "transformers", "pypdfium2", "decord", "av", "torchvision", "xgrammar")
+HEAVY = ("torch", "transformers", "pypdfium2", "decord", "av", "torchvision", "xgrammar", "ray")
 
 
 def test_import_does_not_load_heavy_modules() -> None:
     code = (
-        "import sys, internvl_tools, internvl_tools.errors, internvl_tools.constants;"
+        "import sys, internvl_tools, internvl_tools.errors, internvl_tools.constants, internvl_tools.documents;"
         f"print([m for m in {HEAVY!r} if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

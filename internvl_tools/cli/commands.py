@@ -216,7 +216,48 @@ def _cmd_ground(args: argparse.Namespace, stage: Stage) -> int:
     return EXIT_OK
 
 
+def _cmd_ocr_ray(args: argparse.Namespace, stage: Stage) -> int:
+    """``ocr INPUT... --ray [ADDRESS] --out DIR``: the corpus on Ray Data (see :func:`internvl_tools.corpus.ingest`)."""
+    import ray
+
+    from internvl_tools.corpus.run import ingest
+    from internvl_tools.engines.settings import EngineSettings
+
+    if args.out is None:
+        raise ConfigError("--ray needs --out DIR: one file per document goes there (and a rerun resumes from it).")
+    if args.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {args.workers}.")
+    settings = EngineSettings(model=_model_name(args), device=args.device, dtype=args.dtype, max_tiles=args.max_tiles)
+    if not ray.is_initialized():
+        ray.init(address=args.ray or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    stage.name = "generate"
+    summary = ingest(
+        args.input,
+        args.out,
+        model=settings,
+        workers=args.workers,
+        task=args.task,
+        pages=args.pages,
+        password=args.password,
+        dpi=args.dpi,
+        batch_size=args.batch_size,
+        progress=args.progress,
+        **_generation(args),
+    )
+    if args.json:
+        _print_json(summary.model_dump(mode="json"))
+    _err(str(summary))
+    for source, why in summary.failures.items():
+        _err(f"failed: {source}: {why}")
+    return EXIT_PAGES_FAILED if summary.failures else EXIT_OK
+
+
 def _cmd_ocr(args: argparse.Namespace, stage: Stage) -> int:
+    if args.ray is not None:
+        return _cmd_ocr_ray(args, stage)
+    if len(args.input) > 1:
+        raise ConfigError("several inputs need --ray (one corpus run); without it, ocr reads one document.")
+    args.input = args.input[0]
     from internvl_tools.documents.output import load_results, to_markdown, write_jsonl, write_markdown
     from internvl_tools.documents.sources import open_source, page_count, parse_pages
 

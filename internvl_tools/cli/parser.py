@@ -136,7 +136,21 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} ocr charts.pdf --task chart --json > charts.jsonl"
         ),
     )
-    ocr.add_argument("input", metavar="PDF", help="a PDF, multi-page TIFF or image")
+    ocr.add_argument(
+        "input",
+        metavar="PDF",
+        nargs="+",
+        help="a PDF, TIFF or image; with --ray: files, directories, globs",
+    )
+    ocr.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="read a whole corpus on Ray Data (a local instance, or the cluster at ADDRESS); --out is a folder",
+    )
+    ocr.add_argument("--workers", type=int, default=1, metavar="N", help="inference actors with --ray (default 1)")
     ocr.add_argument("--out", default=None, metavar="FILE.jsonl|FILE.md", help="output file (.jsonl or .md)")
     ocr.add_argument("--pages", default=None, metavar="SPEC", help="1-based selection, e.g. 1-5 or 1-3,7 or 10-")
     ocr.add_argument(

@@ -31,13 +31,13 @@ from internvl_tools.documents.tasks import (
     SCHEMA_PROMPT,
     parse_chart_answer,
 )
-from internvl_tools.errors import RepetitionError, StructuredOutputError
+from internvl_tools.errors import ConfigError, RepetitionError, StructuredOutputError
 from internvl_tools.generation.structured import json_instruction, json_schema_of, validate_output
 from internvl_tools.grounding.parser import parse_grounding
 from internvl_tools.grounding.prompts import grounded_ocr_prompt
 from internvl_tools.media.policy import MediaPolicy
 
-__all__ = ["PageStream", "read_pdf"]
+__all__ = ["PageStream", "read_pdf", "read_rendered"]
 
 log = logging.getLogger("internvl_tools.documents")
 
@@ -178,13 +178,32 @@ def read_pdf(
     return PageStream(run.iterate(todo), summary, opts.resume_from, frozenset(done))
 
 
+def read_rendered(engine: Any, pages: list[RenderedPage], options: ReadOptions | None = None) -> list[PageResult]:
+    """Run ``options``' task over pages already rendered (e.g. in another process) and return their results in order.
+
+    The same inference as :func:`read_pdf` (batches of ``options.batch_size``, failure isolation, the repetition
+    retry), so a page gives the same record either way; render the pages as ``read_pdf`` would (same ``dpi`` /
+    ``longest_side`` / ``tile_grid``) for the same text. ``top_pages`` needs a whole document and is refused here.
+    """
+    opts = options if options is not None else ReadOptions()
+    if opts.top_pages is not None:
+        raise ConfigError("read_rendered cannot rank pages (top_pages); use read_pdf for top_pages.")
+    policy = opts.policy if opts.policy is not None else getattr(engine, "media_policy", None)
+    run = _Run(engine, None, opts, DocumentSummary(source="", task=opts.task_name, total=len(pages)), policy)
+    step = opts.batch_size if isinstance(opts.task, str) else 1
+    results: list[PageResult] = []
+    for start in range(0, len(pages), step):
+        results.extend(run._infer([(page, 0.0) for page in pages[start : start + step]]))
+    return results
+
+
 class _Run:
     """One read of one document: renders the pages, batches generation, turns answers into page results."""
 
     def __init__(
         self,
         engine: Any,
-        src: DocumentSource,
+        src: DocumentSource | None,
         options: ReadOptions,
         summary: DocumentSummary,
         policy: MediaPolicy | None,
@@ -197,7 +216,7 @@ class _Run:
         self.model = getattr(engine, "model_name", None)
         # Each PDF page is rendered to fill the grid its shape gets with this engine's tiles.
         fixed = options.dpi is not None or options.longest_side is not None
-        self.tile_grid = tile_grid_for(engine) if not fixed and src.kind == "pdf" else None
+        self.tile_grid = tile_grid_for(engine) if not fixed and src is not None and src.kind == "pdf" else None
 
     def _render(self, numbers: list[int], with_text: bool = False) -> Any:
         options = self.options
