@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/documents.py
 	$(BIN)/python benchmarks/server.py
+	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python integrations/langchain-internvl/benchmarks/overhead.py
 
 clean:

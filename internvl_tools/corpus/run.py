@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, computed_field
 
+from internvl_tools.constants import DEFAULT_MODEL
 from internvl_tools.corpus.inputs import expand_inputs
 from internvl_tools.corpus.stages import PageReader, load_engine, split_documents
 from internvl_tools.corpus.store import CorpusStore
@@ -134,7 +135,7 @@ def _work(
 def read_corpus(
     inputs: Any,
     *,
-    model: Any = "demo",
+    model: Any = DEFAULT_MODEL,
     output: str | os.PathLike | None = None,
     format: str = "jsonl",
     workers: int = 1,
@@ -177,7 +178,7 @@ def ingest(
     inputs: Any,
     output: str | os.PathLike,
     *,
-    model: Any = "demo",
+    model: Any = DEFAULT_MODEL,
     format: str = "jsonl",
     workers: int = 1,
     num_cpus: float = DEFAULT_ACTOR_CPUS,
