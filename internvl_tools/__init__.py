@@ -13,15 +13,13 @@ True
 
 from __future__ import annotations
 
-import ast
 import importlib
-import re
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from internvl_tools import errors
 from internvl_tools.errors import *  # noqa: F403
+from internvl_tools.lazy import module_all
 
 __version__ = "0.1.0"
 
@@ -69,19 +67,6 @@ _MOVED: dict[str, str] = {
     "make_tiny_checkpoint": "internvl_tools.testing",
     "tiny_checkpoint": "internvl_tools.testing",
 }
-
-_ALL_LITERAL = re.compile(r"^__all__\s*=\s*(\[.*?\])", re.M | re.S)
-
-
-def module_all(module: str) -> list[str]:
-    """A module's ``__all__`` read from its source, so that listing the API imports nothing heavy."""
-    parts = module.split(".")[1:]
-    path = Path(__file__).parent.joinpath(*parts)
-    source = (path / "__init__.py" if path.is_dir() else path.with_suffix(".py")).read_text(encoding="utf-8")
-    match = _ALL_LITERAL.search(source)
-    if match is None:
-        raise RuntimeError(f"{module} has no literal __all__ list; the top-level API is derived from it.")
-    return list(ast.literal_eval(match.group(1)))
 
 
 def _lazy_map() -> dict[str, str]:

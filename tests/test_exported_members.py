@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import internvl_tools
+from internvl_tools.lazy import module_all
 
 PACKAGE = Path(internvl_tools.__file__).parent
 
@@ -358,31 +359,6 @@ EXPECTED_SUBPACKAGES = {
         "to_swift_record",
         "write_jsonl",
     ],
-    "internvl_tools.corpus": [
-        "CorpusStore",
-        "CorpusSummary",
-        "DEFAULT_ACTOR_CPUS",
-        "DEFAULT_RENDER_CPUS",
-        "DOCUMENT_SUFFIXES",
-        "FORMATS",
-        "JSON_FIELDS",
-        "PageReader",
-        "atomic_write",
-        "document_failure_row",
-        "document_id",
-        "expand_inputs",
-        "ingest",
-        "load_engine",
-        "output_schema",
-        "page_result",
-        "read_corpus",
-        "record_row",
-        "record_schema",
-        "rendered_page",
-        "rendered_row",
-        "split_documents",
-        "work_schema",
-    ],
     "internvl_tools.documents": [
         "Block",
         "BlockKind",
@@ -551,6 +527,31 @@ EXPECTED_SUBPACKAGES = {
         "exit_code_for",
         "main",
     ],
+    "internvl_tools.corpus": [
+        "CorpusStore",
+        "CorpusSummary",
+        "DEFAULT_ACTOR_CPUS",
+        "DEFAULT_RENDER_CPUS",
+        "DOCUMENT_SUFFIXES",
+        "FORMATS",
+        "JSON_FIELDS",
+        "PageReader",
+        "atomic_write",
+        "document_failure_row",
+        "document_id",
+        "expand_inputs",
+        "ingest",
+        "load_engine",
+        "output_schema",
+        "page_result",
+        "read_corpus",
+        "record_row",
+        "record_schema",
+        "rendered_page",
+        "rendered_row",
+        "split_documents",
+        "work_schema",
+    ],
 }
 # --- end pinned
 
@@ -573,7 +574,7 @@ def test_every_top_level_name_resolves_to_its_home(name: str) -> None:
 def test_each_top_level_name_has_one_home() -> None:
     homes: dict[str, list[str]] = {}
     for module in internvl_tools.PUBLIC_MODULES:
-        for name in internvl_tools.module_all(module):
+        for name in module_all(module):
             homes.setdefault(name, []).append(module)
     assert {name: mods for name, mods in homes.items() if len(mods) > 1} == {}
 

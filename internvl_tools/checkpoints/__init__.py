@@ -6,11 +6,24 @@ The process-wide registry of loaded models (one copy of the weights per checkpoi
 :mod:`internvl_tools.engines.registry`.
 """
 
-from internvl_tools.checkpoints import config, device, families, load, weights
-from internvl_tools.checkpoints.config import *  # noqa: F403
-from internvl_tools.checkpoints.device import *  # noqa: F403
-from internvl_tools.checkpoints.families import *  # noqa: F403
-from internvl_tools.checkpoints.load import *  # noqa: F403
-from internvl_tools.checkpoints.weights import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [*config.__all__, *families.__all__, *weights.__all__, *load.__all__, *device.__all__]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "config",
+        "families",
+        "weights",
+        "load",
+        "device",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.checkpoints.config import *  # noqa: F403
+    from internvl_tools.checkpoints.device import *  # noqa: F403
+    from internvl_tools.checkpoints.families import *  # noqa: F403
+    from internvl_tools.checkpoints.load import *  # noqa: F403
+    from internvl_tools.checkpoints.weights import *  # noqa: F403

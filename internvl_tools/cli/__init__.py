@@ -6,9 +6,20 @@
 True
 """
 
-from internvl_tools.cli import commands, exits, parser
-from internvl_tools.cli.commands import *  # noqa: F403
-from internvl_tools.cli.exits import *  # noqa: F403
-from internvl_tools.cli.parser import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [*exits.__all__, *parser.__all__, *commands.__all__]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "exits",
+        "parser",
+        "commands",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.cli.commands import *  # noqa: F403
+    from internvl_tools.cli.exits import *  # noqa: F403
+    from internvl_tools.cli.parser import *  # noqa: F403

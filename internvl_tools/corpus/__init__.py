@@ -11,17 +11,24 @@ a corpus is read (``pip install 'internvl-tools[ray]'``).
 32
 """
 
-from internvl_tools.corpus import inputs, records, run, stages, store
-from internvl_tools.corpus.inputs import *  # noqa: F403
-from internvl_tools.corpus.records import *  # noqa: F403
-from internvl_tools.corpus.run import *  # noqa: F403
-from internvl_tools.corpus.stages import *  # noqa: F403
-from internvl_tools.corpus.store import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [
-    *inputs.__all__,
-    *records.__all__,
-    *store.__all__,
-    *stages.__all__,
-    *run.__all__,
-]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "inputs",
+        "records",
+        "store",
+        "stages",
+        "run",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.corpus.inputs import *  # noqa: F403
+    from internvl_tools.corpus.records import *  # noqa: F403
+    from internvl_tools.corpus.run import *  # noqa: F403
+    from internvl_tools.corpus.stages import *  # noqa: F403
+    from internvl_tools.corpus.store import *  # noqa: F403

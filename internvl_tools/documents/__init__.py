@@ -13,27 +13,34 @@ module's ``__all__``. pypdfium2 is imported only when a PDF is opened.
 [1, 2, 3]
 """
 
-from internvl_tools.documents import blocks, chunks, models, options, output, pipeline, render, sizing, sources, tasks
-from internvl_tools.documents.blocks import *  # noqa: F403
-from internvl_tools.documents.chunks import *  # noqa: F403
-from internvl_tools.documents.models import *  # noqa: F403
-from internvl_tools.documents.options import *  # noqa: F403
-from internvl_tools.documents.output import *  # noqa: F403
-from internvl_tools.documents.pipeline import *  # noqa: F403
-from internvl_tools.documents.render import *  # noqa: F403
-from internvl_tools.documents.sizing import *  # noqa: F403
-from internvl_tools.documents.sources import *  # noqa: F403
-from internvl_tools.documents.tasks import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [
-    *sources.__all__,
-    *sizing.__all__,
-    *render.__all__,
-    *tasks.__all__,
-    *blocks.__all__,
-    *models.__all__,
-    *chunks.__all__,
-    *options.__all__,
-    *pipeline.__all__,
-    *output.__all__,
-]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "sources",
+        "sizing",
+        "render",
+        "tasks",
+        "blocks",
+        "models",
+        "chunks",
+        "options",
+        "pipeline",
+        "output",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.documents.blocks import *  # noqa: F403
+    from internvl_tools.documents.chunks import *  # noqa: F403
+    from internvl_tools.documents.models import *  # noqa: F403
+    from internvl_tools.documents.options import *  # noqa: F403
+    from internvl_tools.documents.output import *  # noqa: F403
+    from internvl_tools.documents.pipeline import *  # noqa: F403
+    from internvl_tools.documents.render import *  # noqa: F403
+    from internvl_tools.documents.sizing import *  # noqa: F403
+    from internvl_tools.documents.sources import *  # noqa: F403
+    from internvl_tools.documents.tasks import *  # noqa: F403

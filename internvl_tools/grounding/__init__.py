@@ -5,12 +5,26 @@ Modules, bottom up (each imports only those before it): ``types`` (boxes, object
 call records and drawing) and ``parser`` (:func:`parse_grounding`, which builds results).
 """
 
-from internvl_tools.grounding import drawing, parser, prompts, records, result, types
-from internvl_tools.grounding.drawing import *  # noqa: F403
-from internvl_tools.grounding.parser import *  # noqa: F403
-from internvl_tools.grounding.prompts import *  # noqa: F403
-from internvl_tools.grounding.records import *  # noqa: F403
-from internvl_tools.grounding.result import *  # noqa: F403
-from internvl_tools.grounding.types import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [*types.__all__, *prompts.__all__, *records.__all__, *drawing.__all__, *result.__all__, *parser.__all__]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "types",
+        "prompts",
+        "records",
+        "drawing",
+        "result",
+        "parser",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.grounding.drawing import *  # noqa: F403
+    from internvl_tools.grounding.parser import *  # noqa: F403
+    from internvl_tools.grounding.prompts import *  # noqa: F403
+    from internvl_tools.grounding.records import *  # noqa: F403
+    from internvl_tools.grounding.result import *  # noqa: F403
+    from internvl_tools.grounding.types import *  # noqa: F403

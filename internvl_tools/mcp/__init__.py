@@ -5,9 +5,20 @@ over an engine and a :class:`ToolPolicy`; :mod:`.app` wires them into the offici
 needs ``internvl-tools[mcp]``); :mod:`.cli` is the command line.
 """
 
-from internvl_tools.mcp import app, cli, tools
-from internvl_tools.mcp.app import *  # noqa: F403
-from internvl_tools.mcp.cli import *  # noqa: F403
-from internvl_tools.mcp.tools import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [*tools.__all__, *app.__all__, *cli.__all__]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "tools",
+        "app",
+        "cli",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.mcp.app import *  # noqa: F403
+    from internvl_tools.mcp.cli import *  # noqa: F403
+    from internvl_tools.mcp.tools import *  # noqa: F403

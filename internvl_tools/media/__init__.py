@@ -6,12 +6,26 @@ the decoders we chose, pixels to RGB), ``images`` (:func:`load_image` from any s
 (the reference frame sampling).
 """
 
-from internvl_tools.media import decode, fetch, images, paths, policy, video
-from internvl_tools.media.decode import *  # noqa: F403
-from internvl_tools.media.fetch import *  # noqa: F403
-from internvl_tools.media.images import *  # noqa: F403
-from internvl_tools.media.paths import *  # noqa: F403
-from internvl_tools.media.policy import *  # noqa: F403
-from internvl_tools.media.video import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-__all__ = [*policy.__all__, *paths.__all__, *fetch.__all__, *decode.__all__, *images.__all__, *video.__all__]
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "policy",
+        "paths",
+        "fetch",
+        "decode",
+        "images",
+        "video",
+    ),
+)
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.media.decode import *  # noqa: F403
+    from internvl_tools.media.fetch import *  # noqa: F403
+    from internvl_tools.media.images import *  # noqa: F403
+    from internvl_tools.media.paths import *  # noqa: F403
+    from internvl_tools.media.policy import *  # noqa: F403
+    from internvl_tools.media.video import *  # noqa: F403

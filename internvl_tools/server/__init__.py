@@ -20,24 +20,31 @@ Modules, bottom up (each imports only those before it): ``errors`` (:class:`Requ
 package is cheap: FastAPI and uvicorn load only when an app is created or served.
 """
 
-from internvl_tools.constants import API_KEY_ENV
-from internvl_tools.server import app, batching, cli, errors, requests, settings, validation
-from internvl_tools.server.app import *  # noqa: F403
-from internvl_tools.server.batching import *  # noqa: F403
-from internvl_tools.server.cli import *  # noqa: F403
-from internvl_tools.server.errors import *  # noqa: F403
-from internvl_tools.server.requests import *  # noqa: F403
-from internvl_tools.server.settings import *  # noqa: F403
-from internvl_tools.server.validation import *  # noqa: F403
+from typing import TYPE_CHECKING
 
-# API_KEY_ENV is defined in internvl_tools.constants; re-exported here because the server module always had it.
-__all__ = [
-    "API_KEY_ENV",
-    *errors.__all__,
-    *settings.__all__,
-    *validation.__all__,
-    *requests.__all__,
-    *batching.__all__,
-    *app.__all__,
-    *cli.__all__,
-]
+from internvl_tools.constants import API_KEY_ENV
+from internvl_tools.lazy import lazy_exports
+
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__,
+    (
+        "errors",
+        "settings",
+        "validation",
+        "requests",
+        "batching",
+        "app",
+        "cli",
+    ),
+)
+# API_KEY_ENV lives in internvl_tools.constants; the server package has always offered it too.
+__all__ = ["API_KEY_ENV", *__all__]
+
+if TYPE_CHECKING:  # for type checkers and IDEs: the same names, eagerly
+    from internvl_tools.server.app import *  # noqa: F403
+    from internvl_tools.server.batching import *  # noqa: F403
+    from internvl_tools.server.cli import *  # noqa: F403
+    from internvl_tools.server.errors import *  # noqa: F403
+    from internvl_tools.server.requests import *  # noqa: F403
+    from internvl_tools.server.settings import *  # noqa: F403
+    from internvl_tools.server.validation import *  # noqa: F403
