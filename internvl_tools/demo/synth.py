@@ -12,11 +12,13 @@ Sample kinds:
 - ``text``: 1-4 lines of words, integers, amounts (``1,234.56``) and dates (``2024-03-14``);
 - ``table``: 2-4 rows of ``item | amount`` with ruling lines, transcribed as Markdown table rows;
 - ``chart``: a bar chart of 2-4 months with the values printed above the bars;
-- ``page``: a "scanned" receipt-like page, one tile wide and 2-3 tiles tall, made of text/table blocks, with
-  noise, a slight rotation and JPEG artefacts (:func:`scan`); :func:`write_pdf` puts pages into a PDF.
+- ``page``: a "scanned" page one, two or three tiles wide and one to six tiles in all, one text/table block per
+  tile, read block by block (tile rows top to bottom, left to right within a row), with noise, a slight rotation
+  and JPEG artefacts (:func:`scan`); :func:`write_pdf` puts pages into a PDF.
 
-Every :class:`Sample` carries its transcript, its word boxes (pixels and InternVL's 0-1000 scale), the centre of
-every drawn character (the target of the training-only auxiliary loss) and, for charts, the plotted data.
+Every :class:`Sample` carries its transcript, its word and line boxes (pixels and InternVL's 0-1000 scale), the
+centre of every drawn character (the target of the training-only auxiliary losses) and, for charts, the plotted
+data.
 
 >>> import random
 >>> s = text_tile(random.Random(0))
@@ -36,6 +38,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 TILE = 128
 CELL = 32
+#: Most tiles a generated page spans (the demo model's tile budget is this many, plus the thumbnail).
+PAGE_MAX_TILES = 6
+#: Page shapes as (tiles wide, tiles tall): one to three tiles wide, each a grid the tiler picks exactly.
+PAGE_GRIDS = ((1, 2), (1, 3), (1, 4), (2, 1), (2, 2), (2, 3), (3, 1), (3, 2))
 FONT_SIZE = 12
 CHART_FONT_SIZE = 10
 
@@ -145,6 +151,8 @@ class Sample:
     chars: list[tuple[str, float, float]] = field(default_factory=list)
     #: Chart data as (label, value) in bar order.
     chart: list[tuple[str, int]] = field(default_factory=list)
+    #: One entry per transcript line, in reading order: the line's text and the box around all of its ink.
+    line_boxes: list[Word] = field(default_factory=list)
 
     @property
     def text(self) -> str:
@@ -175,6 +183,22 @@ def _item(rng: random.Random) -> str:
     return f"20{rng.randint(10, 29)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
 
 
+def union(boxes: list[tuple[int, int, int, int]]) -> tuple[int, int, int, int]:
+    """The smallest box holding every box of ``boxes``.
+
+    >>> union([(1, 2, 3, 4), (0, 3, 2, 9)])
+    (0, 2, 3, 9)
+    """
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _add_line(sample: Sample, text: str, first_word: int) -> None:
+    """Record the transcript line ``text`` whose words are ``sample.words[first_word:]``."""
+    box = union([w.box for w in sample.words[first_word:]])
+    sample.lines.append(text)
+    sample.line_boxes.append(Word(text, box, to_1000(box, sample.image.size)))
+
+
 def _draw_text(draw: ImageDraw.ImageDraw, sample: Sample, xy: tuple[int, int], text: str, ink: tuple) -> None:
     """Draw ``text`` with its top-left at ``xy``; record word boxes and character centres."""
     f = font(FONT_SIZE)
@@ -201,7 +225,9 @@ def _line_top(row: int, y_offset: int = 0) -> int:
     return y_offset + row * CELL + CELL // 2 - round((top + bottom) / 2)
 
 
-def _fill_text(rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y_offset: int, easy: bool) -> None:
+def _fill_text(
+    rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y_offset: int, easy: bool, x_offset: int = 0
+) -> None:
     f = font(FONT_SIZE)
     ink = rng.choice(INK)
     rows = [0] if easy else sorted(rng.sample(range(4), rng.randint(1, 4)))
@@ -220,11 +246,14 @@ def _fill_text(rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y_
         if not items:
             items = [rng.choice(("Tax", "Due", "Net", "Fee", "Ref", "VAT"))]
         line = " ".join(items)
-        _draw_text(draw, sample, (x, _line_top(row, y_offset)), line, ink)
-        sample.lines.append(line)
+        first = len(sample.words)
+        _draw_text(draw, sample, (x_offset + x, _line_top(row, y_offset)), line, ink)
+        _add_line(sample, line, first)
 
 
-def _fill_table(rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y_offset: int) -> None:
+def _fill_table(
+    rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y_offset: int, x_offset: int = 0
+) -> None:
     f = font(FONT_SIZE)
     ink = rng.choice(INK)
     first = rng.randint(0, 2)
@@ -233,13 +262,14 @@ def _fill_table(rng: random.Random, sample: Sample, draw: ImageDraw.ImageDraw, y
     for row in rows:
         word = rng.choice([w for w in WORDS if f.getlength(w) <= 2 * CELL - 8])
         amount = f"{rng.randint(0, 999)}.{rng.randint(0, 99):02d}"
-        _draw_text(draw, sample, (4, _line_top(row, y_offset)), word, ink)
-        _draw_text(draw, sample, (4 + 2 * CELL, _line_top(row, y_offset)), amount, ink)
-        draw.line((0, y_offset + row * CELL + CELL - 1, TILE - 1, y_offset + row * CELL + CELL - 1), fill=rule)
-        sample.lines.append(f"| {word} | {amount} |")
-    draw.line(
-        (2 * CELL - 2, y_offset + rows[0] * CELL + 2, 2 * CELL - 2, y_offset + rows[-1] * CELL + CELL - 2), fill=rule
-    )
+        first = len(sample.words)
+        _draw_text(draw, sample, (x_offset + 4, _line_top(row, y_offset)), word, ink)
+        _draw_text(draw, sample, (x_offset + 4 + 2 * CELL, _line_top(row, y_offset)), amount, ink)
+        bottom = y_offset + row * CELL + CELL - 1
+        draw.line((x_offset, bottom, x_offset + TILE - 1, bottom), fill=rule)
+        _add_line(sample, f"| {word} | {amount} |", first)
+    x = x_offset + 2 * CELL - 2
+    draw.line((x, y_offset + rows[0] * CELL + 2, x, y_offset + rows[-1] * CELL + CELL - 2), fill=rule)
 
 
 def text_tile(rng: random.Random, *, easy: bool = False) -> Sample:
@@ -313,23 +343,38 @@ def chart_table(data: list[tuple[str, int]]) -> str:
     return "\n".join(["| Month | Value |", "| --- | --- |", *(f"| {m} | {v} |" for m, v in data)])
 
 
-def page(rng: random.Random, tiles_tall: int | None = None, *, scanned: bool = True) -> Sample:
-    """A receipt-like page one tile wide and 2-3 tiles tall, of text and table blocks, optionally "scanned".
+def page(
+    rng: random.Random, tiles_tall: int | None = None, *, tiles_wide: int | None = None, scanned: bool = True
+) -> Sample:
+    """A page of text and table blocks, one per tile, optionally "scanned".
+
+    The shape is drawn from :data:`PAGE_GRIDS` unless ``tiles_wide``/``tiles_tall`` fix it (one given alone keeps
+    the other at 1 wide, or at 2-3 tall for a one-tile-wide page). Blocks are read tile row by tile row, left to
+    right, so the transcript and :attr:`Sample.line_boxes` follow that order.
 
     >>> import random
     >>> p = page(random.Random(5), 3)
     >>> p.image.size
     (128, 384)
+    >>> page(random.Random(5), 2, tiles_wide=3).image.size
+    (384, 256)
     """
-    n = tiles_tall or rng.randint(2, 3)
-    image = Image.new("RGB", (TILE, TILE * n), "white")
+    if tiles_wide is None and tiles_tall is None:
+        cols, rows = rng.choice(PAGE_GRIDS)
+    else:
+        cols = tiles_wide or 1
+        rows = tiles_tall or (rng.randint(2, 3) if cols == 1 else 1)
+    if not 1 <= cols * rows <= PAGE_MAX_TILES:
+        raise ValueError(f"a page of {cols}x{rows} tiles exceeds {PAGE_MAX_TILES} tiles; use a smaller shape")
+    image = Image.new("RGB", (TILE * cols, TILE * rows), "white")
     draw = ImageDraw.Draw(image)
     sample = Sample("page", image)
-    for t in range(n):
-        if rng.random() < 0.25:
-            _fill_table(rng, sample, draw, t * TILE)
-        else:
-            _fill_text(rng, sample, draw, t * TILE, easy=False)
+    for r in range(rows):
+        for c in range(cols):
+            if rng.random() < 0.25:
+                _fill_table(rng, sample, draw, r * TILE, c * TILE)
+            else:
+                _fill_text(rng, sample, draw, r * TILE, easy=False, x_offset=c * TILE)
     if scanned:
         sample.image = scan(image, rng)
     return sample

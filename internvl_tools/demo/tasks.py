@@ -15,8 +15,9 @@ from __future__ import annotations
 import random
 
 from internvl_tools.demo import synth
+from internvl_tools.documents.blocks import LAYOUT_PROMPT
 from internvl_tools.documents.tasks import OCR_PROMPT
-from internvl_tools.grounding.prompts import grounding_prompt
+from internvl_tools.grounding.prompts import GROUNDED_OCR_PROMPT, grounding_prompt
 
 __all__ = [
     "MIXTURE",
@@ -27,6 +28,7 @@ __all__ = [
     "box_answer",
     "draw_task",
     "grounding_question",
+    "line_boxes_answer",
     "make_example",
     "ocr_prompt",
 ]
@@ -38,13 +40,16 @@ VALUE_QUESTION = "What is the value of {} in the chart?"
 TABLE_QUESTION = "Convert the chart to a table."
 #: Task mixture (name, weight).
 MIXTURE = (
-    ("easy_ocr", 0.10),
-    ("ocr", 0.18),
-    ("table_ocr", 0.07),
-    ("ground", 0.23),
+    ("easy_ocr", 0.05),
+    ("ocr", 0.13),
+    ("table_ocr", 0.05),
+    ("ground", 0.18),
+    ("page_ground", 0.04),
     ("chart_value", 0.13),
-    ("chart_table", 0.08),
-    ("page_ocr", 0.21),
+    ("chart_table", 0.06),
+    ("page_ocr", 0.14),
+    ("line_ground", 0.10),
+    ("page_line_ground", 0.12),
 )
 
 
@@ -64,6 +69,21 @@ def box_answer(word: synth.Word) -> str:
     return f"<ref>{word.text}</ref><box>[[{x1}, {y1}, {x2}, {y2}]]</box>"
 
 
+def line_boxes_answer(sample: synth.Sample) -> str:
+    """The grounded-OCR answer: one ``<ref>line</ref><box>[[x1, y1, x2, y2]]</box>`` per line, in reading order."""
+    return "\n".join(
+        f"<ref>{line.text}</ref><box>[[{', '.join(str(v) for v in line.box_1000)}]]</box>" for line in sample.line_boxes
+    )
+
+
+def _unique_word(sample: synth.Sample, rng: random.Random) -> synth.Word | None:
+    counts: dict[str, int] = {}
+    for w in sample.words:
+        counts[w.text] = counts.get(w.text, 0) + 1
+    unique = [w for w in sample.words if counts[w.text] == 1]
+    return rng.choice(unique) if unique else None
+
+
 def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]:
     """One training example: (sample, question, answer) for ``task``."""
     if task == "easy_ocr":
@@ -77,18 +97,25 @@ def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]
     if task == "table_ocr":
         s = synth.table_tile(rng)
         return s, ocr_prompt(), s.text
-    if task == "ground":
+    if task in ("ground", "page_ground"):
         while True:
-            s = synth.text_tile(rng) if rng.random() < 0.8 else synth.table_tile(rng)
-            counts: dict[str, int] = {}
-            for w in s.words:
-                counts[w.text] = counts.get(w.text, 0) + 1
-            unique = [w for w in s.words if counts[w.text] == 1]
-            if unique:
-                word = rng.choice(unique)
-                if rng.random() < 0.3:
+            if task == "page_ground":
+                s = synth.page(rng)
+            else:
+                s = synth.text_tile(rng) if rng.random() < 0.8 else synth.table_tile(rng)
+            word = _unique_word(s, rng)
+            if word is not None:
+                if task == "ground" and rng.random() < 0.3:
                     s.image = synth.scan(s.image, rng, strength=0.6)
                 return s, grounding_question(word.text), box_answer(word)
+    if task == "line_ground":
+        s = synth.text_tile(rng) if rng.random() < 0.75 else synth.table_tile(rng)
+        if rng.random() < 0.3:
+            s.image = synth.scan(s.image, rng, strength=0.6)
+        return s, rng.choice((GROUNDED_OCR_PROMPT, LAYOUT_PROMPT)), line_boxes_answer(s)
+    if task == "page_line_ground":
+        s = synth.page(rng)
+        return s, rng.choice((GROUNDED_OCR_PROMPT, LAYOUT_PROMPT)), line_boxes_answer(s)
     if task == "chart_value":
         s = synth.chart_tile(rng)
         label, value = rng.choice(s.chart)
