@@ -253,29 +253,44 @@ def test_tiny_alias_builds_offline() -> None:
     assert isinstance(InternVL.from_pretrained("tiny").ask(None, "Hi", max_new_tokens=2), str)
 
 
-def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL) -> None:
-    """Our greedy loop must produce exactly the tokens of transformers' generate() (left-padded batch too)."""
+@pytest.mark.parametrize("rows", [slice(0, 3), slice(0, 1), slice(3, 4)], ids=["left-padded", "one-row", "one-wide-image"])
+def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL, rows: slice) -> None:
+    """Our greedy loop must produce exactly the tokens of transformers' generate() (left-padded batch too), and
+    pass a mask to the decoding steps only when the batch is padded."""
     from internvl_tools.generation.decoding import decode
 
     state = tiny_engine._state()
-    prepared = [tiny_engine._prepare(c, state) for c in CONVERSATIONS[:3]]
+    prepared = [tiny_engine._prepare(c, state) for c in CONVERSATIONS[rows]]
+    n = len(prepared)
     width = max(len(p.input_ids) for p in prepared)
-    ids = torch.full((3, width), state.pad_token_id)
-    mask = torch.zeros((3, width), dtype=torch.long)
+    ids = torch.full((n, width), state.pad_token_id)
+    mask = torch.zeros((n, width), dtype=torch.long)
     for row, p in enumerate(prepared):
         ids[row, width - len(p.input_ids) :] = torch.tensor(p.input_ids)
         mask[row, width - len(p.input_ids) :] = 1
-    pixels = torch.cat([p.pixel_values for p in prepared if p.pixel_values is not None])
-    with torch.inference_mode():
-        ours = decode(
+    pixel_list = [p.pixel_values for p in prepared if p.pixel_values is not None]
+    pixels = torch.cat(pixel_list) if pixel_list else None
+    step_masks: list[bool] = []
+
+    def record(_module, args, kwargs):
+        if kwargs.get("input_ids") is not None and kwargs["input_ids"].shape[1] == 1:
+            step_masks.append(kwargs.get("attention_mask") is not None)
+
+    hook = state.model.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            ours = decode(
             state.model,
             ids,
             mask,
             pixels,
-            max_new_tokens=12,
-            eos_token_id=state.eos_token_id,
-            pad_token_id=state.pad_token_id,
-        )
+                max_new_tokens=12,
+                eos_token_id=state.eos_token_id,
+                pad_token_id=state.pad_token_id,
+            )
+    finally:
+        hook.remove()
+    with torch.inference_mode():
         theirs = state.model.generate(
             input_ids=ids,
             attention_mask=mask,
@@ -286,6 +301,8 @@ def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL) 
             pad_token_id=state.pad_token_id,
         )[:, width:]
     assert ours.tolist() == theirs[:, : ours.shape[1]].tolist()
+    padded = len({len(p.input_ids) for p in prepared}) > 1
+    assert step_masks and set(step_masks) == {padded}
 
 
 def test_beam_search_goes_through_generate(tiny_engine: InternVL) -> None:

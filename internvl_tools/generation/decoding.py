@@ -6,6 +6,11 @@ loop does the same work directly: one prefill forward with the pixels, then one 
 with position ids taken from the attention mask exactly as ``generate()`` does for left-padded batches. The
 sampling warpers and the repetition penalty are transformers' own classes. Beam search goes through ``generate()``.
 
+Per-token work is kept to what the batch needs: a batch without padding (one row, or rows of equal length) passes
+no attention mask to the decoding steps (a growing all-ones mask only costs a concatenation and a mask expansion per
+layer and step, and changes no logit), and the sequence of ids so far is only grown when a logits processor, warper
+or stopping criterion reads it.
+
 >>> callable(decode)
 True
 """
@@ -78,6 +83,9 @@ def decode(
     batch = input_ids.shape[0]
     device = input_ids.device
     position_ids = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    padded = not bool(attention_mask.bool().all())
+    step_mask = attention_mask if padded else None
+    reads_ids = bool(logits_processors or warpers or stopping)
     sequence = input_ids
     unfinished = torch.ones(batch, dtype=torch.bool, device=device)
     outputs = model(
@@ -102,7 +110,8 @@ def decode(
             token = scores.argmax(dim=-1)
         token = torch.where(unfinished, token, torch.full_like(token, pad_token_id))
         new_tokens.append(token)
-        sequence = torch.cat([sequence, token[:, None]], dim=1)
+        if reads_ids:
+            sequence = torch.cat([sequence, token[:, None]], dim=1)
         if on_tokens is not None:
             on_tokens(token)
         unfinished &= token != eos_token_id
@@ -110,11 +119,12 @@ def decode(
             unfinished &= ~criterion(sequence, scores).to(device)
         if not bool(unfinished.any()) or step == max_new_tokens - 1:
             break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones((batch, 1))], dim=1)
+        if padded:
+            step_mask = torch.cat([step_mask, step_mask.new_ones((batch, 1))], dim=1)
         position_ids = position_ids[:, -1:] + 1
         outputs = model(
             input_ids=token[:, None],
-            attention_mask=attention_mask,
+            attention_mask=step_mask,
             position_ids=position_ids,
             past_key_values=outputs.past_key_values,
             use_cache=True,
