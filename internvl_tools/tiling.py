@@ -6,7 +6,7 @@ to the image's ``W/H``; on an exact tie a later candidate replaces the current o
 ``W*H > 0.5 * S² * cols*rows``. The image is resized to ``(S*cols, S*rows)`` and cut row-major into tiles; a
 thumbnail of the whole image (``S×S``) follows when there is more than one tile.
 
-Two numeric paths produce the tiles:
+Two numeric paths produce the tiles (their kernels live in :mod:`internvl_tools.resample`):
 
 * ``mode="exact"``: PIL bicubic resizes and torchvision's ``ToTensor`` + ``Normalize`` arithmetic, bit-identical
   to the reference pipeline (the crops and the per-tile transform are vectorised, which changes no value).
@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from internvl_tools.constants import DEFAULT_IMAGE_SIZE, DEFAULT_MAX_TILES, IMAGENET_MEAN, IMAGENET_STD
 from internvl_tools.errors import ConfigError, ImageTooSmallError, UnsupportedSourceError
+from internvl_tools.resample import as_source, exact_pixels, fast_pixels, source_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -250,53 +250,6 @@ class TiledImage:
         return boxes
 
 
-def _as_rgb(image: Any) -> tuple[Image.Image | None, np.ndarray | None]:
-    """Return (PIL RGB image, None) or (None, contiguous uint8 H×W×3 array)."""
-    import numpy as np
-    from PIL import Image
-
-    if isinstance(image, Image.Image):
-        if image.width < 1 or image.height < 1:
-            raise ImageTooSmallError(f"image is {image.width}x{image.height}; both sides must be at least 1 pixel.")
-        # The reference converts with PIL (alpha is dropped, palettes expanded), so do we.
-        return (image if image.mode == "RGB" else image.convert("RGB")), None
-    if isinstance(image, np.ndarray):
-        if image.dtype != np.uint8:
-            raise UnsupportedSourceError(
-                f"numpy image must be uint8, got {image.dtype}; scale to 0..255 and use .astype(np.uint8)."
-            )
-        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 4)):
-            if image.shape[0] < 1 or image.shape[1] < 1:
-                raise ImageTooSmallError(f"image array has shape {image.shape}; both sides must be at least 1.")
-            mode = "RGBA" if image.ndim == 3 and image.shape[2] == 4 else "L"
-            arr = image if image.ndim == 2 or mode == "RGBA" else image[:, :, 0]
-            return Image.fromarray(np.ascontiguousarray(arr), mode=mode).convert("RGB"), None
-        if image.ndim == 3 and image.shape[2] == 3:
-            if image.shape[0] < 1 or image.shape[1] < 1:
-                raise ImageTooSmallError(f"image array has shape {image.shape}; both sides must be at least 1.")
-            return None, np.ascontiguousarray(image)
-        raise UnsupportedSourceError(f"numpy image must be H×W, H×W×1, H×W×3 or H×W×4 uint8, got shape {image.shape}.")
-    raise UnsupportedSourceError(
-        f"cannot tile a {type(image).__name__}; pass a PIL.Image.Image or a uint8 H×W×3 numpy array "
-        "(use internvl_tools.load_image for paths, bytes and URLs)."
-    )
-
-
-def _hwc_tensor(pil: Image.Image | None, arr: np.ndarray | None) -> torch.Tensor:
-    """uint8 H×W×3 tensor sharing memory with one packed copy of the pixels (no CHW copy)."""
-    import numpy as np
-    import torch
-
-    if arr is None:
-        assert pil is not None
-        # tobytes + frombuffer is one packing pass; np.asarray(pil) would add a second copy.
-        arr = np.frombuffer(pil.tobytes(), dtype=np.uint8).reshape(pil.height, pil.width, 3)
-    with warnings.catch_warnings():
-        # Read-only buffers are fine: the tensor is only ever read.
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(arr)
-
-
 def _resolve_dtype(dtype: Any) -> torch.dtype:
     import torch
 
@@ -339,155 +292,8 @@ def _torch_threads(num_threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _tiles_view_hwc(grid_hwc: torch.Tensor, cols: int, rows: int, size: int) -> torch.Tensor:
-    """rows×cols×C×S×S view of an (S*rows)×(S*cols)×C image: tile (r, c) is ``[r, c]``, no copy."""
-    c = grid_hwc.shape[2]
-    return grid_hwc.view(rows, size, cols, size, c).permute(0, 2, 4, 1, 3)
-
-
-def _tiles_view_chw(grid_chw: torch.Tensor, cols: int, rows: int, size: int) -> torch.Tensor:
-    """rows×cols×C×S×S view of a C×(S*rows)×(S*cols) image (made contiguous first if it is not)."""
-    c = grid_chw.shape[0]
-    return grid_chw.contiguous().view(c, rows, size, cols, size).permute(1, 3, 0, 2, 4)
-
-
-def _exact_pixels(pil: Image.Image, cols: int, rows: int, size: int, thumb: bool, mean, std) -> torch.Tensor:
-    import numpy as np
-    import torch
-
-    n = cols * rows
-    out = torch.empty((n + int(thumb), 3, size, size), dtype=torch.float32)
-    resized = pil.resize((size * cols, size * rows))  # PIL's default filter (BICUBIC), as the reference
-    grid = _hwc_tensor(resized, None)
-    out[:n].view(rows, cols, 3, size, size).copy_(_tiles_view_hwc(grid, cols, rows, size))
-    if thumb:
-        t = np.frombuffer(pil.resize((size, size)).tobytes(), dtype=np.uint8).reshape(size, size, 3)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            out[n].copy_(torch.from_numpy(t).permute(2, 0, 1))
-    # torchvision: ToTensor is ``x.float().div(255)``; Normalize is ``sub_(mean).div_(std)`` with float32 stats.
-    # The same elementwise IEEE operations in the same order give the same bits, batched or not.
-    out.div_(255)
-    out.sub_(torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-    out.div_(torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-    return out
-
-
-def _fast_uint8(
-    pil: Image.Image | None, arr: np.ndarray | None, cols: int, rows: int, size: int, thumb: bool
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Grid image (1×3×S*rows×S*cols) and thumbnail (1×3×S×S), uint8, by torch's antialiased bicubic."""
-    hwc = _hwc_tensor(pil, arr)
-    # A permuted H×W×3 buffer is a channels-last NCHW tensor: torch's fast uint8 resampling path, no copy.
-    src = hwc.permute(2, 0, 1).unsqueeze(0)
-    grid = _resize_like_pil(src, size * cols, size * rows)
-    thumbnail = _resize_like_pil(src, size, size) if thumb else None
-    return grid, thumbnail
-
-
-@functools.lru_cache(maxsize=1)
-def _pil_version() -> tuple[int, ...]:
-    from PIL import __version__
-
-    return tuple(int(p) for p in __version__.split(".")[:2] if p.isdigit())
-
-
-def _pil_vertical_first(w: int, h: int, out_w: int, out_h: int) -> bool:
-    """Whether the installed Pillow runs the vertical pass of a resize first.
-
-    PIL resizes in two separable passes with a clipped uint8 intermediate, so the pass order changes results by
-    many levels on busy images (e.g. a narrow tall image whose width is upscaled). The order is version
-    dependent (read from Pillow's ``Resample.c``): 13.x goes vertical-first when the height shrinks by more
-    than twice as many pixels as the width; 12.x when the height shrinks and the width does not; older
-    versions only for images over 100 times taller than wide whose height shrinks.
-    """
-    version = _pil_version()
-    if version >= (13,):
-        return (h - out_h) > 0 and (h - out_h) > 2 * (w - out_w)
-    if version >= (12,):
-        return out_w >= w and out_h < h
-    return h > w * 100 and out_h < h
-
-
-def _resize_like_pil(src: torch.Tensor, out_w: int, out_h: int) -> torch.Tensor:
-    import torch.nn.functional as F
-
-    _, _, h, w = src.shape
-
-    def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        # antialias=True is PIL's bicubic (a=-0.5) with the support scaled on downsampling, up or down.
-        return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
-
-    if h != out_h and w != out_w and _pil_vertical_first(w, h, out_w, out_h):
-        # torch does horizontal-then-vertical in one call; match PIL's order with two 1-D passes.
-        return resize(resize(src, (out_h, w)), (out_h, out_w))
-    return resize(src, (out_h, out_w))
-
-
-def _normalise_cpu_f32(out5: torch.Tensor, u8: torch.Tensor, scale: Sequence[float], bias: Sequence[float]) -> None:
-    # out = u8 * scale + bias per channel in two passes over the output: the uint8 -> float32 copy (which also
-    # does the tile permute), then one fused in-place ``bias + scale * x`` per channel. Measured faster than
-    # copy/mul/add (3 passes) and than mixed-dtype ops, which fall off torch's vectorised loops.
-    import torch
-
-    out5.copy_(u8)
-    for ch in range(3):
-        plane = out5.select(-3, ch)
-        torch.add(torch.tensor(bias[ch], dtype=out5.dtype), plane, alpha=scale[ch], out=plane)
-
-
-def _fast_pixels(
-    pil: Image.Image | None,
-    arr: np.ndarray | None,
-    cols: int,
-    rows: int,
-    size: int,
-    thumb: bool,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    dtype: torch.dtype,
-    device: torch.device,
-) -> torch.Tensor:
-    import torch
-
-    grid, thumbnail = _fast_uint8(pil, arr, cols, rows, size, thumb)
-    n = cols * rows
-    scale = [1.0 / (255.0 * s) for s in std]
-    bias = [-m / s for m, s in zip(mean, std, strict=True)]
-    if device.type != "cpu":
-        # Ship uint8 (4x fewer bytes than float32); split into tiles and normalise on the device.
-        grid = grid.to(device, non_blocking=True)
-        thumbnail = thumbnail.to(device, non_blocking=True) if thumbnail is not None else None
-    tiles5 = _tiles_view_chw(grid[0], cols, rows, size)
-    out = torch.empty((n + int(thumb), 3, size, size), dtype=dtype, device=device)
-    out5 = out[:n].view(rows, cols, 3, size, size)
-    if device.type == "cpu" and dtype in (torch.float32, torch.float64):
-        _normalise_cpu_f32(out5, tiles5, scale, bias)
-        if thumbnail is not None:
-            _normalise_cpu_f32(out[n:], thumbnail, scale, bias)
-        return out
-    # Other dtypes (bf16, fp16) and devices: compute in float32 and round once into the output dtype, a tile
-    # at a time on the CPU so the float32 temporary stays small (one tile, cache-resident).
-    scale_t = torch.tensor(scale, dtype=torch.float32, device=device).view(3, 1, 1)
-    bias_t = torch.tensor(bias, dtype=torch.float32, device=device).view(3, 1, 1)
-    sources = [tiles5[r, c] for r in range(rows) for c in range(cols)]
-    if thumbnail is not None:
-        sources.append(thumbnail[0])
-    if device.type == "cpu":
-        tmp = torch.empty((3, size, size), dtype=torch.float32)
-        for k, src in enumerate(sources):
-            tmp.copy_(src)
-            torch.addcmul(bias_t, tmp, scale_t, out=tmp)
-            out[k].copy_(tmp)
-    else:
-        out5.copy_(torch.addcmul(bias_t, tiles5.float(), scale_t))
-        if thumbnail is not None:
-            out[n].copy_(torch.addcmul(bias_t, thumbnail[0].float(), scale_t))
-    return out
-
-
 def tile_image(
-    image: Image.Image | np.ndarray,
+    image: Image.Image | np.ndarray | torch.Tensor,
     max_tiles: int = DEFAULT_MAX_TILES,
     min_tiles: int = 1,
     image_size: int = DEFAULT_IMAGE_SIZE,
@@ -502,7 +308,9 @@ def tile_image(
 ) -> TiledImage:
     """Cut one image into InternVL tiles (row-major, thumbnail last when there is more than one tile).
 
-    ``image`` is a PIL image (converted to RGB as the reference does) or a uint8 ``H×W×3`` numpy array.
+    ``image`` is a PIL image (converted to RGB as the reference does), a uint8 ``H×W×3`` numpy array, or a uint8
+    ``3×H×W`` torch tensor (what :func:`internvl_tools.load_pixels` and torchvision's decoders return): arrays and
+    tensors reach the resize with no copy of their pixels.
     ``mode="exact"`` is bit-identical to the reference pipeline; ``mode="fast"`` is within 2 uint8 levels.
     ``dtype``/``device`` choose the output (default float32 on CPU); on an accelerator the uint8 tiles are
     moved first and normalised there. ``num_threads`` pins torch's CPU threads for the call.
@@ -523,8 +331,8 @@ def tile_image(
         raise ConfigError(f"invalid device {device!r}: {exc}") from exc
     mean_t, std_t = _stats(mean, std)
     _check_int("image_size", image_size)
-    pil, arr = _as_rgb(image)
-    width, height = (pil.width, pil.height) if pil is not None else (arr.shape[1], arr.shape[0])  # type: ignore[union-attr]
+    pil, chw = as_source(image)
+    width, height = source_size(pil, chw)
     cols, rows = select_grid(width, height, max_tiles, min_tiles, image_size)
     thumb = bool(use_thumbnail) and cols * rows > 1
     with _torch_threads(num_threads):
@@ -532,15 +340,16 @@ def tile_image(
             if pil is None:
                 from PIL import Image
 
-                pil = Image.fromarray(arr, mode="RGB")
-            pixels = _exact_pixels(pil, cols, rows, image_size, thumb, mean_t, std_t)
+                assert chw is not None
+                pil = Image.fromarray(chw.permute(1, 2, 0).cpu().numpy(), mode="RGB")
+            pixels = exact_pixels(pil, cols, rows, image_size, thumb, mean_t, std_t)
             # The reference casts on the CPU, then moves: ``.to(torch.bfloat16).cuda()``.
             if out_dtype != torch.float32:
                 pixels = pixels.to(out_dtype)
             if out_device.type != "cpu":
                 pixels = pixels.to(out_device)
         else:
-            pixels = _fast_pixels(pil, arr, cols, rows, image_size, thumb, mean_t, std_t, out_dtype, out_device)
+            pixels = fast_pixels(pil, chw, cols, rows, image_size, thumb, mean_t, std_t, out_dtype, out_device)
     return TiledImage(
         pixel_values=pixels,
         grid=(cols, rows),
@@ -551,7 +360,7 @@ def tile_image(
 
 
 def tile_images(
-    images: Sequence[Image.Image | np.ndarray],
+    images: Sequence[Image.Image | np.ndarray | torch.Tensor],
     max_tiles: int = DEFAULT_MAX_TILES,
     min_tiles: int = 1,
     image_size: int = DEFAULT_IMAGE_SIZE,

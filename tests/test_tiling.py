@@ -563,9 +563,9 @@ def test_tile_images_passes_options_and_handles_empty():
 def test_fast_resize_follows_the_installed_pillow_pass_order(src, dst):
     # PIL's two passes clip to uint8 in between, so the pass order matters by many levels on noise. Our fast
     # resize must pick the same order as the installed Pillow; noise makes any mismatch obvious.
-    from internvl_tools.tiling import _resize_like_pil
+    from internvl_tools.resample import resize_like_pil
 
     arr = np.asarray(noise(*src, seed=11))
     pil = np.asarray(Image.fromarray(arr).resize(dst)).astype(int)
-    ours = _resize_like_pil(torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0), *dst)
+    ours = resize_like_pil(torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0), *dst)
     assert np.abs(ours[0].permute(1, 2, 0).numpy().astype(int) - pil).max() <= MAX_LEVELS

@@ -58,6 +58,24 @@ def iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return BoundingBox.from_xyxy(a).iou(BoundingBox.from_xyxy(b))
 
 
+def line_box_hits(answer: str, sample: synth.Sample) -> tuple[int, int]:
+    """(lines whose predicted box has IoU >= 0.5 with the true line box, lines) for a grounded-OCR answer.
+
+    Predicted lines are matched to the truth in reading order by their text (the first unused equal text), so a
+    right box on a wrongly read line does not count.
+    """
+    got = parse_grounding(answer, (1000, 1000)).boxes
+    used: set[int] = set()
+    hits = 0
+    for truth in sample.line_boxes:
+        for k, box in enumerate(got):
+            if k not in used and (box.label or "").strip() == truth.text:
+                used.add(k)
+                hits += iou(box.xyxy, truth.box_1000) >= 0.5
+                break
+    return hits, len(sample.line_boxes)
+
+
 def _chart_rows(text: str) -> list[tuple[str, str]]:
     rows = []
     for line in text.strip().split("\n")[2:]:

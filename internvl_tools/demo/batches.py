@@ -1,0 +1,172 @@
+"""Training batches of the demo model: the exact engine inputs (tiles, prompt) plus the training-only targets.
+
+Inputs are built by the package's own code, exactly as the engine builds them at inference:
+:func:`internvl_tools.tiling.tile_image` for pixels and :func:`internvl_tools.prompts.build_chat_prompt` with the
+``internvl2_5`` template and the checkpoint's system message. The auxiliary targets (:func:`aux_targets`) are what
+each image token should know: the characters in its cell, the text tokens of the words it overlaps, and the boxes
+of that word and line.
+
+>>> import random
+>>> from internvl_tools.demo.tasks import make_example
+>>> sample, question, answer = make_example("line_ground", random.Random(0))
+>>> approx_tokens(sample, question, answer) > TOKENS_PER_TILE
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from internvl_tools.demo import synth
+from internvl_tools.demo.architecture import CELL, IMAGE_SIZE, MAX_TILES, SIDE, TOKENS_PER_TILE
+from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TEMPLATE
+from internvl_tools.generation.text import encode_prompt
+from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
+from internvl_tools.tiling import tile_image
+
+__all__ = ["SLOTS", "TokenIds", "approx_tokens", "aux_targets", "collate", "prompt_text", "tile"]
+
+SLOTS = CELL // 8  # horizontal 8-px sub-slots per cell in the character target
+
+
+def prompt_text(question: str, num_tiles: int) -> str:
+    """The exact prompt the engine builds for one image of ``num_tiles`` tiles and ``question``."""
+    turn = PromptTurn("user", (ImageSlot(num_tiles), question))
+    return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=TOKENS_PER_TILE).text
+
+
+def tile(sample: synth.Sample) -> Any:
+    """Tile a sample's image exactly as the engine does (budget :data:`MAX_TILES`, thumbnail, ImageNet stats)."""
+    return tile_image(sample.image, max_tiles=MAX_TILES, image_size=IMAGE_SIZE, mode="fast")
+
+
+def _frames(sample: synth.Sample, tiled: Any) -> list[tuple[int, int, float, float]]:
+    """Per tile: (column, row, x scale, y scale) from image pixels to the tile grid's pixels."""
+    cols, rows = tiled.grid
+    w, h = sample.image.size
+    frames = [(c, r, cols * IMAGE_SIZE / w, rows * IMAGE_SIZE / h) for r in range(rows) for c in range(cols)]
+    if tiled.num_tiles > cols * rows:
+        frames.append((0, 0, IMAGE_SIZE / w, IMAGE_SIZE / h))  # the thumbnail: the whole image in one tile
+    return frames
+
+
+def _cells(box: tuple[float, float, float, float], frame: tuple[int, int, float, float]) -> dict[int, float]:
+    """Image-token cells of one tile that ``box`` (image pixels) overlaps by >= 2 px each way: {token: area}."""
+    c, r, sx, sy = frame
+    x1, y1 = box[0] * sx - c * IMAGE_SIZE, box[1] * sy - r * IMAGE_SIZE
+    x2, y2 = box[2] * sx - c * IMAGE_SIZE, box[3] * sy - r * IMAGE_SIZE
+    out = {}
+    for row in range(max(0, int(y1 // CELL)), min(SIDE, int(y2 // CELL) + 1)):
+        for col in range(max(0, int(x1 // CELL)), min(SIDE, int(x2 // CELL) + 1)):
+            dx = min(x2, (col + 1) * CELL) - max(x1, col * CELL)
+            dy = min(y2, (row + 1) * CELL) - max(y1, row * CELL)
+            if dx >= 2 and dy >= 2:
+                out[row * SIDE + col] = dx * dy
+    return out
+
+
+def _groups(sample: synth.Sample) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """Spans whose text each covered token names: every word, and for charts each bar's column (label and value)."""
+    groups = [(w.text, w.box) for w in sample.words]
+    if sample.kind == "chart":
+        for value, label in zip(sample.words[::2], sample.words[1::2], strict=True):
+            groups.append((f"{label.text} {value.text}", synth.union([value.box, label.box])))
+    return groups
+
+
+def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any) -> dict[str, Any]:
+    """Training-only targets per tile and image token.
+
+    ``chars``: which characters have their centre in each 8-px slot of the token's cell; ``tokens``: the text
+    tokens (``token_ids(text)``) of every word the cell overlaps (a chart's bar column also names its label and
+    value); ``boxes``/``box_mask``: the 0-1 boxes of the word and the line that overlap the cell most.
+    """
+    import torch
+
+    n = tiled.num_tiles
+    classes = len(synth.CHARSET)
+    chars = torch.zeros(n, TOKENS_PER_TILE, SLOTS * classes)
+    vocab = token_ids.vocab_size
+    tokens = torch.zeros(n, TOKENS_PER_TILE, vocab)
+    boxes = torch.zeros(n, TOKENS_PER_TILE, 8)
+    mask = torch.zeros(n, TOKENS_PER_TILE, 8)
+    frames = _frames(sample, tiled)
+    for t, frame in enumerate(frames):
+        c, r, sx, sy = frame
+        for ch, x, y in sample.chars:
+            k = synth.CHARSET.find(ch)
+            if k < 0:
+                continue
+            px, py = x * sx - c * IMAGE_SIZE, y * sy - r * IMAGE_SIZE
+            if not (0 <= px < IMAGE_SIZE and 0 <= py < IMAGE_SIZE):
+                continue
+            token = int(py // CELL) * SIDE + int(px // CELL)
+            slot = int((px % CELL) // (CELL // SLOTS))
+            chars[t, token, slot * classes + k] = 1.0
+        for text, box in _groups(sample):
+            ids = token_ids(text)
+            for token in _cells(box, frame):
+                tokens[t, token, ids] = 1.0
+        for offset, items in ((0, sample.words), (4, sample.line_boxes)):
+            best: dict[int, float] = {}
+            for item in items:
+                for token, area in _cells(item.box, frame).items():
+                    if area > best.get(token, 0.0):
+                        best[token] = area
+                        boxes[t, token, offset : offset + 4] = torch.tensor(item.box_1000) / 1000
+                        mask[t, token, offset : offset + 4] = 1.0
+    return {"chars": chars, "tokens": tokens, "boxes": boxes, "box_mask": mask}
+
+
+class TokenIds:
+    """Cached text → token ids of the demo tokenizer (the targets of the token auxiliary)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = len(tokenizer)
+        self.cache: dict[str, list[int]] = {}
+
+    def __call__(self, text: str) -> list[int]:
+        if text not in self.cache:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            ids += self.tokenizer(" " + text, add_special_tokens=False)["input_ids"]
+            self.cache[text] = sorted(set(ids))
+        return self.cache[text]
+
+
+def approx_tokens(sample: synth.Sample, question: str, answer: str) -> float:
+    """A cheap estimate of an example's sequence length, for grouping examples of similar length."""
+    w, h = sample.image.size
+    tiles = min(MAX_TILES, round(w * h / IMAGE_SIZE**2)) + (w * h > IMAGE_SIZE**2)
+    return tiles * TOKENS_PER_TILE + (len(question) + len(answer)) / 2.5
+
+
+def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds) -> dict[str, Any]:
+    """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets."""
+    import torch
+
+    ids_list, label_list, pixels, targets = [], [], [], []
+    for sample, question, answer in examples:
+        tiled = tile(sample)
+        prompt_ids = encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles))
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids_list.append(prompt_ids + answer_ids)
+        label_list.append([-100] * len(prompt_ids) + answer_ids)
+        pixels.append(tiled.pixel_values)
+        targets.append(aux_targets(sample, tiled, token_ids))
+    width = max(len(x) for x in ids_list)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.full((len(ids_list), width), pad, dtype=torch.long)
+    labels = torch.full((len(ids_list), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(ids_list), width), dtype=torch.long)
+    for i, (ids, lab) in enumerate(zip(ids_list, label_list, strict=True)):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(ids)] = 1
+    return {
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": mask,
+        "pixel_values": torch.cat(pixels),
+        **{key: torch.cat([t[key] for t in targets]) for key in targets[0]},
+    }
