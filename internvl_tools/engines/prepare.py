@@ -76,12 +76,15 @@ def check_input_settings(*, preprocess: str, prompt_format: str, history_images:
 
 
 def _tile(image: Any, max_tiles: int, state: LoadedModel, settings: InputSettings) -> Any:
-    from internvl_tools.media.images import load_image  # PIL and numpy load with the first image
+    from internvl_tools.media.images import load_image, load_pixels  # PIL and numpy load with the first image
 
     info = state.info
-    pil = load_image(image, policy=settings.media_policy)
+    # "fast" decodes files straight into the tiler's uint8 tensor (same pixels, no RGB copy or packing pass);
+    # "exact" keeps the reference's PIL image, whose resize it reproduces bit for bit.
+    load = load_pixels if settings.preprocess == "fast" else load_image
+    source = load(image, policy=settings.media_policy)
     return tile_image(
-        pil,
+        source,
         max_tiles=max_tiles,
         min_tiles=min(settings.min_tiles, max_tiles),
         image_size=info.image_size,

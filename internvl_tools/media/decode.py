@@ -39,6 +39,13 @@ from internvl_tools.errors import (
     InternVLError,
     UnsupportedSourceError,
 )
+from internvl_tools.media.pixels import (
+    pil_to_chw,
+    png_needs_pillow,
+    read_whole_stream,
+    torchvision_can_decode,
+    torchvision_decode,
+)
 from internvl_tools.media.policy import DEFAULT_POLICY, MediaPolicy, describe_source
 
 __all__ = ["allowed_formats", "check_image_size", "decode_frame", "open_image"]
@@ -57,6 +64,11 @@ class DecodeOptions:
     policy: MediaPolicy
     exif_transpose: bool = True
     high_bit_depth: str = "scale"
+    #: ``"pil"``: a new RGB ``PIL.Image``; ``"tensor"``: a uint8 ``3×H×W`` torch tensor (:mod:`.pixels`).
+    output: Literal["pil", "tensor"] = "pil"
+    #: For ``output="tensor"``: ``"auto"`` lets torchvision decode the PNG/JPEG cases it decodes exactly as Pillow
+    #: does; ``"pillow"`` keeps every byte with Pillow.
+    decoder: Literal["auto", "pillow"] = "auto"
 
 
 def check_high_bit_depth(value: str) -> None:
@@ -65,7 +77,7 @@ def check_high_bit_depth(value: str) -> None:
         raise ConfigError(f"high_bit_depth={value!r} is not supported; use 'scale' (default) or 'clip'.")
 
 
-def decode_bytes(data: bytes, desc: str, opts: DecodeOptions) -> Image.Image:
+def decode_bytes(data: bytes, desc: str, opts: DecodeOptions) -> Any:
     """Decode ``data`` (user bytes) as ``load_image`` does: allowed formats, size checks, RGB."""
     if not data:
         raise ImageDecodeError(f"{desc} is empty (0 bytes); there is no image to decode.")
@@ -189,9 +201,18 @@ def _decoder_error(err: BaseException, desc: str, policy: MediaPolicy, what: str
     return err
 
 
-def decode_stream(fh: Any, desc: str, opts: DecodeOptions) -> Image.Image:
-    """Decode the first frame of a binary stream as ``load_image`` does."""
+def decode_stream(fh: Any, desc: str, opts: DecodeOptions) -> Any:
+    """Decode the first frame of a binary stream as ``load_image`` does (``load_pixels`` with ``output="tensor"``)."""
     im = open_image(fh, policy=opts.policy, desc=desc)
+    if opts.output == "tensor":
+        if opts.decoder == "auto" and torchvision_can_decode(im, opts.exif_transpose):
+            data = read_whole_stream(fh, opts.policy.max_bytes)
+            if data is not None and not (im.format == "PNG" and png_needs_pillow(data)):
+                kind = im.format or ""
+                im.close()
+                return torchvision_decode(data, kind, opts.exif_transpose, desc)
+        decode_frame(im, 0, policy=opts.policy, desc=desc)
+        return pil_to_chw(finish_image(im, desc, opts, copy=False))
     decode_frame(im, 0, policy=opts.policy, desc=desc)
     return finish_image(im, desc, opts)
 
@@ -206,8 +227,12 @@ def _check_dims(width: int, height: int, desc: str, policy: MediaPolicy) -> None
         )
 
 
-def finish_image(im: Image.Image, desc: str, opts: DecodeOptions) -> Image.Image:
-    """An opened image as a new RGB image: size checked, decoded, EXIF-oriented, high bit depths mapped."""
+def finish_image(im: Image.Image, desc: str, opts: DecodeOptions, *, copy: bool = True) -> Image.Image:
+    """An opened image as a new RGB image: size checked, decoded, EXIF-oriented, high bit depths mapped.
+
+    ``copy=False`` returns ``im`` itself when it already is RGB (for an image this package just decoded, which
+    nobody else holds).
+    """
     _check_dims(im.width, im.height, desc, opts.policy)
     try:
         im.load()
@@ -215,6 +240,8 @@ def finish_image(im: Image.Image, desc: str, opts: DecodeOptions) -> Image.Image
         raise ImageDecodeError(f"{desc} could not be decoded ({err}); it is probably truncated.") from err
     if opts.exif_transpose:
         im = _apply_exif_orientation(im)
+    if not copy and im.mode == "RGB":
+        return im
     return _to_rgb(im, desc, opts.high_bit_depth)
 
 

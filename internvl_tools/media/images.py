@@ -36,12 +36,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
 
 from internvl_tools.errors import (
+    ConfigError,
     ImageDecodeError,
     ImageTooLargeError,
     InternVLError,
@@ -61,6 +62,7 @@ from internvl_tools.media.decode import (
 )
 from internvl_tools.media.fetch import fetch_bytes
 from internvl_tools.media.paths import resolve_local_path
+from internvl_tools.media.pixels import pil_to_chw
 from internvl_tools.media.policy import (
     BASE64_RE,
     DEFAULT_POLICY,
@@ -71,7 +73,10 @@ from internvl_tools.media.policy import (
     describe_source,
 )
 
-__all__ = ["encode_image", "load_image", "load_images", "to_data_uri"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["encode_image", "load_image", "load_images", "load_pixels", "to_data_uri"]
 
 # Signatures of formats we accept as bare base64 (without a data: URI the string must say what it is).
 _MAGIC: tuple[bytes, ...] = (
@@ -111,6 +116,12 @@ def load_image(
         return finish_image(source, describe_source(source), opts)
     if isinstance(source, np.ndarray):
         return image_from_array(source, opts)
+    return _load(source, opts)
+
+
+def _load(source: Any, opts: DecodeOptions) -> Any:
+    """Bytes, strings, paths and file objects, decoded as ``opts.output`` says."""
+    policy = opts.policy
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
         _check_inline_size(len(data), describe_source(source), policy)
@@ -126,6 +137,36 @@ def load_image(
         f"Cannot load an image from {describe_source(source)}{hint}. Pass a path, bytes, a binary file object, "
         "a PIL image, a numpy array, a base64 string or a data: URI."
     )
+
+
+def load_pixels(
+    source: Any,
+    *,
+    policy: MediaPolicy | None = None,
+    exif_transpose: bool = True,
+    high_bit_depth: HighBitDepth = "scale",
+    decoder: Literal["auto", "pillow"] = "auto",
+) -> torch.Tensor:
+    """Load one image as a uint8 ``3×H×W`` torch tensor: :func:`load_image`'s pixels, decoded for the tiler.
+
+    The same sources, policy checks and errors as :func:`load_image`, and bit for bit the same pixels; what
+    changes is the way there (see :mod:`internvl_tools.media.pixels`): PNG and JPEG files are decoded by
+    torchvision straight into the tensor where that gives Pillow's pixels, and no RGB copy or packing pass is
+    made. ``decoder="pillow"`` keeps every byte with Pillow. :func:`internvl_tools.tile_image` reads the tensor
+    with no copy.
+
+    >>> import numpy as np
+    >>> tuple(load_pixels(np.zeros((2, 3), dtype=np.uint8)).shape)
+    (3, 2, 3)
+    """
+    if decoder not in ("auto", "pillow"):
+        raise ConfigError(f"decoder={decoder!r} is not supported; use 'auto' (default) or 'pillow'.")
+    policy = DEFAULT_POLICY if policy is None else policy
+    check_high_bit_depth(high_bit_depth)
+    if isinstance(source, (Image.Image, np.ndarray)):
+        image = load_image(source, policy=policy, exif_transpose=exif_transpose, high_bit_depth=high_bit_depth)
+        return pil_to_chw(image)
+    return _load(source, DecodeOptions(policy, exif_transpose, high_bit_depth, output="tensor", decoder=decoder))
 
 
 def load_images(
@@ -221,7 +262,7 @@ def _check_inline_size(n_bytes: int, desc: str, policy: MediaPolicy) -> None:
         )
 
 
-def _from_string(source: str, opts: DecodeOptions) -> Image.Image:
+def _from_string(source: str, opts: DecodeOptions) -> Any:
     text = source.strip()
     desc = describe_source(source)
     if not text:
@@ -282,7 +323,7 @@ def _b64decode(compact: str) -> bytes:
     return base64.b64decode(compact, validate=True)
 
 
-def _from_data_uri(text: str, desc: str, opts: DecodeOptions) -> Image.Image:
+def _from_data_uri(text: str, desc: str, opts: DecodeOptions) -> Any:
     header, sep, payload = text[5:].partition(",")
     if not sep:
         raise ImageDecodeError(f"{desc} has no ',' separating header and data; expected 'data:image/png;base64,...'.")
@@ -314,7 +355,7 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _from_path(raw: str, desc: str, opts: DecodeOptions) -> Image.Image:
+def _from_path(raw: str, desc: str, opts: DecodeOptions) -> Any:
     path = resolve_local_path(raw, opts.policy)
     # A check-then-open race (symlink swapped in between) can still escape allowed_dirs; callers that let
     # untrusted writers into those directories should not rely on this alone.
@@ -336,7 +377,7 @@ def _from_path(raw: str, desc: str, opts: DecodeOptions) -> Image.Image:
         raise MediaNotFoundError(f"{desc} cannot be read ({err.strerror}); check its permissions.") from err
 
 
-def _from_file_object(fh: Any, opts: DecodeOptions) -> Image.Image:
+def _from_file_object(fh: Any, opts: DecodeOptions) -> Any:
     desc = describe_source(fh)
     if isinstance(fh, io.TextIOBase):
         raise UnsupportedSourceError(f"{desc} is open in text mode; open the file with 'rb'.")
