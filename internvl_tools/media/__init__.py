@@ -2,8 +2,8 @@
 
 Modules, bottom up (each imports only those before it): ``policy`` (:class:`MediaPolicy`, naming inputs in
 errors), ``paths`` (confined paths), ``fetch`` (the SSRF-guarded, capped downloader), ``decode`` (Pillow with only
-the decoders we chose, pixels to RGB), ``images`` (:func:`load_image` from any source, encoding) and ``video``
-(the reference frame sampling).
+the decoders we chose, pixels to RGB; ``pixels`` holds its torchvision route into the tiler's tensor), ``images``
+(:func:`load_image` and :func:`load_pixels` from any source, encoding) and ``video`` (the reference frame sampling).
 """
 
 from typing import TYPE_CHECKING
