@@ -63,15 +63,23 @@ def line_box_hits(answer: str, sample: synth.Sample) -> tuple[int, int]:
 
     Predicted lines are matched to the truth in reading order by their text (the first unused equal text), so a
     right box on a wrongly read line does not count.
+
+    >>> s = synth.Sample("text", None, line_boxes=[synth.Word("Tax 12", (0, 0, 10, 10), (0, 0, 100, 100))])
+    >>> line_box_hits("<ref>Tax 12</ref><box>[[0, 0, 100, 90]]</box>", s), line_box_hits("Tax 12", s)
+    ((1, 1), (0, 1))
     """
-    got = parse_grounding(answer, (1000, 1000)).boxes
+    got = [
+        (obj.label.strip(), obj.boxes[0].xyxy)
+        for obj in parse_grounding(answer, (1000, 1000)).objects
+        if obj.label is not None and obj.boxes
+    ]
     used: set[int] = set()
     hits = 0
     for truth in sample.line_boxes:
-        for k, box in enumerate(got):
-            if k not in used and (box.label or "").strip() == truth.text:
+        for k, (label, box) in enumerate(got):
+            if k not in used and label == truth.text:
                 used.add(k)
-                hits += iou(box.xyxy, truth.box_1000) >= 0.5
+                hits += iou(box, truth.box_1000) >= 0.5
                 break
     return hits, len(sample.line_boxes)
 
