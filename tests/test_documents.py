@@ -599,3 +599,18 @@ def test_markdown_renders_structured_data_as_json() -> None:
 def test_deflate_free_writer_sanity() -> None:
     # the hand-written PDFs stay readable by PDFium without compression
     assert zlib is not None and page_count(write_pdf([{"text": ["x"]}])) == 1
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux-only")
+def test_the_worker_page_pipe_is_widened_so_a_page_crosses_in_few_reads(tmp_path, monkeypatch):
+    """Each pipe read gives the GIL away; behind a busy thread, getting it back costs up to 5 ms per read."""
+    from internvl_tools.documents import worker
+
+    seen: list[int | None] = []
+    original = worker.widen_pipe
+    monkeypatch.setattr(worker, "widen_pipe", lambda fh, *a: seen.append(original(fh, *a)) or seen[-1])
+    pdf = tmp_path / "one.pdf"
+    pdf.write_bytes(write_pdf([{"size": (200, 200), "text": ["hello"]}]))
+    pages = list(render_pages(pdf, backend="process"))
+    assert [p.error for p in pages] == [None]
+    assert seen and seen[0] is not None and seen[0] >= worker.PIPE_BYTES
