@@ -218,7 +218,7 @@ def train(
                     round(
                         lm_total + AUX_WEIGHT * aux_total + token_aux_weight * token_total + box_aux_weight * box_total,
                         4,
-                    ),  # noqa: E501
+                    ),
                     round(lm_total, 4),
                     round(aux_total, 5),
                     round(token_total, 5),
