@@ -22,7 +22,6 @@ Run: ``.venv/bin/python benchmarks/peer.py [--runs 5] [--model tiny|demo|PATH]``
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -35,9 +34,9 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image, ImageDraw, ImageFilter  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFilter
 
 QUESTION = "What is written here?"
 
