@@ -50,6 +50,7 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/preprocess.py
 	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/peer.py
 	$(BIN)/python benchmarks/documents.py
 	$(BIN)/python benchmarks/server.py
 	$(BIN)/python benchmarks/ingest.py

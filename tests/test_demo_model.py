@@ -99,7 +99,7 @@ def test_metrics():
 
 
 def test_tokenizer_keeps_digits_single_and_words_whole():
-    from internvl_tools.demo.train import build_tokenizer
+    from internvl_tools.demo.architecture import build_tokenizer
 
     tok = build_tokenizer()
     assert tok.tokenize("1,234.56") == ["1", ",", "2", "3", "4", ".", "5", "6"]
@@ -133,7 +133,7 @@ def test_shipped_checkpoint_is_small_native_and_described():
 
 
 def test_engine_builds_the_training_prompt_and_pixels(engine):
-    from internvl_tools.demo import tasks, train
+    from internvl_tools.demo import batches, tasks
 
     state = engine._state()
     for sample in (synth.text_tile(random.Random(3)), synth.page(random.Random(3), 3)):
@@ -144,8 +144,8 @@ def test_engine_builds_the_training_prompt_and_pixels(engine):
             }
         ]
         prepared = engine._prepare(msg, state)
-        tiled = train.tile(sample)
-        assert prepared.text == train.prompt_text(tasks.ocr_prompt(), tiled.num_tiles)
+        tiled = batches.tile(sample)
+        assert prepared.text == batches.prompt_text(tasks.ocr_prompt(), tiled.num_tiles)
         assert float((prepared.pixel_values - tiled.pixel_values).abs().max()) == 0.0
 
 
