@@ -606,6 +606,7 @@ def test_the_worker_page_pipe_is_widened_so_a_page_crosses_in_few_reads(tmp_path
     """Each pipe read gives the GIL away; behind a busy thread, getting it back costs up to 5 ms per read."""
     from internvl_tools.documents import worker
 
+    worker.SPARE.close()  # the next document starts its workers now, under the spy
     seen: list[int | None] = []
     original = worker.widen_pipe
     monkeypatch.setattr(worker, "widen_pipe", lambda fh, *a: seen.append(original(fh, *a)) or seen[-1])
@@ -614,3 +615,40 @@ def test_the_worker_page_pipe_is_widened_so_a_page_crosses_in_few_reads(tmp_path
     pages = list(render_pages(pdf, backend="process"))
     assert [p.error for p in pages] == [None]
     assert seen and seen[0] is not None and seen[0] >= worker.PIPE_BYTES
+
+
+def test_a_spare_worker_waits_for_the_next_document_and_serves_it(tmp_path):
+    """The second document is served by the worker started while the first one rendered (no interpreter start)."""
+    from internvl_tools.documents import worker
+
+    pdf = tmp_path / "one.pdf"
+    pdf.write_bytes(write_pdf([{"size": (200, 200), "text": ["hello"]}]))
+    worker.SPARE.close()
+    list(render_pages(pdf, backend="process"))
+    spare = worker.SPARE._held
+    assert spare is not None and spare[0].poll() is None
+    pids: list[int] = []
+    stream = render_pages(pdf, backend="process")
+    stream.__next__()
+    pids.append(stream.process.pid)
+    stream.close()
+    assert pids == [spare[0].pid]
+    assert worker.SPARE._held is not None and worker.SPARE._held[0].pid != spare[0].pid
+
+
+def test_the_spare_is_not_used_after_the_environment_changed_and_close_reaps_it(tmp_path, monkeypatch):
+    from internvl_tools.documents import worker
+
+    pdf = tmp_path / "one.pdf"
+    pdf.write_bytes(write_pdf([{"size": (200, 200), "text": ["hello"]}]))
+    list(render_pages(pdf, backend="process"))
+    old = worker.SPARE._held[0]
+    monkeypatch.setenv("INTERNVL_TEST_MARKER", "changed")
+    stream = render_pages(pdf, backend="process")
+    stream.__next__()
+    assert stream.process.pid != old.pid
+    stream.close()
+    assert old.poll() is not None  # the stale spare was killed and reaped, not leaked
+    current = worker.SPARE._held[0]
+    worker.SPARE.close()
+    assert current.poll() is not None and worker.SPARE._held is None
