@@ -24,6 +24,17 @@ def test_import_does_not_load_heavy_modules() -> None:
     assert out == "[]"
 
 
+def test_loading_images_does_not_load_the_url_fetcher_or_torch() -> None:
+    """The fetcher (httpx) loads with the first URL, torch with the first tensor; image-only callers pay for neither."""
+    code = (
+        "import io, sys; from PIL import Image; from internvl_tools.media.images import load_image;"
+        "buf = io.BytesIO(); Image.new('RGB', (4, 4)).save(buf, 'PNG'); load_image(buf.getvalue());"
+        "print([m for m in ('httpx', 'httpcore', 'torch') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
 @pytest.mark.parametrize("name", internvl_tools.__all__)
 def test_every_public_name_resolves(name: str) -> None:
     assert getattr(internvl_tools, name) is not None

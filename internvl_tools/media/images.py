@@ -60,7 +60,6 @@ from internvl_tools.media.decode import (
     finish_image,
     image_from_array,
 )
-from internvl_tools.media.fetch import fetch_bytes
 from internvl_tools.media.paths import resolve_local_path
 from internvl_tools.media.pixels import pil_to_chw
 from internvl_tools.media.policy import (
@@ -274,6 +273,9 @@ def _from_string(source: str, opts: DecodeOptions) -> Any:
         scheme = match.group(1).lower()
         if scheme == "file":
             return _from_path(_file_uri_to_path(text, desc), desc, opts)
+        # The fetcher (httpx, httpcore) loads with the first URL: image-only callers never pay for it.
+        from internvl_tools.media.fetch import fetch_bytes
+
         return decode_bytes(fetch_bytes(text, opts.policy), desc, opts)
 
     policy_error: MediaPolicyError | None = None
