@@ -489,3 +489,30 @@ def test_history_images_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="history_images must be 'split' or 'one_tile'"):
         InternVL.from_pretrained("tiny", history_images="last")
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_batch_prepares_on_threads_with_the_same_answers_and_errors_in_place(tiny_native: Path, threads, monkeypatch):
+    """Decoding and tiling run side by side (they release the GIL); answers, order and per-item errors do not change."""
+    names: set[str] = set()
+    original = InternVL._prepare
+
+    def spy(self, messages, state):
+        names.add(threading.current_thread().name)
+        return original(self, messages, state)
+
+    monkeypatch.setattr(InternVL, "_prepare", spy)
+    vlm = InternVL.from_pretrained(str(tiny_native), prepare_threads=threads)
+    convs = [_conv(f"Q{k}?", _image(k)) for k in range(4)]
+    convs.insert(2, _conv("Broken?", b"not an image at all"))
+    results = vlm.batch(convs, max_new_tokens=6)
+    sequential = InternVL.from_pretrained(str(tiny_native), prepare_threads=1).batch(convs, max_new_tokens=6)
+    assert [r.text for r in results] == [r.text for r in sequential]
+    assert [r.finish_reason == "error" for r in results] == [False, False, True, False, False]
+    assert any(name.startswith("internvl-prepare") for name in names) is (threads > 1)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2"])
+def test_prepare_threads_must_be_a_positive_int(bad):
+    with pytest.raises(ConfigError, match="prepare_threads"):
+        InternVL("tiny", prepare_threads=bad)

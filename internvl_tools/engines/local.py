@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from internvl_tools.engines.base import VisionLanguageModel
 from internvl_tools.engines.generate import finish_result, generate_rows, stream_deltas
-from internvl_tools.engines.prepare import PreparedInput, check_context, check_input_settings, prepare_input
+from internvl_tools.engines.prepare import (
+    PreparedInput,
+    check_context,
+    check_input_settings,
+    map_in_threads,
+    prepare_input,
+)
 from internvl_tools.engines.registry import REGISTRY, REGISTRY_LOCK, LoadedModel, load_shared, resolve_model_source
 from internvl_tools.engines.remote import RemoteInternVL
 from internvl_tools.errors import ConfigError, InternVLError
@@ -60,6 +66,10 @@ class InternVL(VisionLanguageModel):
             template shipped with the tokenizer, e.g. the ``-hf`` one without a system message).
         media_policy: a :class:`~internvl_tools.media.MediaPolicy` (remote URLs off by default).
         trust_remote_code: run the checkpoint's own modeling code instead of the native mapping (opt-in only).
+        prepare_threads: threads that decode and tile the images of a ``batch`` (and of ``read_pdf`` batches)
+            side by side; ``None`` (default) uses the CPU cores this process may run on, at most 4; ``1`` prepares
+            one conversation after the other. Decoders and resizes release the GIL, so on two cores a batch of
+            decode-bound images prepares about twice as fast; answers are the same either way.
     """
 
     def __init__(
@@ -82,7 +92,10 @@ class InternVL(VisionLanguageModel):
         preprocess: str = "fast",
         prompt_format: str = "official",
         media_policy: Any = None,
+        prepare_threads: int | None = None,
     ) -> None:
+        if prepare_threads is not None and (not isinstance(prepare_threads, int) or prepare_threads < 1):
+            raise ConfigError(f"prepare_threads must be None or an int >= 1, got {prepare_threads!r}.")
         check_input_settings(
             preprocess=preprocess, prompt_format=prompt_format, history_images=history_images, max_tiles=max_tiles
         )
@@ -107,6 +120,7 @@ class InternVL(VisionLanguageModel):
         self.preprocess = preprocess
         self.prompt_format = prompt_format
         self.media_policy = media_policy
+        self.prepare_threads = prepare_threads
         self._loaded: LoadedModel | None = None
 
     @classmethod
@@ -228,14 +242,20 @@ class InternVL(VisionLanguageModel):
         # finish_reason "error" and the error message, and the rest are generated.
         results: list[ChatResult | None] = [None] * len(conversations)
         ready: list[tuple[int, PreparedInput]] = []
-        for index, conversation in enumerate(conversations):
+
+        def prepare(conversation: Any) -> PreparedInput | InternVLError:
             try:
                 prepared = self._prepare(conversation, state)
                 check_context(prepared, options.max_new_tokens, state, self.model_name)
             except InternVLError as exc:
-                results[index] = ChatResult.from_error(exc, self.model_name)
-                continue
-            ready.append((index, prepared))
+                return exc
+            return prepared
+
+        for index, outcome in enumerate(map_in_threads(prepare, list(conversations), self.prepare_threads)):
+            if isinstance(outcome, InternVLError):
+                results[index] = ChatResult.from_error(outcome, self.model_name)
+            else:
+                ready.append((index, outcome))
         for start in range(0, len(ready), batch_size):
             chunk = ready[start : start + batch_size]
             items = [p for _, p in chunk]

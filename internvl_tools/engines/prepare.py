@@ -14,9 +14,12 @@ internvl_tools.errors.ConfigError: history_images must be 'split' or 'one_tile',
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from internvl_tools.constants import IMAGE_PLACEHOLDER, IMG_CONTEXT_TOKEN, MAX_TILES_LIMIT, VIDEO_PLACEHOLDER
 from internvl_tools.errors import ConfigError, ContextLengthError, GenerationError
@@ -35,7 +38,50 @@ from internvl_tools.tiling import split_tile_budget, tile_budget, tile_image
 if TYPE_CHECKING:
     from internvl_tools.engines.registry import LoadedModel
 
-__all__ = ["InputSettings", "PreparedInput", "check_context", "check_input_settings", "prepare_input"]
+__all__ = [
+    "InputSettings",
+    "PreparedInput",
+    "check_context",
+    "check_input_settings",
+    "map_in_threads",
+    "prepare_input",
+    "usable_cores",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+#: Most threads :func:`map_in_threads` uses by default (image decoding stops scaling well beyond this on a CPU).
+MAX_PREPARE_THREADS = 4
+# Fast tokenizers are not safe to drive from several threads at once ("Already borrowed"); encoding is short.
+_ENCODE_LOCK = threading.Lock()
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one).
+
+    >>> usable_cores() >= 1
+    True
+    """
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def map_in_threads(fn: Callable[[T], R], items: Sequence[T], threads: int | None = None) -> list[R]:
+    """``[fn(x) for x in items]``, in order, on up to ``threads`` threads (``None``: :func:`usable_cores`, at most
+    :data:`MAX_PREPARE_THREADS`). One item, or one thread, runs inline. ``fn`` should return its errors.
+
+    >>> map_in_threads(lambda x: x * x, [1, 2, 3], threads=2)
+    [1, 4, 9]
+    """
+    n = min(len(items), threads if threads is not None else min(MAX_PREPARE_THREADS, usable_cores()))
+    if n <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="internvl-prepare") as pool:
+        return list(pool.map(fn, items))
 
 
 @dataclass
@@ -151,7 +197,8 @@ def prepare_input(messages: Any, state: LoadedModel, settings: InputSettings) ->
             state.template, turns, system_message=system_message, tokens_per_tile=info.tokens_per_tile
         )
         text, patches = chat_prompt.text, list(chat_prompt.num_patches_list)
-    input_ids = encode_prompt(state.tokenizer, text)
+    with _ENCODE_LOCK:
+        input_ids = encode_prompt(state.tokenizer, text)
     pixel_values = torch.cat(pixels, dim=0) if pixels else None
     num_tiles = int(sum(patches))
     if pixel_values is not None and pixel_values.shape[0] != num_tiles:
