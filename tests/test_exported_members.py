@@ -327,11 +327,13 @@ EXPECTED_SUBPACKAGES = {
         "iter_lines",
         "iter_raw",
         "load_shared",
+        "map_in_threads",
         "parse_json",
         "prepare_input",
         "read_body",
         "resolve_model_source",
         "stream_deltas",
+        "usable_cores",
     ],
     "internvl_tools.grounding": [
         "BoundingBox",
