@@ -211,3 +211,14 @@ def test_tile_image_refuses_a_tensor_in_the_wrong_layout():
         tile_image(torch.zeros((8, 8, 3), dtype=torch.uint8))
     with pytest.raises(UnsupportedSourceError, match="uint8"):
         tile_image(torch.zeros((3, 8, 8)))
+
+
+def test_a_file_torchvision_refuses_is_decided_by_pillow(files, monkeypatch):
+    import internvl_tools.media.decode as decode
+
+    def refuse(*args, **kwargs):
+        raise ImageDecodeError("libjpeg says no")
+
+    monkeypatch.setattr(decode, "torchvision_decode", refuse)
+    data = files["jpeg 4:2:0"]
+    assert np.array_equal(as_hwc(load_pixels(data)), np.asarray(load_image(data)))

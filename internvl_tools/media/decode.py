@@ -25,7 +25,7 @@ import io
 import struct
 import threading
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -210,7 +210,12 @@ def decode_stream(fh: Any, desc: str, opts: DecodeOptions) -> Any:
             if data is not None and not (im.format == "PNG" and png_needs_pillow(data)):
                 kind = im.format or ""
                 im.close()
-                return torchvision_decode(data, kind, opts.exif_transpose, desc)
+                try:
+                    return torchvision_decode(data, kind, opts.exif_transpose, desc)
+                except ImageDecodeError:
+                    # Whatever libpng/libjpeg refuse, Pillow decides (and names the problem when it refuses too), so
+                    # load_pixels never fails where load_image succeeds.
+                    return decode_stream(io.BytesIO(data), desc, replace(opts, decoder="pillow"))
         decode_frame(im, 0, policy=opts.policy, desc=desc)
         return pil_to_chw(finish_image(im, desc, opts, copy=False))
     decode_frame(im, 0, policy=opts.policy, desc=desc)
