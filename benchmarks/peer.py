@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFilter
 
+from internvl_tools.documents.tasks import OCR_PROMPT
+
 QUESTION = "What is written here?"
 
 
@@ -109,8 +111,8 @@ class Peer:
                 kept.append(t)
         return kept
 
-    def read_pages(self, pdf: Path, sizes: list[tuple[int, int]], max_new_tokens: int, batch: int) -> list[list[int]]:
-        """Render with pypdfium2 at the engine's sizes, then processor + generate in batches."""
+    def read_pages(self, pdf: Path, scales: list[float], max_new_tokens: int, batch: int) -> list[list[int]]:
+        """Render with pypdfium2 at the engine's scales, then processor + generate in batches."""
         import pypdfium2 as pdfium
 
         doc = pdfium.PdfDocument(str(pdf))
@@ -120,10 +122,9 @@ class Peer:
                 images = []
                 for index in range(start, min(start + batch, len(doc))):
                     page = doc[index]
-                    scale = sizes[index][0] / page.get_width()
-                    images.append(page.render(scale=scale).to_pil().convert("RGB"))
+                    images.append(page.render(scale=scales[index]).to_pil().convert("RGB"))
                     page.close()
-                convs = [message(im) for im in images]
+                convs = [message(im, OCR_PROMPT) for im in images]  # what read_pdf(task="ocr") asks
                 results += self.generate(convs, max_new_tokens)
         finally:
             doc.close()
@@ -249,12 +250,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(("batch of 8 (files)", t_ours, t_peer, same))
         pdf = scan_pdf(tmpdir / "scan.pdf", args.pages)
         results = list(engine.read_pdf(str(pdf), batch_size=4, max_new_tokens=n, progress=False))
-        sizes = [r.image_size for r in results]
-        same = same_answers(peer, [r.text or "" for r in results], peer.read_pages(pdf, sizes, n, 4))
+        from internvl_tools.documents import render_pages
+        from internvl_tools.documents.sizing import tile_grid_for
+
+        # The peer renders each page at the scale the engine chose for it (so both read the same pixels).
+        scales = [p.scale for p in render_pages(str(pdf), tile_grid=tile_grid_for(engine), backend="thread")]
+        same = same_answers(peer, [r.text or "" for r in results], peer.read_pages(pdf, scales, n, 4))
         with BusyCore():
             t_ours, t_peer = side_by_side(
                 lambda: list(engine.read_pdf(str(pdf), batch_size=4, max_new_tokens=n, progress=False)),
-                lambda: peer.read_pages(pdf, sizes, n, 4),
+                lambda: peer.read_pages(pdf, scales, n, 4),
                 max(1, args.runs // 2),
             )
         rows.append((f"read_pdf {args.pages} pages, 2nd core busy", t_ours, t_peer, same))
