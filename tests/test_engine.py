@@ -253,7 +253,9 @@ def test_tiny_alias_builds_offline() -> None:
     assert isinstance(InternVL.from_pretrained("tiny").ask(None, "Hi", max_new_tokens=2), str)
 
 
-@pytest.mark.parametrize("rows", [slice(0, 3), slice(0, 1), slice(3, 4)], ids=["left-padded", "one-row", "one-wide-image"])
+@pytest.mark.parametrize(
+    "rows", [slice(0, 3), slice(0, 1), slice(3, 4)], ids=["left-padded", "one-row", "one-wide-image"]
+)
 def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL, rows: slice) -> None:
     """Our greedy loop must produce exactly the tokens of transformers' generate() (left-padded batch too), and
     pass a mask to the decoding steps only when the batch is padded."""
@@ -280,10 +282,10 @@ def test_lean_decoding_loop_equals_transformers_generate(tiny_engine: InternVL, 
     try:
         with torch.inference_mode():
             ours = decode(
-            state.model,
-            ids,
-            mask,
-            pixels,
+                state.model,
+                ids,
+                mask,
+                pixels,
                 max_new_tokens=12,
                 eos_token_id=state.eos_token_id,
                 pad_token_id=state.pad_token_id,

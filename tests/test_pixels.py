@@ -85,12 +85,18 @@ CASES = {
     "png grey": (lambda: encode(scene().convert("L"), "PNG"), True),
     "png grey+alpha": (lambda: encode(scene().convert("LA"), "PNG"), True),
     "png palette": (lambda: encode(scene().convert("P", palette=Image.Palette.ADAPTIVE), "PNG"), True),
-    "png palette 4-bit": (lambda: encode(scene().convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG", bits=4), True),  # noqa: E501
+    "png palette 4-bit": (
+        lambda: encode(scene().convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG", bits=4),
+        True,
+    ),  # noqa: E501
     "png 1-bit": (lambda: encode(scene().convert("1"), "PNG"), True),
     "png palette+tRNS": (palette_with_transparency, False),
     "png exif rotated 6": (lambda: with_orientation(scene(), 6, "PNG"), True),  # eligible, then kept by its eXIf
     "png small zTXt": (lambda: png_with_text_after_pixels(100), True),  # eligible, then kept by its zTXt
-    "png 16-bit grey": (lambda: encode(Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50), "PNG"), False),  # noqa: E501
+    "png 16-bit grey": (
+        lambda: encode(Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50), "PNG"),
+        False,
+    ),  # noqa: E501
     "png 16-bit rgb": (png_16bit_rgb, False),
     "jpeg 4:2:0": (lambda: encode(scene(), "JPEG", quality=85), True),
     "jpeg 4:4:4": (lambda: encode(scene(), "JPEG", quality=95, subsampling=0), True),
