@@ -88,7 +88,7 @@ CASES = {
     "png palette 4-bit": (
         lambda: encode(scene().convert("P", palette=Image.Palette.ADAPTIVE, colors=16), "PNG", bits=4),
         True,
-    ),  # noqa: E501
+    ),
     "png 1-bit": (lambda: encode(scene().convert("1"), "PNG"), True),
     "png palette+tRNS": (palette_with_transparency, False),
     "png exif rotated 6": (lambda: with_orientation(scene(), 6, "PNG"), True),  # eligible, then kept by its eXIf
@@ -96,7 +96,7 @@ CASES = {
     "png 16-bit grey": (
         lambda: encode(Image.fromarray(np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50), "PNG"),
         False,
-    ),  # noqa: E501
+    ),
     "png 16-bit rgb": (png_16bit_rgb, False),
     "jpeg 4:2:0": (lambda: encode(scene(), "JPEG", quality=85), True),
     "jpeg 4:4:4": (lambda: encode(scene(), "JPEG", quality=95, subsampling=0), True),
