@@ -41,15 +41,15 @@ TABLE_QUESTION = "Convert the chart to a table."
 #: Task mixture (name, weight).
 MIXTURE = (
     ("easy_ocr", 0.05),
-    ("ocr", 0.13),
-    ("table_ocr", 0.05),
-    ("ground", 0.18),
+    ("ocr", 0.15),
+    ("table_ocr", 0.06),
+    ("ground", 0.15),
     ("page_ground", 0.04),
-    ("chart_value", 0.13),
+    ("chart_value", 0.14),
     ("chart_table", 0.06),
     ("page_ocr", 0.14),
-    ("line_ground", 0.10),
-    ("page_line_ground", 0.12),
+    ("line_ground", 0.11),
+    ("page_line_ground", 0.10),
 )
 
 

@@ -68,6 +68,8 @@ def train(
     resume: bool = False,
     token_aux_weight: float = TOKEN_AUX_WEIGHT,
     box_aux_weight: float = BOX_AUX_WEIGHT,
+    micro_batches: int = 4,
+    bf16: bool = True,
 ) -> Path:
     """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
     import torch
@@ -128,6 +130,8 @@ def train(
         "max_tiles": MAX_TILES,
         "vocab": len(tokenizer),
         "threads": threads,
+        "micro_batches": micro_batches,
+        "bf16_autocast": bf16,
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
@@ -178,34 +182,42 @@ def train(
             examples.append(make_example(draw_task(rng), rng))
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        # Two micro-batches sorted by estimated length (image tokens + text): far less padding (chart answers are
-        # short, grounded pages long).
+        # Micro-batches of examples sorted by estimated length (image tokens + text): far less padding (chart
+        # answers are short, grounded pages long).
         examples.sort(key=lambda e: approx_tokens(*e))
-        half = len(examples) // 2
+        size = -(-len(examples) // micro_batches)
+        chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
         lm_total = aux_total = token_total = box_total = 0.0
-        for chunk in (examples[:half], examples[half:]):
+        for chunk in chunks:
+            share = len(chunk) / len(examples)
             batch = collate(chunk, tokenizer, token_ids)
-            outputs = model(
-                input_ids=batch["input_ids"],
-                attention_mask=batch["attention_mask"],
-                pixel_values=batch["pixel_values"],
-                labels=batch["labels"],
-            )
-            feat = captured["feat"]
-            aux_loss = bce(aux_head["chars"](feat), batch["chars"])
-            token_loss = bce(feat @ embeddings.weight.T, batch["tokens"])
-            mask = batch["box_mask"]
-            box_err = (torch.sigmoid(aux_head["boxes"](feat)) - batch["boxes"]).abs() * mask
-            box_loss = box_err.sum() / mask.sum().clamp(min=1.0)
+            # bf16 autocast: about a third faster per step on this CPU (AMX); losses are computed in fp32 by
+            # autocast's own policy, and the saved weights stay fp32.
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                outputs = model(
+                    input_ids=batch["input_ids"],
+                    attention_mask=batch["attention_mask"],
+                    pixel_values=batch["pixel_values"],
+                    labels=batch["labels"],
+                )
+                feat = captured["feat"]
+                aux_loss = bce(aux_head["chars"](feat), batch["chars"])
+                token_loss = bce(feat @ embeddings.weight.T, batch["tokens"])
+                mask = batch["box_mask"]
+                box_err = (torch.sigmoid(aux_head["boxes"](feat).float()) - batch["boxes"]).abs() * mask
+                box_loss = box_err.sum() / mask.sum().clamp(min=1.0)
             loss = (
-                outputs.loss + AUX_WEIGHT * aux_loss + token_aux_weight * token_loss + box_aux_weight * box_loss
-            ) / 2
+                outputs.loss.float()
+                + AUX_WEIGHT * aux_loss.float()
+                + token_aux_weight * token_loss.float()
+                + box_aux_weight * box_loss.float()
+            ) * share
             loss.backward()
-            lm_total += outputs.loss.item() / 2
-            aux_total += aux_loss.item() / 2
-            token_total += token_loss.item() / 2
-            box_total += box_loss.item() / 2
+            lm_total += outputs.loss.item() * share
+            aux_total += aux_loss.item() * share
+            token_total += token_loss.item() * share
+            box_total += box_loss.item() * share
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -269,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         "--token-aux", type=float, default=TOKEN_AUX_WEIGHT, help="weight of the token auxiliary (0 turns it off)"
     )
     parser.add_argument("--box-aux", type=float, default=BOX_AUX_WEIGHT, help="weight of the box auxiliary (0: off)")
+    parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
+    parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -282,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         token_aux_weight=args.token_aux,
         box_aux_weight=args.box_aux,
+        micro_batches=args.micro_batches,
+        bf16=not args.no_bf16,
     )
     return 0
 
