@@ -19,6 +19,7 @@ ray = pytest.importorskip("ray")
 
 from internvl_tools.corpus import expand_inputs, ingest, page_result  # noqa: E402
 from internvl_tools.demo import synth  # noqa: E402
+from internvl_tools.demo.metrics import char_accuracy  # noqa: E402
 from internvl_tools.documents import read_pdf  # noqa: E402
 
 
@@ -92,6 +93,16 @@ def expected(corpus: Path) -> dict[tuple[str, int], str]:
     return texts
 
 
+def same_page(text: str, key: tuple[str, int], expected: dict[tuple[str, int], str]) -> bool:
+    """``text`` is page ``key``'s ``read_pdf`` text, allowing a flipped near-tie: the corpus batches pages of
+    different documents together, and a row's batch neighbours change the float rounding of its greedy decode. The
+    text must still be far closer to its own page than to any other page, so a mix-up of pages fails."""
+    if text == expected[key]:
+        return True
+    scores = {other: char_accuracy(text, want) for other, want in expected.items()}
+    return scores[key] >= 0.9 and all(score < scores[key] - 0.2 for other, score in scores.items() if other != key)
+
+
 def check_complete(out: Path, expected: dict[tuple[str, int], str]) -> None:
     rows = records(out)
     pages = [(r["source"], r["page"]) for r in rows if r["page"]]
@@ -99,7 +110,7 @@ def check_complete(out: Path, expected: dict[tuple[str, int], str]) -> None:
     for r in rows:
         if r["page"]:
             assert r["ok"], r
-            assert r["text"] == expected[(r["source"], r["page"])]
+            assert same_page(r["text"], (r["source"], r["page"]), expected)
             assert page_result({**r, "usage": json.dumps(r["usage"])}).page == r["page"]
     failed = {Path(r["source"]).name: r["error_type"] for r in rows if r["page"] == 0}
     assert failed == {"corrupt.pdf": "DocumentError", "encrypted.pdf": "PasswordError"}

@@ -70,6 +70,7 @@ def train(
     box_aux_weight: float = BOX_AUX_WEIGHT,
     micro_batches: int = 4,
     bf16: bool = True,
+    until: int | None = None,
 ) -> Path:
     """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
     import torch
@@ -172,7 +173,8 @@ def train(
             save_checkpoint(model, tokenizer, out / "best")
             (out / "best" / "score.json").write_text(json.dumps({"step": step, **res}) + "\n")
 
-    while step < steps:
+    last = steps if until is None else min(steps, until)
+    while step < last:
         if time.monotonic() - started > minutes * 60:
             stopped_early = True
             break
@@ -283,6 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--box-aux", type=float, default=BOX_AUX_WEIGHT, help="weight of the box auxiliary (0: off)")
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
+    parser.add_argument(
+        "--until", type=int, default=None, help="stop after this step (a segment; --resume continues the schedule)"
+    )
     args = parser.parse_args(argv)
     train(
         args.out,
@@ -298,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         box_aux_weight=args.box_aux,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
+        until=args.until,
     )
     return 0
 
