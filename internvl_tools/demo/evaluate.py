@@ -322,6 +322,9 @@ def write_card(
     notes_file = run_dir / "notes.md"
     notes = notes_file.read_text().strip() if notes_file.is_file() else ""
     gaps = "\n".join(f"- {m}." for m in missed) if missed else "- Every target above is met on both seeds."
+    precision = (
+        "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
+    )
     card = f"""# internvl-tools demo model (synthetic documents)
 
 **This is a demonstration model, not a general one.** It is a {summary["params"] / 1e6:.1f}M-parameter
@@ -386,7 +389,8 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
   step, so a resumed run is the same run; `--minutes` only caps a segment (the run's `summary.json` says whether a
   cap stopped it early).
 - Recipe: AdamW (β 0.9/0.98, wd 0.05), peak LR `--lr` (1e-3 unless a command above says otherwise), 50 warm-up
-  steps, cosine to 5% of the peak over `--steps`; loss on the answer plus `<|im_end|>`; three training-only
+  steps, cosine to 5% of the peak over `--steps`; {precision}; {summary.get("micro_batches", 2)} length-sorted
+  micro-batches per step; loss on the answer plus `<|im_end|>`; three training-only
   auxiliary losses on the projected image tokens (their heads are not in the checkpoint): the characters in each
   token's 32-px cell (weight {summary.get("aux_weight", 20)}), the text tokens of the words the cell overlaps, scored
   against the language model's own token embeddings (weight {summary.get("token_aux_weight", 50)}), and the 0–1

@@ -46,13 +46,50 @@ from internvl_tools.demo.batches import SLOTS, TokenIds, approx_tokens, collate
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example
 
-__all__ = ["AUX_WEIGHT", "BOX_AUX_WEIGHT", "TOKEN_AUX_WEIGHT", "main", "train"]
+__all__ = ["AUX_WEIGHT", "BOX_AUX_WEIGHT", "TOKEN_AUX_WEIGHT", "main", "train", "warm_start"]
 
 AUX_WEIGHT = 20.0
 #: Weights of the grounding auxiliaries: each image token names the text tokens of the words it holds (scored
 #: against the language model's own embeddings) and regresses their word and line boxes.
 TOKEN_AUX_WEIGHT = 50.0
 BOX_AUX_WEIGHT = 5.0
+
+
+def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
+    """Initialise ``model`` from the demo checkpoint in ``directory`` (e.g. the shipped model); returns counts.
+
+    Every tensor whose name and shape match is copied. The token embeddings (tied with the output layer) are matched
+    by token string, since a tokenizer rebuilt from a changed corpus numbers its tokens differently; a token the old
+    vocabulary lacks starts as the mean of the old rows its text splits into.
+    """
+    import torch
+    from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
+
+    old_tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(directory / "tokenizer.json"))
+    old = InternVLForConditionalGeneration.from_pretrained(directory).state_dict()
+    own = model.state_dict()
+    embedding = model.get_input_embeddings().weight
+    tied = [k for k, v in own.items() if v.data_ptr() == embedding.data_ptr()]  # the embeddings and the output layer
+    name = tied[0]
+    copied = [k for k, v in own.items() if k in old and old[k].shape == v.shape]
+    for key in copied:
+        own[key] = old[key]
+    old_rows, old_vocab = old[name], old_tokenizer.get_vocab()
+    rows = own[name].clone()
+    matched = composed = 0
+    for token, index in tokenizer.get_vocab().items():
+        if token in old_vocab:
+            rows[index] = old_rows[old_vocab[token]]
+            matched += 1
+            continue
+        pieces = old_tokenizer(tokenizer.convert_tokens_to_string([token]), add_special_tokens=False)["input_ids"]
+        if pieces:
+            rows[index] = old_rows[torch.tensor(pieces)].mean(0)
+            composed += 1
+    for key in tied:
+        own[key] = rows
+    model.load_state_dict(own)
+    return {"tensors": len(copied), "of": len(own), "tokens_matched": matched, "tokens_composed": composed}
 
 
 def train(
@@ -71,6 +108,7 @@ def train(
     micro_batches: int = 4,
     bf16: bool = True,
     until: int | None = None,
+    init: Path | None = None,
 ) -> Path:
     """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
     import torch
@@ -82,6 +120,8 @@ def train(
     from transformers import InternVLForConditionalGeneration
 
     model = InternVLForConditionalGeneration(build_config(tokenizer))
+    if init is not None and not resume:
+        print("warm start from", init, warm_start(model, tokenizer, init), flush=True)
     classes = len(synth.CHARSET)
     hidden = model.config.text_config.hidden_size
     aux_head = torch.nn.ModuleDict(
@@ -133,6 +173,7 @@ def train(
         "threads": threads,
         "micro_batches": micro_batches,
         "bf16_autocast": bf16,
+        "init": None if init is None else str(init),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
@@ -286,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     parser.add_argument(
+        "--init", type=Path, default=None, help="start from this demo checkpoint's weights (vocabulary mapped by token)"
+    )
+    parser.add_argument(
         "--until", type=int, default=None, help="stop after this step (a segment; --resume continues the schedule)"
     )
     args = parser.parse_args(argv)
@@ -304,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
         until=args.until,
+        init=args.init,
     )
     return 0
 
