@@ -216,3 +216,27 @@ def test_card_numbers_come_from_the_eval_report():
     card = (MODEL_DIR / "MODEL_CARD.md").read_text()
     assert f"{report['ocr_char_accuracy']:.1%}" in card
     assert f"{report['pdf_char_accuracy']:.1%}" in card
+
+
+def test_warm_start_maps_the_shipped_weights_onto_a_rebuilt_vocabulary():
+    import torch
+    from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
+
+    from internvl_tools.demo.architecture import build_config, build_tokenizer
+    from internvl_tools.demo.train import warm_start
+
+    tokenizer = build_tokenizer()
+    model = InternVLForConditionalGeneration(build_config(tokenizer))
+    counts = warm_start(model, tokenizer, MODEL_DIR)
+    old = InternVLForConditionalGeneration.from_pretrained(MODEL_DIR)
+    old_vocab = PreTrainedTokenizerFast(tokenizer_file=str(MODEL_DIR / "tokenizer.json")).get_vocab()
+    assert counts["tokens_matched"] + counts["tokens_composed"] == len(tokenizer)
+    assert counts["tensors"] >= counts["of"] - 2  # all but the embeddings and the output layer tied to them
+    shared = [t for t in tokenizer.get_vocab() if t in old_vocab]
+    assert len(shared) == counts["tokens_matched"] > 0
+    new_rows, old_rows = model.get_input_embeddings().weight, old.get_input_embeddings().weight
+    for token in ("Total", "<ref>", "7"):
+        assert torch.equal(new_rows[tokenizer.convert_tokens_to_ids(token)], old_rows[old_vocab[token]])
+    assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
+    vision = "model.vision_tower.embeddings.patch_embeddings.projection.weight"
+    assert torch.equal(model.state_dict()[vision], old.state_dict()[vision])

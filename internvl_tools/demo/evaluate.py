@@ -322,13 +322,16 @@ def write_card(
     notes_file = run_dir / "notes.md"
     notes = notes_file.read_text().strip() if notes_file.is_file() else ""
     gaps = "\n".join(f"- {m}." for m in missed) if missed else "- Every target above is met on both seeds."
+    # A run started with --init continues an earlier demo model's weights: the card says so wherever it says "from".
+    origin = "from random weights, in two stages (see Training)," if summary.get("init") else "from random weights"
+    start = "from random weights, then from those weights with `--init`" if summary.get("init") else "from random weights"
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )
     card = f"""# internvl-tools demo model (synthetic documents)
 
 **This is a demonstration model, not a general one.** It is a {summary["params"] / 1e6:.1f}M-parameter
-transformers-native `InternVLForConditionalGeneration` trained from random weights on CPU, only on the synthetic
+transformers-native `InternVLForConditionalGeneration` trained {origin} on CPU, only on the synthetic
 documents of `internvl_tools/demo/synth.py`: grid-aligned English invoice words, integers, amounts and dates in
 Pillow's built-in font on 128-px tiles, two-column tables, small bar charts with printed values, and "scanned" pages
 one, two or three tiles wide (up to 6 tiles, one text or table block per tile). It cannot read real documents,
@@ -382,9 +385,11 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
 {gaps}
 
 ## Training
-- Script: `python -m internvl_tools.demo.train` (from random weights; seed **{summary["seed"]}**). Commands used:
+- Script: `python -m internvl_tools.demo.train` ({start}; seed **{summary["seed"]}**). Commands used, in order:
 {chr(10).join(f"  - `{c}`" for c in commands)}
-- Steps done: {summary["steps_done"]} × batch {summary["batch_size"]}; wall time **{summary["wall_s"] / 60:.1f} min**
+- Steps done{" in the last stage" if summary.get("init") else ""}: {summary["steps_done"]} × batch {
+        summary["batch_size"]
+    }; wall time **{summary["wall_s"] / 60:.1f} min** in all
   on 2 CPU cores (shared with other work for part of the run). The LR schedule and the data are functions of the
   step, so a resumed run is the same run; `--minutes` only caps a segment (the run's `summary.json` says whether a
   cap stopped it early).
