@@ -240,3 +240,22 @@ def test_warm_start_maps_the_shipped_weights_onto_a_rebuilt_vocabulary():
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     vision = "model.vision_tower.embeddings.patch_embeddings.projection.weight"
     assert torch.equal(model.state_dict()[vision], old.state_dict()[vision])
+
+
+@pytest.mark.parametrize(("init", "origin"), [(None, "trained from random weights on CPU"), ("V1", "in two stages")])
+def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init, origin):
+    from internvl_tools.demo.evaluate import write_card
+
+    run, model_dir = tmp_path / "run", tmp_path / "model"
+    run.mkdir()
+    model_dir.mkdir()
+    meta = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+    summary = {**meta, "init": init, "bf16_autocast": init is not None, "micro_batches": 4}
+    (run / "summary.json").write_text(json.dumps(summary))
+    for name in ("curves.csv", "evals.csv"):
+        (run / name).write_text((MODEL_DIR / name).read_text())
+    report = json.loads((MODEL_DIR / "eval_report.json").read_text())
+    card = write_card(model_dir, run, report, ["python -m internvl_tools.demo.train --out RUN"]).read_text()
+    assert origin in " ".join(card.split())
+    assert ("bf16 autocast" in card) is (init is not None) and "4 length-sorted" in card
+    assert ("in the last stage" in card) is (init is not None)

@@ -324,7 +324,9 @@ def write_card(
     gaps = "\n".join(f"- {m}." for m in missed) if missed else "- Every target above is met on both seeds."
     # A run started with --init continues an earlier demo model's weights: the card says so wherever it says "from".
     origin = "from random weights, in two stages (see Training)," if summary.get("init") else "from random weights"
-    start = "from random weights, then from those weights with `--init`" if summary.get("init") else "from random weights"
+    start = (
+        "from random weights, then from those weights with `--init`" if summary.get("init") else "from random weights"
+    )
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )

@@ -16,6 +16,9 @@ line boxes) follows ``docs/tiny_trained_vlm.md``. The auxiliary heads are not pa
 shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in :mod:`~internvl_tools.demo.batches`,
 checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
+``--init DIR`` starts from an earlier demo checkpoint instead of random weights (:func:`warm_start`); ``--until``
+ends a segment at a step, and ``--resume`` continues it on the same schedule.
+
 Determinism: sample ``i`` is drawn from ``random.Random(seed * 10**7 + i)`` and the model from ``torch.manual_seed``;
 the LR schedule is step-based (``--steps``); ``--minutes`` is a safety cap that stops early (the card says where).
 Every ``--ckpt-minutes`` the run evaluates a small fixed held-out set and exports the best-scoring weights to
