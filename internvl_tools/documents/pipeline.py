@@ -306,10 +306,18 @@ class _Run:
         return self.question or ""
 
     def _infer(self, pages: list[tuple[RenderedPage, float]]) -> list[PageResult]:
-        batch = [(page, render_s) for page, render_s in pages if page.error is None]
-        done = {page.number: self._failed(page, render_s) for page, render_s in pages if page.error is not None}
-        done.update((r.page, r) for r in self._generate(batch))
-        return [done[page.number] for page, _ in pages]
+        # Results go back by position, never by page number: read_rendered batches pages of different documents,
+        # whose numbers repeat (two "page 1"s would otherwise trade or share answers).
+        results: list[PageResult | None] = [None] * len(pages)
+        todo = []
+        for index, (page, render_s) in enumerate(pages):
+            if page.error is not None:
+                results[index] = self._failed(page, render_s)
+            else:
+                todo.append(index)
+        for index, result in zip(todo, self._generate([pages[i] for i in todo]), strict=True):
+            results[index] = result
+        return [r for r in results if r is not None]
 
     def _failed(self, page: RenderedPage, render_s: float) -> PageResult:
         return PageResult(
