@@ -64,6 +64,14 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     Every tensor whose name and shape match is copied. The token embeddings (tied with the output layer) are matched
     by token string, since a tokenizer rebuilt from a changed corpus numbers its tokens differently; a token the old
     vocabulary lacks starts as the mean of the old rows its text splits into.
+
+    >>> from transformers import InternVLForConditionalGeneration
+    >>> from internvl_tools.demo.architecture import build_config, build_tokenizer
+    >>> from internvl_tools.demo.evaluate import MODEL_DIR
+    >>> tokenizer = build_tokenizer()
+    >>> counts = warm_start(InternVLForConditionalGeneration(build_config(tokenizer)), tokenizer, MODEL_DIR)
+    >>> counts["tokens_matched"] + counts["tokens_composed"] == len(tokenizer)
+    True
     """
     import torch
     from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
