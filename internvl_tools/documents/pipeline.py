@@ -308,16 +308,8 @@ class _Run:
     def _infer(self, pages: list[tuple[RenderedPage, float]]) -> list[PageResult]:
         # Results go back by position, never by page number: read_rendered batches pages of different documents,
         # whose numbers repeat (two "page 1"s would otherwise trade or share answers).
-        results: list[PageResult | None] = [None] * len(pages)
-        todo = []
-        for index, (page, render_s) in enumerate(pages):
-            if page.error is not None:
-                results[index] = self._failed(page, render_s)
-            else:
-                todo.append(index)
-        for index, result in zip(todo, self._generate([pages[i] for i in todo]), strict=True):
-            results[index] = result
-        return [r for r in results if r is not None]
+        answered = iter(self._generate([(page, render_s) for page, render_s in pages if page.error is None]))
+        return [self._failed(page, render_s) if page.error is not None else next(answered) for page, render_s in pages]
 
     def _failed(self, page: RenderedPage, render_s: float) -> PageResult:
         return PageResult(
