@@ -15,16 +15,27 @@ True
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from internvl_tools.demo import synth
 from internvl_tools.demo.architecture import CELL, IMAGE_SIZE, MAX_TILES, SIDE, TOKENS_PER_TILE
-from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TEMPLATE
+from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TEMPLATE, grounding_question
 from internvl_tools.generation.text import encode_prompt
 from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
 from internvl_tools.tiling import tile_image
 
-__all__ = ["SLOTS", "TokenIds", "approx_tokens", "aux_targets", "collate", "prompt_text", "tile"]
+__all__ = [
+    "SLOTS",
+    "TokenIds",
+    "approx_tokens",
+    "aux_targets",
+    "collate",
+    "look_spans",
+    "look_targets",
+    "prompt_text",
+    "tile",
+]
 
 SLOTS = CELL // 8  # horizontal 8-px sub-slots per cell in the character target
 
@@ -72,6 +83,55 @@ def _groups(sample: synth.Sample) -> list[tuple[str, tuple[int, int, int, int]]]
         for value, label in zip(sample.words[::2], sample.words[1::2], strict=True):
             groups.append((f"{label.text} {value.text}", synth.union([value.box, label.box])))
     return groups
+
+
+def look_spans(sample: synth.Sample, question: str, answer: str) -> list[tuple[int, int, tuple[int, int, int, int]]]:
+    """Where each located part of ``answer`` should look: (start, end) characters of the answer and a pixel box.
+
+    A grounding answer's box numbers look at their word, each grounded-OCR line's box numbers at that line, a chart
+    value (asked for, or in a table row) at the value printed above its bar. Other answers have no spans.
+
+    >>> s = synth.Sample("text", None, words=[synth.Word("Tax", (4, 10, 30, 22), (31, 78, 234, 172))])
+    >>> look_spans(s, grounding_question("Tax"), "<ref>Tax</ref><box>[[31, 78, 234, 172]]</box>")
+    [(19, 39, (4, 10, 30, 22))]
+    """
+    spans: list[tuple[int, int, tuple[int, int, int, int]]] = []
+    if sample.kind == "chart":
+        values = {label: word.box for (label, _), word in zip(sample.chart, sample.words[::2], strict=True)}
+        if answer.isdigit():
+            label = question.split("value of ", 1)[1].split(" ", 1)[0]
+            return [(0, len(answer), values[label])] if label in values else []
+        for match in re.finditer(r"^\| (\w+) \| (\d+) \|$", answer, flags=re.M):
+            if match.group(1) in values:
+                spans.append((match.start(2), match.end(2), values[match.group(1)]))
+        return spans
+    boxes = [m.span(1) for m in re.finditer(r"<box>(.*?)</box>", answer)]
+    phrase = question.split("<ref>", 1)[-1].split("</ref>", 1)[0]
+    if question == grounding_question(phrase):
+        word = next((w for w in sample.words if w.text == phrase), None)
+        return [(*boxes[0], word.box)] if word is not None and boxes else []
+    if len(boxes) == len(sample.line_boxes):
+        spans = [(a, b, line.box) for (a, b), line in zip(boxes, sample.line_boxes, strict=True)]
+    return spans
+
+
+def look_targets(
+    sample: synth.Sample, tiled: Any, spans: list[tuple[int, int, tuple[int, int, int, int]]], offsets: list
+) -> list[tuple[list[int], list[int]]]:
+    """Per span: (answer token positions whose next-token prediction writes the span, image tokens over its box).
+
+    ``offsets`` are the answer tokens' (start, end) characters; image tokens count over all tiles, thumbnail last.
+    """
+    frames = _frames(sample, tiled)
+    out = []
+    for a, b, box in spans:
+        queries = [j - 1 for j, (s, e) in enumerate(offsets) if s < b and e > a and j > 0]
+        if a == 0:
+            queries = [-1, *queries]  # the last prompt token writes the answer's first token
+        image = sorted(t * TOKENS_PER_TILE + k for t, frame in enumerate(frames) for k in _cells(box, frame))
+        if queries and image:
+            out.append((queries, image))
+    return out
 
 
 def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any) -> dict[str, Any]:
@@ -142,18 +202,28 @@ def approx_tokens(sample: synth.Sample, question: str, answer: str) -> float:
 
 
 def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds) -> dict[str, Any]:
-    """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets."""
+    """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets.
+
+    ``looks`` lists (row, query positions, image-token positions): where a located answer part should look
+    (:func:`look_spans`), for the attention auxiliary.
+    """
     import torch
 
-    ids_list, label_list, pixels, targets = [], [], [], []
-    for sample, question, answer in examples:
+    ids_list, label_list, pixels, targets, looks = [], [], [], [], []
+    image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    for row, (sample, question, answer) in enumerate(examples):
         tiled = tile(sample)
         prompt_ids = encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles))
-        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        encoded = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+        answer_ids = encoded["input_ids"] + [tokenizer.eos_token_id]
         ids_list.append(prompt_ids + answer_ids)
         label_list.append([-100] * len(prompt_ids) + answer_ids)
         pixels.append(tiled.pixel_values)
         targets.append(aux_targets(sample, tiled, token_ids))
+        image_positions = [p for p, i in enumerate(prompt_ids) if i == image_id]
+        spans = look_spans(sample, question, answer)
+        for queries, image in look_targets(sample, tiled, spans, encoded["offset_mapping"]):
+            looks.append((row, [len(prompt_ids) + q for q in queries], [image_positions[k] for k in image]))
     width = max(len(x) for x in ids_list)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(ids_list), width), pad, dtype=torch.long)
@@ -169,4 +239,5 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token
         "attention_mask": mask,
         "pixel_values": torch.cat(pixels),
         **{key: torch.cat([t[key] for t in targets]) for key in targets[0]},
+        "looks": looks,
     }

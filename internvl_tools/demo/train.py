@@ -49,13 +49,74 @@ from internvl_tools.demo.batches import SLOTS, TokenIds, approx_tokens, collate
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example
 
-__all__ = ["AUX_WEIGHT", "BOX_AUX_WEIGHT", "TOKEN_AUX_WEIGHT", "main", "train", "warm_start"]
+__all__ = [
+    "AUX_WEIGHT",
+    "BOX_AUX_WEIGHT",
+    "LOOK_HEAD",
+    "LOOK_LAYER",
+    "LOOK_WEIGHT",
+    "TOKEN_AUX_WEIGHT",
+    "look_loss",
+    "main",
+    "train",
+    "warm_start",
+]
 
 AUX_WEIGHT = 20.0
 #: Weights of the grounding auxiliaries: each image token names the text tokens of the words it holds (scored
 #: against the language model's own embeddings) and regresses their word and line boxes.
 TOKEN_AUX_WEIGHT = 50.0
 BOX_AUX_WEIGHT = 5.0
+#: The attention auxiliary: one head of one language-model layer is taught where a located answer part should look
+#: (the image tokens over the word, line or chart value it writes: :func:`~internvl_tools.demo.batches.look_spans`).
+LOOK_WEIGHT = 1.0
+LOOK_LAYER = 2
+LOOK_HEAD = 0
+
+
+def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list, head: int = LOOK_HEAD) -> Any:
+    """Mean of -log(attention mass on the right image tokens) of one head, over the queries of ``looks``.
+
+    ``attention`` is a Qwen2 attention module, ``hidden`` and ``position_embeddings`` its inputs in the forward pass
+    just run (captured by a hook), ``looks`` the batch's (row, query positions, image-token positions). The scores
+    are recomputed exactly as the module computes them (same projections, rotary embedding, scaling, causal mask),
+    so the gradient reaches the weights the model attends with.
+
+    >>> import torch
+    >>> from transformers import Qwen2Config
+    >>> from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
+    >>> config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
+    >>> hidden = torch.randn(1, 6, 32)
+    >>> rope = Qwen2RotaryEmbedding(config)(hidden, torch.arange(6)[None])
+    >>> loss = look_loss(Qwen2Attention(config, 0), hidden, rope, [(0, [4, 5], [1, 2])])
+    >>> bool(loss > 0)
+    True
+    """
+    import torch
+
+    per_kv = attention.config.num_attention_heads // attention.config.num_key_value_heads
+    dim = attention.head_dim
+    cos, sin = position_embeddings
+
+    def rotate(x: Any, row: int, positions: Any) -> Any:
+        row = min(row, cos.shape[0] - 1)  # one shared row when every sequence has the same positions
+        c, s = cos[row, positions].float(), sin[row, positions].float()
+        half = x.shape[-1] // 2
+        turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * c + turned * s
+
+    losses = []
+    for row, queries, image in looks:
+        q_pos = torch.tensor(queries)
+        last = int(q_pos.max()) + 1
+        q = attention.q_proj(hidden[row, q_pos]).float().view(len(queries), -1, dim)[:, head]
+        k = attention.k_proj(hidden[row, :last]).float().view(last, -1, dim)[:, head // per_kv]
+        q, k = rotate(q, row, q_pos), rotate(k, row, torch.arange(last))
+        scores = (q @ k.T) * attention.scaling
+        scores = scores.masked_fill(torch.arange(last)[None, :] > q_pos[:, None], float("-inf"))
+        logp = torch.log_softmax(scores, dim=-1)
+        losses.append(-torch.logsumexp(logp[:, torch.tensor(image)], dim=-1).mean())
+    return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
 
 
 def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
@@ -116,6 +177,7 @@ def train(
     resume: bool = False,
     token_aux_weight: float = TOKEN_AUX_WEIGHT,
     box_aux_weight: float = BOX_AUX_WEIGHT,
+    look_weight: float = LOOK_WEIGHT,
     micro_batches: int = 4,
     bf16: bool = True,
     until: int | None = None,
@@ -144,6 +206,11 @@ def train(
     token_ids = TokenIds(tokenizer)
     captured: dict[str, Any] = {}
     model.model.multi_modal_projector.register_forward_hook(lambda _m, _i, o: captured.__setitem__("feat", o))
+    look_attention = model.model.language_model.layers[LOOK_LAYER].self_attn
+    look_attention.register_forward_pre_hook(
+        lambda _m, _a, kwargs: captured.update(look_in=(kwargs["hidden_states"], kwargs["position_embeddings"])),
+        with_kwargs=True,
+    )
     params = list(model.parameters()) + list(aux_head.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -177,6 +244,8 @@ def train(
         "aux_weight": AUX_WEIGHT,
         "token_aux_weight": token_aux_weight,
         "box_aux_weight": box_aux_weight,
+        "look_weight": look_weight,
+        "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
         "patch": PATCH,
         "tokens_per_tile": TOKENS_PER_TILE,
         "max_tiles": MAX_TILES,
@@ -191,7 +260,9 @@ def train(
     log = (out / "curves.csv").open("a", newline="")
     writer = csv.writer(log)
     if start_step == 0:
-        writer.writerow(["step", "elapsed_s", "loss", "lm_loss", "aux_loss", "token_aux_loss", "box_aux_loss", "lr"])
+        writer.writerow(
+            ["step", "elapsed_s", "loss", "lm_loss", "aux_loss", "token_aux_loss", "box_aux_loss", "lr", "look_loss"]
+        )
     evlog = (out / "evals.csv").open("a", newline="")
     evwriter = csv.writer(evlog)
     if start_step == 0:
@@ -242,7 +313,7 @@ def train(
         size = -(-len(examples) // micro_batches)
         chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
-        lm_total = aux_total = token_total = box_total = 0.0
+        lm_total = aux_total = token_total = box_total = look_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
             batch = collate(chunk, tokenizer, token_ids)
@@ -261,17 +332,24 @@ def train(
                 mask = batch["box_mask"]
                 box_err = (torch.sigmoid(aux_head["boxes"](feat).float()) - batch["boxes"]).abs() * mask
                 box_loss = box_err.sum() / mask.sum().clamp(min=1.0)
+            looked = (
+                look_loss(look_attention, *captured["look_in"], batch["looks"])
+                if look_weight and batch["looks"]
+                else torch.zeros(())
+            )
             loss = (
                 outputs.loss.float()
                 + AUX_WEIGHT * aux_loss.float()
                 + token_aux_weight * token_loss.float()
                 + box_aux_weight * box_loss.float()
+                + look_weight * looked
             ) * share
             loss.backward()
             lm_total += outputs.loss.item() * share
             aux_total += aux_loss.item() * share
             token_total += token_loss.item() * share
             box_total += box_loss.item() * share
+            look_total += looked.item() * share
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -282,7 +360,11 @@ def train(
                     step,
                     round(elapsed, 1),
                     round(
-                        lm_total + AUX_WEIGHT * aux_total + token_aux_weight * token_total + box_aux_weight * box_total,
+                        lm_total
+                        + AUX_WEIGHT * aux_total
+                        + token_aux_weight * token_total
+                        + box_aux_weight * box_total
+                        + look_weight * look_total,
                         4,
                     ),
                     round(lm_total, 4),
@@ -290,13 +372,14 @@ def train(
                     round(token_total, 5),
                     round(box_total, 5),
                     f"{lr_at(step):.2e}",
+                    round(look_total, 4),
                 ]
             )
             log.flush()
             if step % 50 == 0:
                 print(
                     f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f} tok {token_total:.5f} "
-                    f"box {box_total:.4f}",
+                    f"box {box_total:.4f} look {look_total:.3f}",
                     flush=True,
                 )
         if time.monotonic() - last_ckpt > ckpt_minutes * 60:
@@ -335,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
         "--token-aux", type=float, default=TOKEN_AUX_WEIGHT, help="weight of the token auxiliary (0 turns it off)"
     )
     parser.add_argument("--box-aux", type=float, default=BOX_AUX_WEIGHT, help="weight of the box auxiliary (0: off)")
+    parser.add_argument(
+        "--look", type=float, default=LOOK_WEIGHT, help="weight of the attention auxiliary (0 turns it off)"
+    )
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     parser.add_argument(
@@ -356,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         token_aux_weight=args.token_aux,
         box_aux_weight=args.box_aux,
+        look_weight=args.look,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
         until=args.until,

@@ -1,0 +1,139 @@
+"""The demo model's attention auxiliary: which answer tokens should look where, and the loss on one head.
+
+The targets must point at the right tokens (a query that writes a box's digits, image tokens over that box's
+word), and the loss must be the attention the model really computes, or it trains the wrong thing.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from internvl_tools.demo import synth
+from internvl_tools.demo.architecture import CELL, IMAGE_SIZE, SIDE, TOKENS_PER_TILE, build_config, build_tokenizer
+from internvl_tools.demo.batches import TokenIds, collate, look_spans, tile
+from internvl_tools.demo.tasks import make_example
+
+LOCATED = ["ground", "page_ground", "line_ground", "page_line_ground", "chart_value", "chart_table"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_tokenizer()
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("task", LOCATED)
+def test_spans_cover_the_located_parts_of_the_answer(task, seed):
+    sample, question, answer = make_example(task, random.Random(seed))
+    spans = look_spans(sample, question, answer)
+    texts = [answer[a:b] for a, b, _ in spans]
+    if task.startswith("chart"):
+        values = [str(v) for _, v in sample.chart]
+        assert texts and all(t in values for t in texts)
+        assert len(texts) == (1 if task == "chart_value" else len(sample.chart))
+    else:
+        assert texts == [m for m in answer.split("<box>")[1:] for m in [m.split("</box>")[0]]]
+        wanted = [sample.line_boxes[k].box for k in range(len(texts))] if "line" in task else None
+        if wanted is not None:
+            assert [box for _, _, box in spans] == wanted
+
+
+@pytest.mark.parametrize("task", ["ocr", "table_ocr", "page_ocr", "easy_ocr"])
+def test_plain_transcriptions_have_nothing_to_look_at(task):
+    sample, question, answer = make_example(task, random.Random(1))
+    assert look_spans(sample, question, answer) == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("task", LOCATED)
+def test_queries_write_the_span_and_targets_are_image_tokens_over_its_box(tokenizer, task, seed):
+    sample, question, answer = make_example(task, random.Random(seed))
+    batch = collate([(sample, question, answer)], tokenizer, TokenIds(tokenizer))
+    ids = batch["input_ids"][0].tolist()
+    image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    image_positions = [p for p, i in enumerate(ids) if i == image_id]
+    spans = look_spans(sample, question, answer)
+    assert len(batch["looks"]) == len(spans)
+    tiled = tile(sample)
+    cols, _ = tiled.grid
+    for (row, queries, targets), (a, b, box) in zip(batch["looks"], spans, strict=True):
+        assert row == 0
+        written = tokenizer.decode([ids[q + 1] for q in queries])
+        assert written == answer[a:b]
+        assert all(ids[t] == image_id for t in targets)
+        # The first tile's targeted cells overlap the box's own cells (pixels scaled onto the tile grid).
+        tile_targets = {image_positions.index(t) for t in targets}
+        assert tile_targets
+        first = {k for k in tile_targets if k < TOKENS_PER_TILE}
+        if cols == 1 and sample.image.height == IMAGE_SIZE:
+            x1, y1, x2, y2 = box
+            expected = {
+                r * SIDE + c
+                for r in range(SIDE)
+                for c in range(SIDE)
+                if min(x2, (c + 1) * CELL) - max(x1, c * CELL) >= 2 and min(y2, (r + 1) * CELL) - max(y1, r * CELL) >= 2
+            }
+            assert first == expected
+
+
+def test_loss_is_minus_log_of_the_heads_real_attention_on_the_targets(tokenizer):
+    import torch
+    from transformers import InternVLForConditionalGeneration
+
+    from internvl_tools.demo.train import LOOK_LAYER, look_loss
+
+    torch.manual_seed(0)
+    model = InternVLForConditionalGeneration(build_config(tokenizer)).eval()
+    model.set_attn_implementation("eager")
+    captured = {}
+    attention = model.model.language_model.layers[LOOK_LAYER].self_attn
+    attention.register_forward_pre_hook(
+        lambda _m, _a, kw: captured.update(x=(kw["hidden_states"], kw["position_embeddings"])), with_kwargs=True
+    )
+    examples = [make_example(t, random.Random(3)) for t in ("ground", "page_line_ground", "chart_value")]
+    batch = collate(examples, tokenizer, TokenIds(tokenizer))
+    with torch.no_grad():
+        out = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            pixel_values=batch["pixel_values"],
+            output_attentions=True,
+        )
+        weights = out.attentions[LOOK_LAYER]
+        for look in batch["looks"][::2]:
+            row, queries, targets = look
+            for head in range(model.config.text_config.num_attention_heads):
+                mass = weights[row, head][queries][:, targets].sum(-1)
+                got = look_loss(attention, *captured["x"], [look], head=head)
+                assert float(got) == pytest.approx(float(-mass.log().mean()), rel=1e-4)
+
+
+def test_loss_without_looks_is_zero_and_a_batch_of_looks_is_their_mean(tokenizer):
+    import torch
+    from transformers import Qwen2Config
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
+
+    from internvl_tools.demo.train import look_loss
+
+    config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
+    torch.manual_seed(1)
+    attention = Qwen2Attention(config, 0)
+    hidden = torch.randn(2, 7, 32)
+    rope = Qwen2RotaryEmbedding(config)(hidden, torch.arange(7)[None])
+    a, b = (0, [5, 6], [1, 2]), (1, [3], [0])
+    with torch.no_grad():
+        assert float(look_loss(attention, hidden, rope, [])) == 0.0
+        both = look_loss(attention, hidden, rope, [a, b])
+        mean = (look_loss(attention, hidden, rope, [a]) + look_loss(attention, hidden, rope, [b])) / 2
+        assert float(both) == pytest.approx(float(mean))
+        # A query only looks back: its own token is one of the keys, the one after it is not.
+        assert float(look_loss(attention, hidden, rope, [(0, [3], [3])])) < float("inf")
+
+
+def test_synthetic_chart_words_alternate_value_and_label():
+    # look_spans reads a chart's value boxes as words[::2]; the generator must keep drawing value, then label.
+    sample = synth.chart_tile(random.Random(7))
+    assert [w.text for w in sample.words[::2]] == [str(v) for _, v in sample.chart]
+    assert [w.text for w in sample.words[1::2]] == [label for label, _ in sample.chart]
