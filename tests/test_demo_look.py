@@ -1,4 +1,5 @@
-"""The demo model's attention auxiliary: which answer tokens should look where, and the loss on one head.
+"""The demo model's attention and carry auxiliaries: which answer tokens should look where (and bring back which
+box), and the loss on one head.
 
 The targets must point at the right tokens (a query that writes a box's digits, image tokens over that box's
 word), and the loss must be the attention the model really computes, or it trains the wrong thing.
@@ -58,8 +59,10 @@ def test_queries_write_the_span_and_targets_are_image_tokens_over_its_box(tokeni
     assert len(batch["looks"]) == len(spans)
     tiled = tile(sample)
     cols, _ = tiled.grid
-    for (row, queries, targets), (a, b, box) in zip(batch["looks"], spans, strict=True):
+    w, h = sample.image.size
+    for (row, queries, targets, carried), (a, b, box) in zip(batch["looks"], spans, strict=True):
         assert row == 0
+        assert carried == pytest.approx((box[0] / w, box[1] / h, box[2] / w, box[3] / h))
         written = tokenizer.decode([ids[q + 1] for q in queries])
         assert written == answer[a:b]
         assert all(ids[t] == image_id for t in targets)
@@ -103,7 +106,7 @@ def test_loss_is_minus_log_of_the_heads_real_attention_on_the_targets(tokenizer)
         )
         weights = out.attentions[LOOK_LAYER]
         for look in batch["looks"][::2]:
-            row, queries, targets = look
+            row, queries, targets, _ = look
             for head in range(model.config.text_config.num_attention_heads):
                 mass = weights[row, head][queries][:, targets].sum(-1)
                 got = look_loss(attention, *captured["x"], [look], head=head)
@@ -122,14 +125,14 @@ def test_loss_without_looks_is_zero_and_a_batch_of_looks_is_their_mean(tokenizer
     attention = Qwen2Attention(config, 0)
     hidden = torch.randn(2, 7, 32)
     rope = Qwen2RotaryEmbedding(config)(hidden, torch.arange(7)[None])
-    a, b = (0, [5, 6], [1, 2]), (1, [3], [0])
+    a, b = (0, [5, 6], [1, 2], None), (1, [3], [0], None)
     with torch.no_grad():
         assert float(look_loss(attention, hidden, rope, [])) == 0.0
         both = look_loss(attention, hidden, rope, [a, b])
         mean = (look_loss(attention, hidden, rope, [a]) + look_loss(attention, hidden, rope, [b])) / 2
         assert float(both) == pytest.approx(float(mean))
         # A query only looks back: its own token is one of the keys, the one after it is not.
-        assert float(look_loss(attention, hidden, rope, [(0, [3], [3])])) < float("inf")
+        assert float(look_loss(attention, hidden, rope, [(0, [3], [3], None)])) < float("inf")
 
 
 def test_synthetic_chart_words_alternate_value_and_label():

@@ -117,12 +117,14 @@ def look_spans(sample: synth.Sample, question: str, answer: str) -> list[tuple[i
 
 def look_targets(
     sample: synth.Sample, tiled: Any, spans: list[tuple[int, int, tuple[int, int, int, int]]], offsets: list
-) -> list[tuple[list[int], list[int]]]:
-    """Per span: (answer token positions whose next-token prediction writes the span, image tokens over its box).
+) -> list[tuple[list[int], list[int], tuple[float, float, float, float]]]:
+    """Per span: (answer token positions whose next-token prediction writes the span, image tokens over its box,
+    the box on a 0-1 scale of the image).
 
     ``offsets`` are the answer tokens' (start, end) characters; image tokens count over all tiles, thumbnail last.
     """
     frames = _frames(sample, tiled)
+    w, h = sample.image.size
     out = []
     for a, b, box in spans:
         queries = [j - 1 for j, (s, e) in enumerate(offsets) if s < b and e > a and j > 0]
@@ -130,7 +132,7 @@ def look_targets(
             queries = [-1, *queries]  # the last prompt token writes the answer's first token
         image = sorted(t * TOKENS_PER_TILE + k for t, frame in enumerate(frames) for k in _cells(box, frame))
         if queries and image:
-            out.append((queries, image))
+            out.append((queries, image, (box[0] / w, box[1] / h, box[2] / w, box[3] / h)))
     return out
 
 
@@ -204,8 +206,8 @@ def approx_tokens(sample: synth.Sample, question: str, answer: str) -> float:
 def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds) -> dict[str, Any]:
     """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets.
 
-    ``looks`` lists (row, query positions, image-token positions): where a located answer part should look
-    (:func:`look_spans`), for the attention auxiliary.
+    ``looks`` lists (row, query positions, image-token positions, 0-1 box): where a located answer part should
+    look (:func:`look_spans`) and what it should bring back, for the attention and carry auxiliaries.
     """
     import torch
 
@@ -222,8 +224,8 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token
         targets.append(aux_targets(sample, tiled, token_ids))
         image_positions = [p for p, i in enumerate(prompt_ids) if i == image_id]
         spans = look_spans(sample, question, answer)
-        for queries, image in look_targets(sample, tiled, spans, encoded["offset_mapping"]):
-            looks.append((row, [len(prompt_ids) + q for q in queries], [image_positions[k] for k in image]))
+        for queries, image, box in look_targets(sample, tiled, spans, encoded["offset_mapping"]):
+            looks.append((row, [len(prompt_ids) + q for q in queries], [image_positions[k] for k in image], box))
     width = max(len(x) for x in ids_list)
     pad = tokenizer.pad_token_id
     input_ids = torch.full((len(ids_list), width), pad, dtype=torch.long)

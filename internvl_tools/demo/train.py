@@ -12,7 +12,9 @@ Inputs are built by the package's own code, exactly as the engine builds them at
 message for the prompt. The recipe (grid-snapped layouts, a byte-level BPE tokenizer with single-digit tokens, and a
 training-only auxiliary losses: each image token predicts which characters lie in its 32-px cell, names the text
 tokens of the words it overlaps (scored against the language model's own embeddings) and regresses their word and
-line boxes) follows ``docs/tiny_trained_vlm.md``. The auxiliary heads are not part of the saved model. The model's
+line boxes) follows ``docs/tiny_trained_vlm.md``. A fourth auxiliary teaches one attention head where a located
+answer part should look (:func:`look_loss`: a box's numbers at the image tokens over their word or line, a chart
+value at the number printed above its bar). The auxiliary heads are not part of the saved model. The model's
 shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in :mod:`~internvl_tools.demo.batches`,
 checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
@@ -52,10 +54,12 @@ from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example
 __all__ = [
     "AUX_WEIGHT",
     "BOX_AUX_WEIGHT",
+    "CARRY_WEIGHT",
     "LOOK_HEAD",
     "LOOK_LAYER",
     "LOOK_WEIGHT",
     "TOKEN_AUX_WEIGHT",
+    "carry_loss",
     "look_loss",
     "main",
     "train",
@@ -72,6 +76,9 @@ BOX_AUX_WEIGHT = 5.0
 LOOK_WEIGHT = 1.0
 LOOK_LAYER = 2
 LOOK_HEAD = 0
+#: The carry auxiliary: after that layer, the hidden state of each query regresses its span's 0-1 box (L1), so what
+#: the head looks at is brought back to where the numbers are written.
+CARRY_WEIGHT = 5.0
 
 
 def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list, head: int = LOOK_HEAD) -> Any:
@@ -106,7 +113,7 @@ def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list
         return x * c + turned * s
 
     losses = []
-    for row, queries, image in looks:
+    for row, queries, image, *_ in looks:
         q_pos = torch.tensor(queries)
         last = int(q_pos.max()) + 1
         q = attention.q_proj(hidden[row, q_pos]).float().view(len(queries), -1, dim)[:, head]
@@ -164,6 +171,24 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     return {"tensors": len(copied), "of": len(own), "tokens_matched": matched, "tokens_composed": composed}
 
 
+def carry_loss(head: Any, hidden: Any, looks: list) -> Any:
+    """Mean L1 error of ``sigmoid(head(hidden))`` at each look's queries against its 0-1 box (0 without looks).
+
+    >>> import torch
+    >>> head = torch.nn.Linear(8, 4)
+    >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)  # predicts 0.5 everywhere
+    >>> float(carry_loss(head, torch.zeros(1, 3, 8), [(0, [1, 2], [0], (0.5, 0.5, 0.5, 1.0))]))
+    0.125
+    """
+    import torch
+
+    errors = []
+    for row, queries, _image, box in looks:
+        got = torch.sigmoid(head(hidden[row, torch.tensor(queries)]).float())
+        errors.append((got - torch.tensor(box)).abs().mean())
+    return torch.stack(errors).mean() if errors else hidden.new_zeros(()).float()
+
+
 def train(
     out: Path,
     *,
@@ -178,6 +203,7 @@ def train(
     token_aux_weight: float = TOKEN_AUX_WEIGHT,
     box_aux_weight: float = BOX_AUX_WEIGHT,
     look_weight: float = LOOK_WEIGHT,
+    carry_weight: float = CARRY_WEIGHT,
     micro_batches: int = 4,
     bf16: bool = True,
     until: int | None = None,
@@ -198,7 +224,11 @@ def train(
     classes = len(synth.CHARSET)
     hidden = model.config.text_config.hidden_size
     aux_head = torch.nn.ModuleDict(
-        {"chars": torch.nn.Linear(hidden, SLOTS * classes), "boxes": torch.nn.Linear(hidden, 8)}
+        {
+            "chars": torch.nn.Linear(hidden, SLOTS * classes),
+            "boxes": torch.nn.Linear(hidden, 8),
+            "carry": torch.nn.Linear(hidden, 4),
+        }
     )
     torch.nn.init.zeros_(aux_head["chars"].weight)
     torch.nn.init.constant_(aux_head["chars"].bias, -5.0)
@@ -210,6 +240,9 @@ def train(
     look_attention.register_forward_pre_hook(
         lambda _m, _a, kwargs: captured.update(look_in=(kwargs["hidden_states"], kwargs["position_embeddings"])),
         with_kwargs=True,
+    )
+    model.model.language_model.layers[LOOK_LAYER].register_forward_hook(
+        lambda _m, _i, o: captured.__setitem__("carried", o[0] if isinstance(o, tuple) else o)
     )
     params = list(model.parameters()) + list(aux_head.parameters())
     decay = [p for p in params if p.ndim >= 2]
@@ -244,6 +277,7 @@ def train(
         "aux_weight": AUX_WEIGHT,
         "token_aux_weight": token_aux_weight,
         "box_aux_weight": box_aux_weight,
+        "carry_weight": carry_weight,
         "look_weight": look_weight,
         "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
         "patch": PATCH,
@@ -261,7 +295,18 @@ def train(
     writer = csv.writer(log)
     if start_step == 0:
         writer.writerow(
-            ["step", "elapsed_s", "loss", "lm_loss", "aux_loss", "token_aux_loss", "box_aux_loss", "lr", "look_loss"]
+            [
+                "step",
+                "elapsed_s",
+                "loss",
+                "lm_loss",
+                "aux_loss",
+                "token_aux_loss",
+                "box_aux_loss",
+                "lr",
+                "look_loss",
+                "carry_loss",
+            ]
         )
     evlog = (out / "evals.csv").open("a", newline="")
     evwriter = csv.writer(evlog)
@@ -313,7 +358,7 @@ def train(
         size = -(-len(examples) // micro_batches)
         chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
-        lm_total = aux_total = token_total = box_total = look_total = 0.0
+        lm_total = aux_total = token_total = box_total = look_total = carry_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
             batch = collate(chunk, tokenizer, token_ids)
@@ -337,12 +382,18 @@ def train(
                 if look_weight and batch["looks"]
                 else torch.zeros(())
             )
+            carried = (
+                carry_loss(aux_head["carry"], captured["carried"], batch["looks"])
+                if carry_weight and batch["looks"]
+                else torch.zeros(())
+            )
             loss = (
                 outputs.loss.float()
                 + AUX_WEIGHT * aux_loss.float()
                 + token_aux_weight * token_loss.float()
                 + box_aux_weight * box_loss.float()
                 + look_weight * looked
+                + carry_weight * carried
             ) * share
             loss.backward()
             lm_total += outputs.loss.item() * share
@@ -350,6 +401,7 @@ def train(
             token_total += token_loss.item() * share
             box_total += box_loss.item() * share
             look_total += looked.item() * share
+            carry_total += carried.item() * share
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -364,7 +416,8 @@ def train(
                         + AUX_WEIGHT * aux_total
                         + token_aux_weight * token_total
                         + box_aux_weight * box_total
-                        + look_weight * look_total,
+                        + look_weight * look_total
+                        + carry_weight * carry_total,
                         4,
                     ),
                     round(lm_total, 4),
@@ -373,13 +426,14 @@ def train(
                     round(box_total, 5),
                     f"{lr_at(step):.2e}",
                     round(look_total, 4),
+                    round(carry_total, 4),
                 ]
             )
             log.flush()
             if step % 50 == 0:
                 print(
                     f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f} tok {token_total:.5f} "
-                    f"box {box_total:.4f} look {look_total:.3f}",
+                    f"box {box_total:.4f} look {look_total:.3f} carry {carry_total:.4f}",
                     flush=True,
                 )
         if time.monotonic() - last_ckpt > ckpt_minutes * 60:
@@ -421,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--look", type=float, default=LOOK_WEIGHT, help="weight of the attention auxiliary (0 turns it off)"
     )
+    parser.add_argument(
+        "--carry", type=float, default=CARRY_WEIGHT, help="weight of the carry auxiliary (0 turns it off)"
+    )
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     parser.add_argument(
@@ -443,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         token_aux_weight=args.token_aux,
         box_aux_weight=args.box_aux,
         look_weight=args.look,
+        carry_weight=args.carry,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
         until=args.until,
