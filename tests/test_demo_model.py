@@ -251,6 +251,8 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
     model_dir.mkdir()
     meta = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
     summary = {**meta, "init": init, "bf16_autocast": init is not None, "micro_batches": 4}
+    if init is not None:  # a run with the attention auxiliaries records their weights
+        summary.update(look_weight=1.0, carry_weight=5.0, look_layer_head=[2, 0])
     (run / "summary.json").write_text(json.dumps(summary))
     for name in ("curves.csv", "evals.csv"):
         (run / name).write_text((MODEL_DIR / name).read_text())
@@ -259,3 +261,4 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
     assert origin in " ".join(card.split())
     assert ("bf16 autocast" in card) is (init is not None) and "4 length-sorted" in card
     assert ("in the last stage" in card) is (init is not None)
+    assert ("head 0 of layer 2" in " ".join(card.split())) is (init is not None)

@@ -327,6 +327,15 @@ def write_card(
     start = (
         "from random weights, then from those weights with `--init`" if summary.get("init") else "from random weights"
     )
+    # Runs since the attention auxiliaries record their weights; older summaries have none (and had no such losses).
+    looking = (
+        f" Two more on the language model: head {summary['look_layer_head'][1]} of layer "
+        f"{summary['look_layer_head'][0]} is taught to attend to the image tokens under the word, line or chart value"
+        f" being written (−log attention mass, weight {summary['look_weight']}), and the hidden state after that layer"
+        f" regresses the box being written (L1, weight {summary['carry_weight']})."
+        if summary.get("look_weight") or summary.get("carry_weight")
+        else ""
+    )
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )
@@ -401,7 +410,7 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
   auxiliary losses on the projected image tokens (their heads are not in the checkpoint): the characters in each
   token's 32-px cell (weight {summary.get("aux_weight", 20)}), the text tokens of the words the cell overlaps, scored
   against the language model's own token embeddings (weight {summary.get("token_aux_weight", 50)}), and the 0–1
-  boxes of the word and line that overlap it most (L1, weight {summary.get("box_aux_weight", 5)}). Mixture:
+  boxes of the word and line that overlap it most (L1, weight {summary.get("box_aux_weight", 5)}).{looking} Mixture:
   {mixture}.
 - Checkpoint selection: every few minutes a small fixed set (seed 777777) is scored and the best weights are kept;
   the shipped weights are from step {best["step"]}.
