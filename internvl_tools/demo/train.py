@@ -12,9 +12,10 @@ Inputs are built by the package's own code, exactly as the engine builds them at
 message for the prompt. The recipe (grid-snapped layouts, a byte-level BPE tokenizer with single-digit tokens, and a
 training-only auxiliary losses: each image token predicts which characters lie in its 32-px cell, names the text
 tokens of the words it overlaps (scored against the language model's own embeddings) and regresses their word and
-line boxes) follows ``docs/tiny_trained_vlm.md``. A fourth auxiliary teaches one attention head where a located
-answer part should look (:func:`look_loss`: a box's numbers at the image tokens over their word or line, a chart
-value at the number printed above its bar). The auxiliary heads are not part of the saved model. The model's
+line boxes) follows ``docs/tiny_trained_vlm.md``. Two more act on the language model: one attention head is taught
+where a located answer part should look (:func:`look_loss`: a box's numbers at the image tokens over their word or
+line, a chart value at the number printed above its bar), and the hidden state after that layer regresses the box
+being written (:func:`carry_loss`). The auxiliary heads are not part of the saved model. The model's
 shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in :mod:`~internvl_tools.demo.batches`,
 checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
@@ -85,7 +86,8 @@ def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list
     """Mean of -log(attention mass on the right image tokens) of one head, over the queries of ``looks``.
 
     ``attention`` is a Qwen2 attention module, ``hidden`` and ``position_embeddings`` its inputs in the forward pass
-    just run (captured by a hook), ``looks`` the batch's (row, query positions, image-token positions). The scores
+    just run (captured by a hook), ``looks`` the batch's (row, query positions, image-token positions, box) from
+    :func:`~internvl_tools.demo.batches.collate` (the box is the carry auxiliary's and is ignored here). The scores
     are recomputed exactly as the module computes them (same projections, rotary embedding, scaling, causal mask),
     so the gradient reaches the weights the model attends with.
 
@@ -100,6 +102,7 @@ def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list
     True
     """
     import torch
+    from transformers.models.qwen2.modeling_qwen2 import rotate_half
 
     per_kv = attention.config.num_attention_heads // attention.config.num_key_value_heads
     dim = attention.head_dim
@@ -107,19 +110,19 @@ def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list
 
     def rotate(x: Any, row: int, positions: Any) -> Any:
         row = min(row, cos.shape[0] - 1)  # one shared row when every sequence has the same positions
-        c, s = cos[row, positions].float(), sin[row, positions].float()
-        half = x.shape[-1] // 2
-        turned = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * c + turned * s
+        return x * cos[row, positions].float() + rotate_half(x) * sin[row, positions].float()
 
+    keys: dict[int, Any] = {}  # per row: the head's rotated keys, shared by that row's looks (a page has many lines)
     losses = []
     for row, queries, image, *_ in looks:
+        if row not in keys:
+            length = hidden.shape[1]
+            k = attention.k_proj(hidden[row]).float().view(length, -1, dim)[:, head // per_kv]
+            keys[row] = rotate(k, row, torch.arange(length))
         q_pos = torch.tensor(queries)
         last = int(q_pos.max()) + 1
-        q = attention.q_proj(hidden[row, q_pos]).float().view(len(queries), -1, dim)[:, head]
-        k = attention.k_proj(hidden[row, :last]).float().view(last, -1, dim)[:, head // per_kv]
-        q, k = rotate(q, row, q_pos), rotate(k, row, torch.arange(last))
-        scores = (q @ k.T) * attention.scaling
+        q = rotate(attention.q_proj(hidden[row, q_pos]).float().view(len(queries), -1, dim)[:, head], row, q_pos)
+        scores = (q @ keys[row][:last].T) * attention.scaling
         scores = scores.masked_fill(torch.arange(last)[None, :] > q_pos[:, None], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
         losses.append(-torch.logsumexp(logp[:, torch.tensor(image)], dim=-1).mean())
