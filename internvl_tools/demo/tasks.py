@@ -30,6 +30,7 @@ __all__ = [
     "grounding_question",
     "line_boxes_answer",
     "make_example",
+    "mixture_with",
     "ocr_prompt",
 ]
 
@@ -129,12 +130,41 @@ def make_example(task: str, rng: random.Random) -> tuple[synth.Sample, str, str]
     raise ValueError(f"unknown task {task!r}")
 
 
-def draw_task(rng: random.Random) -> str:
-    """Pick a task from :data:`MIXTURE`."""
+def draw_task(rng: random.Random, mixture: tuple[tuple[str, float], ...] = MIXTURE) -> str:
+    """Pick a task from ``mixture`` (default :data:`MIXTURE`)."""
     r = rng.random()
     acc = 0.0
-    for name, weight in MIXTURE:
+    for name, weight in mixture:
         acc += weight
         if r < acc:
             return name
-    return MIXTURE[-1][0]
+    return mixture[-1][0]
+
+
+def mixture_with(overrides: str) -> tuple[tuple[str, float], ...]:
+    """:data:`MIXTURE` with some weights replaced (``"task=weight,..."``), scaled back to a sum of 1.
+
+    >>> dict(mixture_with("ground=0.25,page_line_ground=0.0"))["ground"]
+    0.25
+    >>> mixture_with("grounding=1")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown task 'grounding' in the mixture; the tasks are easy_ocr, ocr, table_ocr, ground, \
+page_ground, chart_value, chart_table, page_ocr, line_ground, page_line_ground
+    """
+    weights = dict(MIXTURE)
+    for item in filter(None, (part.strip() for part in overrides.split(","))):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in weights:
+            raise ValueError(f"unknown task {name!r} in the mixture; the tasks are {', '.join(weights)}")
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"mixture weight for {name!r} must be a number, got {value!r}") from None
+        if weights[name] < 0:
+            raise ValueError(f"mixture weight for {name!r} must be >= 0, got {value!r}")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError("the mixture's weights sum to 0; give at least one task a positive weight")
+    return tuple((name, round(weight / total, 6)) for name, weight in weights.items())

@@ -50,7 +50,7 @@ from internvl_tools.demo.architecture import (
 )
 from internvl_tools.demo.batches import SLOTS, TokenIds, approx_tokens, collate
 from internvl_tools.demo.selection import quick_eval
-from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example
+from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example, mixture_with
 
 __all__ = [
     "AUX_WEIGHT",
@@ -82,8 +82,14 @@ LOOK_HEAD = 0
 CARRY_WEIGHT = 5.0
 
 
-def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list, head: int = LOOK_HEAD) -> Any:
+def look_loss(
+    attention: Any, hidden: Any, position_embeddings: Any, looks: list, head: int = LOOK_HEAD, first: float = 0.0
+) -> Any:
     """Mean of -log(attention mass on the right image tokens) of one head, over the queries of ``looks``.
+
+    ``first`` weighs each look's first query (the one that writes the box's first number or the value's first
+    digit) that much more than the mean of its queries: later queries can find the place from the numbers already
+    written, the first one only from what the image shows.
 
     ``attention`` is a Qwen2 attention module, ``hidden`` and ``position_embeddings`` its inputs in the forward pass
     just run (captured by a hook), ``looks`` the batch's (row, query positions, image-token positions, box) from
@@ -125,7 +131,8 @@ def look_loss(attention: Any, hidden: Any, position_embeddings: Any, looks: list
         scores = (q @ keys[row][:last].T) * attention.scaling
         scores = scores.masked_fill(torch.arange(last)[None, :] > q_pos[:, None], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
-        losses.append(-torch.logsumexp(logp[:, torch.tensor(image)], dim=-1).mean())
+        missed = -torch.logsumexp(logp[:, torch.tensor(image)], dim=-1)
+        losses.append((missed.mean() + first * missed[0]) / (1.0 + first))
     return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
 
 
@@ -206,7 +213,9 @@ def train(
     token_aux_weight: float = TOKEN_AUX_WEIGHT,
     box_aux_weight: float = BOX_AUX_WEIGHT,
     look_weight: float = LOOK_WEIGHT,
+    look_first: float = 0.0,
     carry_weight: float = CARRY_WEIGHT,
+    mixture: tuple[tuple[str, float], ...] = MIXTURE,
     micro_batches: int = 4,
     bf16: bool = True,
     until: int | None = None,
@@ -276,12 +285,13 @@ def train(
         "batch_size": batch_size,
         "lr": lr,
         "params": n_params,
-        "mixture": dict(MIXTURE),
+        "mixture": dict(mixture),
         "aux_weight": AUX_WEIGHT,
         "token_aux_weight": token_aux_weight,
         "box_aux_weight": box_aux_weight,
         "carry_weight": carry_weight,
         "look_weight": look_weight,
+        "look_first": look_first,
         "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
         "patch": PATCH,
         "tokens_per_tile": TOKENS_PER_TILE,
@@ -352,7 +362,7 @@ def train(
         examples = []
         for i in range(batch_size):
             rng = random.Random(seed * 10**7 + step * batch_size + i)
-            examples.append(make_example(draw_task(rng), rng))
+            examples.append(make_example(draw_task(rng, mixture), rng))
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
         # Micro-batches of examples sorted by estimated length (image tokens + text): far less padding (chart
@@ -381,7 +391,7 @@ def train(
                 box_err = (torch.sigmoid(aux_head["boxes"](feat).float()) - batch["boxes"]).abs() * mask
                 box_loss = box_err.sum() / mask.sum().clamp(min=1.0)
             looked = (
-                look_loss(look_attention, *captured["look_in"], batch["looks"])
+                look_loss(look_attention, *captured["look_in"], batch["looks"], first=look_first)
                 if look_weight and batch["looks"]
                 else torch.zeros(())
             )
@@ -479,6 +489,17 @@ def main(argv: list[str] | None = None) -> int:
         "--look", type=float, default=LOOK_WEIGHT, help="weight of the attention auxiliary (0 turns it off)"
     )
     parser.add_argument(
+        "--look-first",
+        type=float,
+        default=0.0,
+        help="extra weight of each look's first query in the attention auxiliary (0: all queries alike)",
+    )
+    parser.add_argument(
+        "--mix",
+        default="",
+        help="replace mixture weights, e.g. 'ground=0.2,page_line_ground=0.04' (the rest keep theirs; scaled to 1)",
+    )
+    parser.add_argument(
         "--carry", type=float, default=CARRY_WEIGHT, help="weight of the carry auxiliary (0 turns it off)"
     )
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
@@ -490,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
         "--until", type=int, default=None, help="stop after this step (a segment; --resume continues the schedule)"
     )
     args = parser.parse_args(argv)
+    try:
+        mixture = mixture_with(args.mix)
+    except ValueError as exc:
+        parser.error(str(exc))
     train(
         args.out,
         minutes=args.minutes,
@@ -503,7 +528,9 @@ def main(argv: list[str] | None = None) -> int:
         token_aux_weight=args.token_aux,
         box_aux_weight=args.box_aux,
         look_weight=args.look,
+        look_first=args.look_first,
         carry_weight=args.carry,
+        mixture=mixture,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
         until=args.until,
