@@ -135,6 +135,94 @@ def test_loss_without_looks_is_zero_and_a_batch_of_looks_is_their_mean(tokenizer
         assert float(look_loss(attention, hidden, rope, [(0, [3], [3], None)])) < float("inf")
 
 
+@pytest.mark.parametrize("first", [0.5, 1.0, 4.0])
+def test_first_weight_blends_the_first_query_into_the_mean(first):
+    import torch
+    from transformers import Qwen2Config
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
+
+    from internvl_tools.demo.train import look_loss
+
+    config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
+    torch.manual_seed(2)
+    attention = Qwen2Attention(config, 0)
+    hidden = torch.randn(1, 8, 32)
+    rope = Qwen2RotaryEmbedding(config)(hidden, torch.arange(8)[None])
+    look = (0, [4, 5, 6, 7], [1, 2], None)
+    with torch.no_grad():
+        mean = float(look_loss(attention, hidden, rope, [look]))
+        head_start = float(look_loss(attention, hidden, rope, [(0, [4], [1, 2], None)]))
+        got = float(look_loss(attention, hidden, rope, [look], first=first))
+        assert float(look_loss(attention, hidden, rope, [look], first=0.0)) == mean
+    assert head_start != pytest.approx(mean)  # otherwise the blend below would not test anything
+    assert got == pytest.approx((mean + first * head_start) / (1 + first), rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ("", None),
+        ("ground=0.25,page_line_ground=0", {"ground": 0.25, "page_line_ground": 0.0}),
+        ("ocr=0.30", {"ocr": round(0.30 / 1.15, 6)}),
+        (" ground = 0.15 , ", {"ground": 0.15}),
+    ],
+)
+def test_mixture_overrides_replace_weights_and_keep_a_sum_of_one(overrides, expected):
+    from internvl_tools.demo.tasks import MIXTURE, mixture_with
+
+    mixture = dict(mixture_with(overrides))
+    assert list(mixture) == [name for name, _ in MIXTURE]
+    assert sum(mixture.values()) == pytest.approx(1.0, abs=1e-5)
+    for name, weight in (expected or {}).items():
+        assert mixture[name] == pytest.approx(weight, abs=1e-6)
+    if expected is None:
+        assert mixture == pytest.approx(dict(MIXTURE))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ("grounding=0.2", "unknown task 'grounding'"),
+        ("ground=lots", "must be a number"),
+        ("ground=-1", "must be >= 0"),
+        (",".join(f"{name}=0" for name in ("easy_ocr", "ocr", "table_ocr", "ground", "page_ground")), None),
+    ],
+)
+def test_bad_mixture_overrides_name_the_problem(overrides, message):
+    from internvl_tools.demo.tasks import mixture_with
+
+    if message is None:  # zeroing some tasks is fine; the rest are scaled up
+        assert sum(w for _, w in mixture_with(overrides)) == pytest.approx(1.0, abs=1e-5)
+        return
+    with pytest.raises(ValueError, match=message):
+        mixture_with(overrides)
+
+
+def test_draw_task_never_picks_a_task_weighted_zero():
+    from internvl_tools.demo.tasks import draw_task, mixture_with
+
+    mixture = mixture_with("page_line_ground=0,page_ocr=0")
+    drawn = {draw_task(random.Random(i), mixture) for i in range(2000)}
+    assert "page_line_ground" not in drawn and "page_ocr" not in drawn
+    assert len(drawn) == len(mixture) - 2
+
+    class Top(random.Random):  # a draw above the rounded weights' sum
+        def random(self):
+            return 0.9999999999
+
+    assert draw_task(Top(), (("a", 0.5), ("b", 0.4999), ("c", 0.0))) == "b"
+
+
+def test_train_cli_rejects_a_bad_mixture_before_training(tmp_path, capsys):
+    from internvl_tools.demo.train import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "run"), "--mix", "grounding=1"])
+    assert exc.value.code == 2
+    assert "unknown task 'grounding'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_synthetic_chart_words_alternate_value_and_label():
     # look_spans reads a chart's value boxes as words[::2]; the generator must keep drawing value, then label.
     sample = synth.chart_tile(random.Random(7))

@@ -138,7 +138,8 @@ def draw_task(rng: random.Random, mixture: tuple[tuple[str, float], ...] = MIXTU
         acc += weight
         if r < acc:
             return name
-    return mixture[-1][0]
+    # Rounded weights can sum to a hair under 1: the remainder goes to the last task that may be drawn at all.
+    return next(name for name, weight in reversed(mixture) if weight > 0)
 
 
 def mixture_with(overrides: str) -> tuple[tuple[str, float], ...]:
