@@ -19,10 +19,10 @@ from internvl_tools.demo.evaluate import MODEL_DIR, char_accuracy, iou, parse_bo
 from internvl_tools.demo.metrics import edit_distance
 
 # Measured on the committed weights (evaluate.py, fixed inputs below); floors are set 10 points lower.
-OCR_FLOOR = 0.87  # measured 0.971 on these 10 tiles
-GROUND_FLOOR = 0.15  # measured 0.30 (6 of 20 words; a box either lands on the word, IoU ~0.99, or elsewhere)
-PAGE_FLOOR = 0.85  # measured 0.95 on the 3 pages of test_read_pdf_transcribes_generated_scanned_pages
-CHART_FLOOR = 0.5  # measured 0.7: values within +-5 on 10 charts
+OCR_FLOOR = 0.84  # measured 0.943 on these 10 tiles
+GROUND_FLOOR = 0.55  # measured 0.65 (13 of 20 words; a box either lands on the word, IoU ~0.99, or elsewhere)
+PAGE_FLOOR = 0.82  # measured 0.92 on the 3 pages of test_read_pdf_transcribes_generated_scanned_pages
+CHART_FLOOR = 0.9  # measured 1.0: values within +-5 on 10 charts
 
 
 # --- generator ---------------------------------------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_shipped_checkpoint_is_small_native_and_described():
 
     info = read_checkpoint_info(MODEL_DIR)
     assert (info.format, info.template, info.image_size, info.tokens_per_tile) == ("native", "internvl2_5", 128, 16)
-    assert info.max_dynamic_patch == 4 and info.system_message == SYSTEM_MESSAGE
+    assert info.max_dynamic_patch == 6 and info.system_message == SYSTEM_MESSAGE
     assert (MODEL_DIR / "model.safetensors").stat().st_size <= 20 * 1024 * 1024
     card = (MODEL_DIR / "MODEL_CARD.md").read_text()
     assert "demonstration" in card and "seed" in card
@@ -250,8 +250,10 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
     run.mkdir()
     model_dir.mkdir()
     meta = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
-    summary = {**meta, "init": init, "bf16_autocast": init is not None, "micro_batches": 4}
-    if init is not None:  # a run with the attention auxiliaries records their weights
+    # Runs before the attention auxiliaries recorded no weights for them; runs with them record all three.
+    summary = {k: v for k, v in meta.items() if k not in ("look_weight", "carry_weight", "look_layer_head")}
+    summary.update(init=init, bf16_autocast=init is not None, micro_batches=4)
+    if init is not None:
         summary.update(look_weight=1.0, carry_weight=5.0, look_layer_head=[2, 0])
     (run / "summary.json").write_text(json.dumps(summary))
     for name in ("curves.csv", "evals.csv"):
