@@ -419,7 +419,7 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
   and their seconds restart at 0) and `evals.csv` (periodic selection-set scores).
 
 ## Limitations
-Everything outside the generator's distribution; pages over 6 tiles; values are often read from the bar height
+Everything outside the generator's distribution; pages over 6 tiles; a chart value is sometimes read from the bar height
 rather than the printed digits; transcriptions of long lines often repeat frequent words. Exact-string assertions
 are only safe on pinned inputs; greedy fp32 decoding is deterministic on one machine but close logits may flip on
 another CPU.
