@@ -22,8 +22,8 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_internvl import InternVLGroundingTool, InternVLOCRTool
 from tests.integration_tests.scripted import ScriptedPlanner
 
-# Grounding is the demo model's weakest skill after line boxes on whole pages (64% of held-out words): a box lands on
-# the word (IoU ~0.99) or on another one. Measured 10 of 20 words here; the floor is 10 points lower.
+# The demo model's box lands on the word (IoU ~0.99) or on another one; it lands for 64% of held-out words (model
+# card). Measured 10 of 20 words here; the floor is 10 points lower.
 GROUND_FLOOR = 0.40
 PAGE_OCR_FLOOR = 0.67  # measured 0.77 on the two pages below
 
