@@ -101,7 +101,7 @@ def test_agent_reads_and_locates_with_the_demo_model(workspace: dict[str, Any]) 
         hits.append(
             bool(found.boxes) and iou(tuple(found.boxes[0].model_dump(exclude={"label"}).values()), word.box) >= 0.5
         )
-    assert any(hits), hits  # the demo model grounds 64% of held-out words: one of these is enough
+    assert any(hits), hits  # the demo model's boxes land on most words, not all (MODEL_CARD.md): one is enough
     escape = by_id["escape"].tool_output
     assert escape.is_error and "'..'" in escape.content
     assert str(final) == "Done."
