@@ -60,6 +60,26 @@ def test_transcript_lists_exactly_the_drawn_words(seed):
     assert cells == [w.text for w in t.words]
 
 
+@pytest.mark.parametrize(
+    ("x", "on_column"),
+    [(4, True), (36, True), (38, True), (2, True), (39, False), (20, False), (60, False), (100, True)],
+)
+def test_grid_columns_are_where_lines_start(x, on_column):
+    assert synth.starts_on_grid_column(x) is on_column
+
+
+def test_every_line_starts_on_a_grid_column_and_later_words_may_not():
+    later_inside = 0
+    for seed in range(40):
+        s = synth.text_tile(random.Random(seed))
+        words = iter(s.words)
+        for line in s.lines:
+            line_words = [next(words) for _ in line.split(" ")]
+            assert synth.starts_on_grid_column(line_words[0].box[0]), (seed, line)
+            later_inside += sum(not synth.starts_on_grid_column(w.box[0]) for w in line_words[1:])
+    assert later_inside > 0  # the evaluation's split of grounding by column has words on both sides
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_chart_data_matches_the_drawn_bars_and_labels(seed):
     s = synth.chart_tile(random.Random(seed))

@@ -5,7 +5,9 @@ synthetic data (generator seed 999999, never used in training), through ``Intern
 
 - transcription of single tiles: character accuracy (1 - edit distance / reference length, floored at 0) and exact
   lines (reference lines reproduced at the same position);
-- grounding: share of words whose predicted box has IoU >= 0.5 with the true box (``engine.ground``);
+- grounding: share of words whose predicted box has IoU >= 0.5 with the true box (``engine.ground``), overall and
+  split by where the word starts (on a line-start column or inside an image token's cell,
+  :func:`~internvl_tools.demo.synth.starts_on_grid_column`);
 - charts: label correct per table row, exact printed value for "What is the value of X in the chart?";
 - whole scanned pages (one, two or three tiles wide): written into a PDF and read back with ``engine.read_pdf``
   (OCR), character accuracy overall and per page width;
@@ -126,6 +128,7 @@ def evaluate(
 
     grounds = [make_example("ground", rng) for _ in range(n)]
     ious = []
+    on_column = []
     for sample, question, answer in grounds:
         phrase = question.split("<ref>")[1].split("</ref>")[0]
         result = engine.ground(sample.image, phrase)
@@ -134,9 +137,15 @@ def evaluate(
         want_px = (want[0] * w / 1000, want[1] * h / 1000, want[2] * w / 1000, want[3] * h / 1000)
         box = result.boxes[0] if result.boxes else None
         ious.append(iou(box.xyxy, want_px) if box is not None else 0.0)
+        on_column.append(synth.starts_on_grid_column(want_px[0]))
     report["ground_words"] = n
     report["ground_iou50"] = sum(v >= 0.5 for v in ious) / n
     report["ground_mean_iou"] = sum(ious) / n
+    # Split by where the word starts: on a line-start column (x = 4 + 32k) or inside an image token's cell.
+    for key, want_on in (("on_column", True), ("in_cell", False)):
+        split = [v for v, on in zip(ious, on_column, strict=True) if on is want_on]
+        report[f"ground_words_{key}"] = len(split)
+        report[f"ground_iou50_{key}"] = sum(v >= 0.5 for v in split) / len(split) if split else None
 
     charts = [make_example("chart_value", rng) for _ in range(n)]
     got = answers(charts, 8)
