@@ -38,6 +38,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 TILE = 128
 CELL = 32
+#: Every line (and table cell) starts this far right of a cell's left edge: x = COLUMN_INSET + CELL * k.
+COLUMN_INSET = 4
 #: Most tiles a generated page spans (the demo model's tile budget is this many, plus the thumbnail).
 PAGE_MAX_TILES = 6
 #: Page shapes as (tiles wide, tiles tall): one to three tiles wide, each a grid the tiler picks exactly.
@@ -235,7 +237,7 @@ def starts_on_grid_column(x: float, tolerance: float = 2.0) -> bool:
     >>> [starts_on_grid_column(x) for x in (4, 37, 60, 100.5)]
     [True, True, False, True]
     """
-    offset = (x - 4) % CELL
+    offset = (x - COLUMN_INSET) % CELL
     return min(offset, CELL - offset) <= tolerance
 
 
@@ -247,7 +249,7 @@ def _fill_text(
     rows = [0] if easy else sorted(rng.sample(range(4), rng.randint(1, 4)))
     for row in rows:
         col = 0 if easy else rng.choice((0, 0, 0, 1, 2))
-        x = 4 + CELL * col
+        x = COLUMN_INSET + CELL * col
         limit = TILE - 2 - x
         items: list[str] = []
         n = 1 + (rng.random() < 0.5) if easy else rng.randint(1, 3)
@@ -277,8 +279,8 @@ def _fill_table(
         word = rng.choice([w for w in WORDS if f.getlength(w) <= 2 * CELL - 8])
         amount = f"{rng.randint(0, 999)}.{rng.randint(0, 99):02d}"
         first = len(sample.words)
-        _draw_text(draw, sample, (x_offset + 4, _line_top(row, y_offset)), word, ink)
-        _draw_text(draw, sample, (x_offset + 4 + 2 * CELL, _line_top(row, y_offset)), amount, ink)
+        _draw_text(draw, sample, (x_offset + COLUMN_INSET, _line_top(row, y_offset)), word, ink)
+        _draw_text(draw, sample, (x_offset + COLUMN_INSET + 2 * CELL, _line_top(row, y_offset)), amount, ink)
         bottom = y_offset + row * CELL + CELL - 1
         draw.line((x_offset, bottom, x_offset + TILE - 1, bottom), fill=rule)
         _add_line(sample, f"| {word} | {amount} |", first)
