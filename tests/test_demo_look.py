@@ -12,7 +12,7 @@ import random
 import pytest
 
 from internvl_tools.demo import synth
-from internvl_tools.demo.architecture import CELL, IMAGE_SIZE, SIDE, TOKENS_PER_TILE, build_config, build_tokenizer
+from internvl_tools.demo.architecture import IMAGE_SIZE, Geometry, build_config, build_tokenizer
 from internvl_tools.demo.batches import TokenIds, collate, look_spans, tile
 from internvl_tools.demo.tasks import make_example
 
@@ -47,17 +47,22 @@ def test_plain_transcriptions_have_nothing_to_look_at(task):
     assert look_spans(sample, question, answer) == []
 
 
+@pytest.mark.parametrize("downsample", [0.5, 1.0])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("task", LOCATED)
-def test_queries_write_the_span_and_targets_are_image_tokens_over_its_box(tokenizer, task, seed):
+def test_queries_write_the_span_and_targets_are_image_tokens_over_its_box(tokenizer, task, seed, downsample):
+    geometry = Geometry(downsample)
+    side, cell = geometry.side, geometry.cell
     sample, question, answer = make_example(task, random.Random(seed))
-    batch = collate([(sample, question, answer)], tokenizer, TokenIds(tokenizer))
+    batch = collate([(sample, question, answer)], tokenizer, TokenIds(tokenizer), geometry)
     ids = batch["input_ids"][0].tolist()
     image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     image_positions = [p for p, i in enumerate(ids) if i == image_id]
     spans = look_spans(sample, question, answer)
     assert len(batch["looks"]) == len(spans)
     tiled = tile(sample)
+    assert len(image_positions) == tiled.num_tiles * geometry.tokens_per_tile
+    assert batch["chars"].shape[:2] == batch["boxes"].shape[:2] == (tiled.num_tiles, geometry.tokens_per_tile)
     cols, _ = tiled.grid
     w, h = sample.image.size
     for (row, queries, targets, carried), (a, b, box) in zip(batch["looks"], spans, strict=True):
@@ -69,14 +74,14 @@ def test_queries_write_the_span_and_targets_are_image_tokens_over_its_box(tokeni
         # The first tile's targeted cells overlap the box's own cells (pixels scaled onto the tile grid).
         tile_targets = {image_positions.index(t) for t in targets}
         assert tile_targets
-        first = {k for k in tile_targets if k < TOKENS_PER_TILE}
+        first = {k for k in tile_targets if k < geometry.tokens_per_tile}
         if cols == 1 and sample.image.height == IMAGE_SIZE:
             x1, y1, x2, y2 = box
             expected = {
-                r * SIDE + c
-                for r in range(SIDE)
-                for c in range(SIDE)
-                if min(x2, (c + 1) * CELL) - max(x1, c * CELL) >= 2 and min(y2, (r + 1) * CELL) - max(y1, r * CELL) >= 2
+                r * side + c
+                for r in range(side)
+                for c in range(side)
+                if min(x2, (c + 1) * cell) - max(x1, c * cell) >= 2 and min(y2, (r + 1) * cell) - max(y1, r * cell) >= 2
             }
             assert first == expected
 

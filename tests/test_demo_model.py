@@ -166,7 +166,8 @@ def test_engine_builds_the_training_prompt_and_pixels(engine):
         ]
         prepared = engine._prepare(msg, state)
         tiled = batches.tile(sample)
-        assert prepared.text == batches.prompt_text(tasks.ocr_prompt(), tiled.num_tiles)
+        per_tile = json.loads((MODEL_DIR / "config.json").read_text())["image_seq_length"]
+        assert prepared.text == batches.prompt_text(tasks.ocr_prompt(), tiled.num_tiles, per_tile)
         assert float((prepared.pixel_values - tiled.pixel_values).abs().max()) == 0.0
 
 
@@ -269,13 +270,13 @@ def test_warm_start_maps_the_shipped_weights_onto_a_rebuilt_vocabulary():
     import torch
     from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
 
-    from internvl_tools.demo.architecture import build_config, build_tokenizer
+    from internvl_tools.demo.architecture import Geometry, build_config, build_tokenizer
     from internvl_tools.demo.train import warm_start
 
     tokenizer = build_tokenizer()
-    model = InternVLForConditionalGeneration(build_config(tokenizer))
-    counts = warm_start(model, tokenizer, MODEL_DIR)
     old = InternVLForConditionalGeneration.from_pretrained(MODEL_DIR)
+    model = InternVLForConditionalGeneration(build_config(tokenizer, Geometry.of(old.config)))
+    counts = warm_start(model, tokenizer, MODEL_DIR)
     old_vocab = PreTrainedTokenizerFast(tokenizer_file=str(MODEL_DIR / "tokenizer.json")).get_vocab()
     assert counts["tokens_matched"] + counts["tokens_composed"] == len(tokenizer)
     assert counts["tensors"] >= counts["of"] - 2  # all but the embeddings and the output layer tied to them
@@ -287,6 +288,32 @@ def test_warm_start_maps_the_shipped_weights_onto_a_rebuilt_vocabulary():
     assert model.lm_head.weight.data_ptr() == model.get_input_embeddings().weight.data_ptr()
     vision = "model.vision_tower.embeddings.patch_embeddings.projection.weight"
     assert torch.equal(model.state_dict()[vision], old.state_dict()[vision])
+
+
+def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_uniform_cell(tmp_path):
+    import torch
+    from transformers import InternVLForConditionalGeneration
+
+    from internvl_tools.demo.architecture import Geometry, build_config, build_tokenizer, save_checkpoint
+    from internvl_tools.demo.train import warm_start
+
+    tokenizer = build_tokenizer()
+    torch.manual_seed(0)
+    coarse = InternVLForConditionalGeneration(build_config(tokenizer, Geometry(0.5)))
+    for param in coarse.model.multi_modal_projector.parameters():
+        torch.nn.init.normal_(param)  # not the identity-like init, so a wrong fold shows
+    save_checkpoint(coarse, tokenizer, tmp_path / "coarse")
+    fine = InternVLForConditionalGeneration(build_config(tokenizer, Geometry(1.0)))
+    assert warm_start(fine, tokenizer, tmp_path / "coarse")["projector_folded"] == 1
+    assert warm_start(coarse, tokenizer, tmp_path / "coarse")["projector_folded"] == 0  # same shape: copied as is
+    patches = torch.randn(5, 192)
+    with torch.no_grad():
+        want = coarse.model.multi_modal_projector(patches.repeat(1, 4))
+        got = fine.model.multi_modal_projector(patches)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-3), float((got - want).abs().max() / want.abs().max())
+    vision = "model.vision_tower.encoder.layer.0.attention.q_proj.weight"
+    assert torch.equal(fine.state_dict()[vision], coarse.state_dict()[vision])
+    assert fine.config.image_seq_length == 64 and coarse.config.image_seq_length == 16
 
 
 @pytest.mark.parametrize(("init", "origin"), [(None, "trained from random weights on CPU"), ("V1", "in two stages")])

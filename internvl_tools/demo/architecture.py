@@ -1,7 +1,8 @@
 """The demo model's shape, tokenizer and ``InternVLConfig``, and how a checkpoint directory is written.
 
-128-px tiles, patch 16 and InternVL's 0.5 pixel shuffle give 16 image tokens per tile, each over a 32-px cell; at most
-:data:`MAX_TILES` tiles plus the thumbnail. The tokenizer is byte-level BPE with the Qwen2 pre-tokenizer (single-digit
+128-px tiles, patch 16 and InternVL's 0.5 pixel shuffle give 16 image tokens per tile, each over a 32-px cell; a
+pixel shuffle of 1.0 (:class:`Geometry`) gives 64 tokens over 16-px cells. At most :data:`MAX_TILES` tiles plus the
+thumbnail. The tokenizer is byte-level BPE with the Qwen2 pre-tokenizer (single-digit
 tokens) and InternVL's special tokens; the model uses transformers' native classes only.
 
 >>> TOKENS_PER_TILE, CELL
@@ -11,6 +12,7 @@ tokens) and InternVL's special tokens; the model uses transformers' native class
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +27,15 @@ from internvl_tools.testing.tokenizers import HF_CHAT_TEMPLATE
 
 __all__ = [
     "CELL",
+    "DOWNSAMPLE",
+    "GEOMETRY",
     "IMAGE_SIZE",
     "MAX_TILES",
     "PATCH",
     "SIDE",
     "SPECIALS",
     "TOKENS_PER_TILE",
+    "Geometry",
     "build_config",
     "build_tokenizer",
     "save_checkpoint",
@@ -39,10 +44,62 @@ __all__ = [
 
 IMAGE_SIZE = 128
 PATCH = 16
-#: Image tokens per row of a tile after InternVL's 0.5 pixel shuffle, and the square cell each token covers.
-SIDE = IMAGE_SIZE // PATCH // 2
-CELL = IMAGE_SIZE // SIDE
-TOKENS_PER_TILE = SIDE * SIDE
+#: InternVL's pixel-shuffle ratio (``downsample_ratio``) by default: 0.5 merges 2x2 patches into one image token.
+DOWNSAMPLE = 0.5
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Where a tile's image tokens sit for a pixel-shuffle ratio: ``side`` x ``side`` tokens over square cells.
+
+    >>> [(g.tokens_per_tile, g.cell, g.slots) for g in (Geometry(0.5), Geometry(1.0))]
+    [(16, 32, 4), (64, 16, 2)]
+    >>> Geometry(0.25)
+    Traceback (most recent call last):
+    ...
+    ValueError: downsample must be 0.5 (InternVL's 2x2 pixel shuffle) or 1.0 (one token per patch), not 0.25
+    """
+
+    downsample: float = DOWNSAMPLE
+
+    def __post_init__(self) -> None:
+        if self.downsample not in (0.5, 1.0):
+            raise ValueError(
+                "downsample must be 0.5 (InternVL's 2x2 pixel shuffle) or 1.0 (one token per patch), "
+                f"not {self.downsample}"
+            )
+
+    @property
+    def side(self) -> int:
+        """Image tokens per row (and column) of a tile."""
+        return round(IMAGE_SIZE // PATCH * self.downsample)
+
+    @property
+    def cell(self) -> int:
+        """Pixels on each side of the square cell one image token covers."""
+        return IMAGE_SIZE // self.side
+
+    @property
+    def tokens_per_tile(self) -> int:
+        """Image tokens per tile (InternVL's ``num_image_token``)."""
+        return self.side * self.side
+
+    @property
+    def slots(self) -> int:
+        """Horizontal 8-px sub-slots per cell in the character auxiliary's target."""
+        return self.cell // 8
+
+    @classmethod
+    def of(cls, config: Any) -> Geometry:
+        """The geometry of a built or loaded ``InternVLConfig``."""
+        return cls(float(config.downsample_ratio))
+
+
+GEOMETRY = Geometry()
+#: The default geometry's image tokens per row of a tile, the square cell each token covers, and tokens per tile.
+SIDE = GEOMETRY.side
+CELL = GEOMETRY.cell
+TOKENS_PER_TILE = GEOMETRY.tokens_per_tile
 MAX_TILES = synth.PAGE_MAX_TILES
 
 QWEN2_PATTERN = (
@@ -117,8 +174,8 @@ def build_tokenizer() -> Any:
     )
 
 
-def build_config(tokenizer: Any) -> Any:
-    """The demo model's ``InternVLConfig`` (native transformers classes only)."""
+def build_config(tokenizer: Any, geometry: Geometry = GEOMETRY) -> Any:
+    """The demo model's ``InternVLConfig`` (native transformers classes only) for ``geometry``'s pixel shuffle."""
     from transformers import InternVLConfig, InternVLVisionConfig, Qwen2Config
 
     vision = InternVLVisionConfig(
@@ -151,8 +208,8 @@ def build_config(tokenizer: Any) -> Any:
         vision_config=vision,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
-        image_seq_length=TOKENS_PER_TILE,
-        downsample_ratio=0.5,
+        image_seq_length=geometry.tokens_per_tile,
+        downsample_ratio=geometry.downsample,
         tie_word_embeddings=True,
     )
     cfg.system_message = SYSTEM_MESSAGE
@@ -180,7 +237,7 @@ def save_checkpoint(model: Any, tokenizer: Any, directory: Path) -> Path:
         ),
         tokenizer=tokenizer,
         video_processor=InternVLVideoProcessor(size=size, image_mean=list(IMAGENET_MEAN), image_std=list(IMAGENET_STD)),
-        image_seq_length=TOKENS_PER_TILE,
+        image_seq_length=model.config.image_seq_length,
         chat_template=HF_CHAT_TEMPLATE,
     )
     processor.save_pretrained(directory)

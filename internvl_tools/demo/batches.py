@@ -19,14 +19,13 @@ import re
 from typing import Any
 
 from internvl_tools.demo import synth
-from internvl_tools.demo.architecture import CELL, IMAGE_SIZE, MAX_TILES, SIDE, TOKENS_PER_TILE
+from internvl_tools.demo.architecture import GEOMETRY, IMAGE_SIZE, MAX_TILES, TOKENS_PER_TILE, Geometry
 from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TEMPLATE, grounding_question
 from internvl_tools.generation.text import encode_prompt
 from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
 from internvl_tools.tiling import tile_image
 
 __all__ = [
-    "SLOTS",
     "TokenIds",
     "approx_tokens",
     "aux_targets",
@@ -37,13 +36,11 @@ __all__ = [
     "tile",
 ]
 
-SLOTS = CELL // 8  # horizontal 8-px sub-slots per cell in the character target
 
-
-def prompt_text(question: str, num_tiles: int) -> str:
+def prompt_text(question: str, num_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> str:
     """The exact prompt the engine builds for one image of ``num_tiles`` tiles and ``question``."""
     turn = PromptTurn("user", (ImageSlot(num_tiles), question))
-    return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=TOKENS_PER_TILE).text
+    return build_chat_prompt(TEMPLATE, [turn], system_message=SYSTEM_MESSAGE, tokens_per_tile=tokens_per_tile).text
 
 
 def tile(sample: synth.Sample) -> Any:
@@ -61,18 +58,21 @@ def _frames(sample: synth.Sample, tiled: Any) -> list[tuple[int, int, float, flo
     return frames
 
 
-def _cells(box: tuple[float, float, float, float], frame: tuple[int, int, float, float]) -> dict[int, float]:
+def _cells(
+    box: tuple[float, float, float, float], frame: tuple[int, int, float, float], geometry: Geometry
+) -> dict[int, float]:
     """Image-token cells of one tile that ``box`` (image pixels) overlaps by >= 2 px each way: {token: area}."""
     c, r, sx, sy = frame
+    side, cell = geometry.side, geometry.cell
     x1, y1 = box[0] * sx - c * IMAGE_SIZE, box[1] * sy - r * IMAGE_SIZE
     x2, y2 = box[2] * sx - c * IMAGE_SIZE, box[3] * sy - r * IMAGE_SIZE
     out = {}
-    for row in range(max(0, int(y1 // CELL)), min(SIDE, int(y2 // CELL) + 1)):
-        for col in range(max(0, int(x1 // CELL)), min(SIDE, int(x2 // CELL) + 1)):
-            dx = min(x2, (col + 1) * CELL) - max(x1, col * CELL)
-            dy = min(y2, (row + 1) * CELL) - max(y1, row * CELL)
+    for row in range(max(0, int(y1 // cell)), min(side, int(y2 // cell) + 1)):
+        for col in range(max(0, int(x1 // cell)), min(side, int(x2 // cell) + 1)):
+            dx = min(x2, (col + 1) * cell) - max(x1, col * cell)
+            dy = min(y2, (row + 1) * cell) - max(y1, row * cell)
             if dx >= 2 and dy >= 2:
-                out[row * SIDE + col] = dx * dy
+                out[row * side + col] = dx * dy
     return out
 
 
@@ -116,7 +116,11 @@ def look_spans(sample: synth.Sample, question: str, answer: str) -> list[tuple[i
 
 
 def look_targets(
-    sample: synth.Sample, tiled: Any, spans: list[tuple[int, int, tuple[int, int, int, int]]], offsets: list
+    sample: synth.Sample,
+    tiled: Any,
+    spans: list[tuple[int, int, tuple[int, int, int, int]]],
+    offsets: list,
+    geometry: Geometry = GEOMETRY,
 ) -> list[tuple[list[int], list[int], tuple[float, float, float, float]]]:
     """Per span: (answer token positions whose next-token prediction writes the span, image tokens over its box,
     the box on a 0-1 scale of the image).
@@ -130,13 +134,14 @@ def look_targets(
         queries = [j - 1 for j, (s, e) in enumerate(offsets) if s < b and e > a and j > 0]
         if a == 0:
             queries = [-1, *queries]  # the last prompt token writes the answer's first token
-        image = sorted(t * TOKENS_PER_TILE + k for t, frame in enumerate(frames) for k in _cells(box, frame))
+        per_tile = geometry.tokens_per_tile
+        image = sorted(t * per_tile + k for t, frame in enumerate(frames) for k in _cells(box, frame, geometry))
         if queries and image:
             out.append((queries, image, (box[0] / w, box[1] / h, box[2] / w, box[3] / h)))
     return out
 
 
-def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any) -> dict[str, Any]:
+def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geometry = GEOMETRY) -> dict[str, Any]:
     """Training-only targets per tile and image token.
 
     ``chars``: which characters have their centre in each 8-px slot of the token's cell; ``tokens``: the text
@@ -145,13 +150,12 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any) -> dict[str, A
     """
     import torch
 
-    n = tiled.num_tiles
+    n, per_tile, side, cell, slots = tiled.num_tiles, geometry.tokens_per_tile, geometry.side, geometry.cell, geometry.slots
     classes = len(synth.CHARSET)
-    chars = torch.zeros(n, TOKENS_PER_TILE, SLOTS * classes)
-    vocab = token_ids.vocab_size
-    tokens = torch.zeros(n, TOKENS_PER_TILE, vocab)
-    boxes = torch.zeros(n, TOKENS_PER_TILE, 8)
-    mask = torch.zeros(n, TOKENS_PER_TILE, 8)
+    chars = torch.zeros(n, per_tile, slots * classes)
+    tokens = torch.zeros(n, per_tile, token_ids.vocab_size)
+    boxes = torch.zeros(n, per_tile, 8)
+    mask = torch.zeros(n, per_tile, 8)
     frames = _frames(sample, tiled)
     for t, frame in enumerate(frames):
         c, r, sx, sy = frame
@@ -162,17 +166,17 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any) -> dict[str, A
             px, py = x * sx - c * IMAGE_SIZE, y * sy - r * IMAGE_SIZE
             if not (0 <= px < IMAGE_SIZE and 0 <= py < IMAGE_SIZE):
                 continue
-            token = int(py // CELL) * SIDE + int(px // CELL)
-            slot = int((px % CELL) // (CELL // SLOTS))
+            token = int(py // cell) * side + int(px // cell)
+            slot = int((px % cell) // (cell // slots))
             chars[t, token, slot * classes + k] = 1.0
         for text, box in _groups(sample):
             ids = token_ids(text)
-            for token in _cells(box, frame):
+            for token in _cells(box, frame, geometry):
                 tokens[t, token, ids] = 1.0
         for offset, items in ((0, sample.words), (4, sample.line_boxes)):
             best: dict[int, float] = {}
             for item in items:
-                for token, area in _cells(item.box, frame).items():
+                for token, area in _cells(item.box, frame, geometry).items():
                     if area > best.get(token, 0.0):
                         best[token] = area
                         boxes[t, token, offset : offset + 4] = torch.tensor(item.box_1000) / 1000
@@ -196,14 +200,16 @@ class TokenIds:
         return self.cache[text]
 
 
-def approx_tokens(sample: synth.Sample, question: str, answer: str) -> float:
+def approx_tokens(sample: synth.Sample, question: str, answer: str, tokens_per_tile: int = TOKENS_PER_TILE) -> float:
     """A cheap estimate of an example's sequence length, for grouping examples of similar length."""
     w, h = sample.image.size
     tiles = min(MAX_TILES, round(w * h / IMAGE_SIZE**2)) + (w * h > IMAGE_SIZE**2)
-    return tiles * TOKENS_PER_TILE + (len(question) + len(answer)) / 2.5
+    return tiles * tokens_per_tile + (len(question) + len(answer)) / 2.5
 
 
-def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds) -> dict[str, Any]:
+def collate(
+    examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds, geometry: Geometry = GEOMETRY
+) -> dict[str, Any]:
     """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets.
 
     ``looks`` lists (row, query positions, image-token positions, 0-1 box): where a located answer part should
@@ -215,16 +221,16 @@ def collate(examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token
     image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     for row, (sample, question, answer) in enumerate(examples):
         tiled = tile(sample)
-        prompt_ids = encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles))
+        prompt_ids = encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles, geometry.tokens_per_tile))
         encoded = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
         answer_ids = encoded["input_ids"] + [tokenizer.eos_token_id]
         ids_list.append(prompt_ids + answer_ids)
         label_list.append([-100] * len(prompt_ids) + answer_ids)
         pixels.append(tiled.pixel_values)
-        targets.append(aux_targets(sample, tiled, token_ids))
+        targets.append(aux_targets(sample, tiled, token_ids, geometry))
         image_positions = [p for p, i in enumerate(prompt_ids) if i == image_id]
         spans = look_spans(sample, question, answer)
-        for queries, image, box in look_targets(sample, tiled, spans, encoded["offset_mapping"]):
+        for queries, image, box in look_targets(sample, tiled, spans, encoded["offset_mapping"], geometry):
             looks.append((row, [len(prompt_ids) + q for q in queries], [image_positions[k] for k in image], box))
     width = max(len(x) for x in ids_list)
     pad = tokenizer.pad_token_id

@@ -28,7 +28,7 @@ def greedy_answers(
     prompts, pixels = [], []
     for sample, question, _ in examples:
         tiled = tile(sample)
-        prompts.append(encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles)))
+        prompts.append(encode_prompt(tokenizer, prompt_text(question, tiled.num_tiles, model.config.image_seq_length)))
         pixels.append(tiled.pixel_values)
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)

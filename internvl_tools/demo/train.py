@@ -20,7 +20,9 @@ shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in 
 checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
 ``--init DIR`` starts from an earlier demo checkpoint instead of random weights (:func:`warm_start`); ``--until``
-ends a segment at a step, and ``--resume`` continues it on the same schedule.
+ends a segment at a step, and ``--resume`` continues it on the same schedule. ``--downsample 1.0`` drops the pixel
+shuffle: 64 image tokens per tile over 16-px cells instead of 16 over 32-px cells (a 0.5 checkpoint given to
+``--init`` has its projector folded: :func:`fold_projector`).
 
 Determinism: sample ``i`` is drawn from ``random.Random(seed * 10**7 + i)`` and the model from ``torch.manual_seed``;
 the LR schedule is step-based (``--steps``); ``--minutes`` is a safety cap that stops early (the card says where).
@@ -41,14 +43,15 @@ from typing import Any
 
 from internvl_tools.demo import synth
 from internvl_tools.demo.architecture import (
+    DOWNSAMPLE,
     MAX_TILES,
     PATCH,
-    TOKENS_PER_TILE,
+    Geometry,
     build_config,
     build_tokenizer,
     save_checkpoint,
 )
-from internvl_tools.demo.batches import SLOTS, TokenIds, approx_tokens, collate
+from internvl_tools.demo.batches import TokenIds, approx_tokens, collate
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example, mixture_with
 
@@ -61,6 +64,7 @@ __all__ = [
     "LOOK_WEIGHT",
     "TOKEN_AUX_WEIGHT",
     "carry_loss",
+    "fold_projector",
     "look_loss",
     "main",
     "train",
@@ -136,10 +140,57 @@ def look_loss(
     return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
 
 
+PROJECTOR = "model.multi_modal_projector"
+
+
+def fold_projector(old: dict[str, Any], own: dict[str, Any]) -> bool:
+    """Fit a projector over single patches (pixel shuffle 1.0) from one over 2x2 patches (0.5); in place.
+
+    The new projector gives each patch exactly what the old one gave a cell whose four patches all look like it:
+    the layer norm of four equal blocks is the layer norm of one, so its scale moves into the first linear layer,
+    whose four column blocks are summed. Returns False (and changes nothing) unless the old projector's input is
+    four times the new one's.
+
+    >>> import torch
+    >>> def projector(width):
+    ...     norm, linear = torch.nn.LayerNorm(width), torch.nn.Linear(width, 3)
+    ...     _ = torch.nn.init.normal_(norm.weight), torch.nn.init.normal_(norm.bias)
+    ...     return norm, linear
+    >>> (n4, l4), (n1, l1) = projector(8), projector(2)
+    >>> old = {f"{PROJECTOR}.layer_norm.{k}": v for k, v in n4.state_dict().items()}
+    >>> old |= {f"{PROJECTOR}.linear_1.{k}": v for k, v in l4.state_dict().items()}
+    >>> own = {f"{PROJECTOR}.layer_norm.{k}": v for k, v in n1.state_dict().items()}
+    >>> own |= {f"{PROJECTOR}.linear_1.{k}": v for k, v in l1.state_dict().items()}
+    >>> fold_projector(old, own)
+    True
+    >>> n1.load_state_dict({k.rsplit(".", 1)[1]: v for k, v in own.items() if ".layer_norm." in k})
+    <All keys matched successfully>
+    >>> l1.load_state_dict({k.rsplit(".", 1)[1]: v for k, v in own.items() if ".linear_1." in k})
+    <All keys matched successfully>
+    >>> patch = torch.randn(2)
+    >>> torch.allclose(l1(n1(patch)), l4(n4(patch.repeat(4))), atol=1e-5)
+    True
+    """
+    import torch
+
+    norm_w, norm_b = f"{PROJECTOR}.layer_norm.weight", f"{PROJECTOR}.layer_norm.bias"
+    lin_w, lin_b = f"{PROJECTOR}.linear_1.weight", f"{PROJECTOR}.linear_1.bias"
+    if norm_w not in old or norm_w not in own or old[norm_w].shape[0] != 4 * own[norm_w].shape[0]:
+        return False
+    width = own[norm_w].shape[0]
+    weight = old[lin_w] * old[norm_w][None, :]  # the layer norm's scale folded into the columns it feeds
+    own[lin_w] = weight.view(weight.shape[0], 4, width).sum(1)
+    own[lin_b] = old[lin_b] + old[lin_w] @ old[norm_b]
+    own[norm_w] = torch.ones(width, dtype=old[norm_w].dtype)
+    own[norm_b] = torch.zeros(width, dtype=old[norm_b].dtype)
+    return True
+
+
 def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     """Initialise ``model`` from the demo checkpoint in ``directory`` (e.g. the shipped model); returns counts.
 
-    Every tensor whose name and shape match is copied. The token embeddings (tied with the output layer) are matched
+    Every tensor whose name and shape match is copied; a projector over 2x2 patches is folded into one over single
+    patches (:func:`fold_projector`) when the pixel-shuffle ratio changed. The token embeddings (tied with the output layer) are matched
     by token string, since a tokenizer rebuilt from a changed corpus numbers its tokens differently; a token the old
     vocabulary lacks starts as the mean of the old rows its text splits into.
 
@@ -163,6 +214,7 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     copied = [k for k, v in own.items() if k in old and old[k].shape == v.shape]
     for key in copied:
         own[key] = old[key]
+    folded = fold_projector(old, own)
     old_rows, old_vocab = old[name], old_tokenizer.get_vocab()
     rows = own[name].clone()
     matched = composed = 0
@@ -178,7 +230,8 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     for key in tied:
         own[key] = rows
     model.load_state_dict(own)
-    return {"tensors": len(copied), "of": len(own), "tokens_matched": matched, "tokens_composed": composed}
+    counts = {"tensors": len(copied), "of": len(own), "tokens_matched": matched, "tokens_composed": composed}
+    return counts | {"projector_folded": int(folded)}
 
 
 def carry_loss(head: Any, hidden: Any, looks: list) -> Any:
@@ -220,8 +273,13 @@ def train(
     bf16: bool = True,
     until: int | None = None,
     init: Path | None = None,
+    downsample: float = DOWNSAMPLE,
 ) -> Path:
-    """Run the training; returns the directory of the best exported checkpoint (``out/best``)."""
+    """Run the training; returns the directory of the best exported checkpoint (``out/best``).
+
+    ``downsample`` is the pixel-shuffle ratio (:class:`~internvl_tools.demo.architecture.Geometry`); warm-starting
+    a 1.0 model from a 0.5 checkpoint folds its projector (:func:`fold_projector`).
+    """
     import torch
 
     torch.set_num_threads(threads)
@@ -230,14 +288,15 @@ def train(
     tokenizer = build_tokenizer()
     from transformers import InternVLForConditionalGeneration
 
-    model = InternVLForConditionalGeneration(build_config(tokenizer))
+    geometry = Geometry(downsample)
+    model = InternVLForConditionalGeneration(build_config(tokenizer, geometry))
     if init is not None and not resume:
         print("warm start from", init, warm_start(model, tokenizer, init), flush=True)
     classes = len(synth.CHARSET)
     hidden = model.config.text_config.hidden_size
     aux_head = torch.nn.ModuleDict(
         {
-            "chars": torch.nn.Linear(hidden, SLOTS * classes),
+            "chars": torch.nn.Linear(hidden, geometry.slots * classes),
             "boxes": torch.nn.Linear(hidden, 8),
             "carry": torch.nn.Linear(hidden, 4),
         }
@@ -294,7 +353,8 @@ def train(
         "look_first": look_first,
         "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
         "patch": PATCH,
-        "tokens_per_tile": TOKENS_PER_TILE,
+        "downsample": geometry.downsample,
+        "tokens_per_tile": geometry.tokens_per_tile,
         "max_tiles": MAX_TILES,
         "vocab": len(tokenizer),
         "threads": threads,
@@ -367,14 +427,14 @@ def train(
             group["lr"] = lr_at(step)
         # Micro-batches of examples sorted by estimated length (image tokens + text): far less padding (chart
         # answers are short, grounded pages long).
-        examples.sort(key=lambda e: approx_tokens(*e))
+        examples.sort(key=lambda e: approx_tokens(*e, geometry.tokens_per_tile))
         size = -(-len(examples) // micro_batches)
         chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
         lm_total = aux_total = token_total = box_total = look_total = carry_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
-            batch = collate(chunk, tokenizer, token_ids)
+            batch = collate(chunk, tokenizer, token_ids, geometry)
             # bf16 autocast: about a third faster per step on this CPU (AMX); losses are computed in fp32 by
             # autocast's own policy, and the saved weights stay fp32.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -510,6 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--until", type=int, default=None, help="stop after this step (a segment; --resume continues the schedule)"
     )
+    parser.add_argument(
+        "--downsample",
+        type=float,
+        default=DOWNSAMPLE,
+        choices=(0.5, 1.0),
+        help="pixel-shuffle ratio: 0.5 gives 16 image tokens per tile over 32-px cells, 1.0 gives 64 over 16-px cells",
+    )
     args = parser.parse_args(argv)
     try:
         mixture = mixture_with(args.mix)
@@ -535,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         bf16=not args.no_bf16,
         until=args.until,
         init=args.init,
+        downsample=args.downsample,
     )
     return 0
 
