@@ -150,7 +150,8 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
     """
     import torch
 
-    n, per_tile, side, cell, slots = tiled.num_tiles, geometry.tokens_per_tile, geometry.side, geometry.cell, geometry.slots
+    n, per_tile = tiled.num_tiles, geometry.tokens_per_tile
+    side, cell, slots = geometry.side, geometry.cell, geometry.slots
     classes = len(synth.CHARSET)
     chars = torch.zeros(n, per_tile, slots * classes)
     tokens = torch.zeros(n, per_tile, token_ids.vocab_size)

@@ -190,9 +190,9 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     """Initialise ``model`` from the demo checkpoint in ``directory`` (e.g. the shipped model); returns counts.
 
     Every tensor whose name and shape match is copied; a projector over 2x2 patches is folded into one over single
-    patches (:func:`fold_projector`) when the pixel-shuffle ratio changed. The token embeddings (tied with the output layer) are matched
-    by token string, since a tokenizer rebuilt from a changed corpus numbers its tokens differently; a token the old
-    vocabulary lacks starts as the mean of the old rows its text splits into.
+    patches (:func:`fold_projector`) when the pixel-shuffle ratio changed. The token embeddings (tied with the output
+    layer) are matched by token string, since a tokenizer rebuilt from a changed corpus numbers its tokens
+    differently; a token the old vocabulary lacks starts as the mean of the old rows its text splits into.
 
     >>> from transformers import InternVLForConditionalGeneration
     >>> from internvl_tools.demo.architecture import build_config, build_tokenizer
