@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.demo import synth
+from internvl_tools.demo.architecture import Geometry
 from internvl_tools.demo.metrics import char_accuracy, line_hits
 from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TABLE_QUESTION, VALUE_QUESTION, make_example
 from internvl_tools.grounding.parser import parse_grounding
@@ -348,6 +349,9 @@ def write_card(
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )
+    # Runs before the geometry option recorded no ratio: they all used InternVL's 0.5 pixel shuffle.
+    geometry = Geometry(float(summary.get("downsample", 0.5)))
+    shuffle, per_tile, cell = geometry.downsample, geometry.tokens_per_tile, geometry.cell
     card = f"""# internvl-tools demo model (synthetic documents)
 
 **This is a demonstration model, not a general one.** It is a {summary["params"] / 1e6:.1f}M-parameter
@@ -360,8 +364,9 @@ photos, other fonts, free layouts or languages; use a real InternVL checkpoint f
 pipeline, provenance) offline with answers that depend on the image.
 
 ## Architecture and conventions
-- Vision: `InternVLVisionModel`, 128-px tiles, patch 16, hidden 192, 4 layers; pixel shuffle 0.5 → 16 image tokens
-  per tile; projector LN → Linear → GELU → Linear; language model Qwen2, hidden 256, 4 layers, tied embeddings.
+- Vision: `InternVLVisionModel`, 128-px tiles, patch 16, hidden 192, 4 layers; pixel shuffle {shuffle} →
+  {per_tile} image tokens per tile, each over a {cell}-px cell; projector LN → Linear → GELU → Linear; language
+  model Qwen2, hidden 256, 4 layers, tied embeddings.
 - Tokenizer: byte-level BPE (Qwen2 pre-tokenizer: digits are single tokens), {summary.get("vocab", 984)} tokens,
   built from the generator vocabulary and the prompts, with InternVL's special tokens (`<img>`, `</img>`,
   `<IMG_CONTEXT>`, `<ref>`, `</ref>`, `<box>`, `</box>`, …) and `extra_special_tokens`.
@@ -417,8 +422,8 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
   steps, cosine to 5% of the peak over `--steps`; {precision}; {summary.get("micro_batches", 2)} length-sorted
   micro-batches per step; loss on the answer plus `<|im_end|>`; three training-only
   auxiliary losses on the projected image tokens (their heads are not in the checkpoint): the characters in each
-  token's 32-px cell (weight {summary.get("aux_weight", 20)}), the text tokens of the words the cell overlaps, scored
-  against the language model's own token embeddings (weight {summary.get("token_aux_weight", 50)}), and the 0–1
+  token's {cell}-px cell (weight {summary.get("aux_weight", 20)}), the text tokens of the words the cell overlaps,
+  scored against the language model's own token embeddings (weight {summary.get("token_aux_weight", 50)}), and the 0–1
   boxes of the word and line that overlap it most (L1, weight {summary.get("box_aux_weight", 5)}).{looking} Mixture:
   {mixture}.
 - Checkpoint selection: every few minutes a small fixed set (seed 777777) is scored and the best weights are kept;
