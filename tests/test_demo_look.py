@@ -16,7 +16,7 @@ from internvl_tools.demo.architecture import IMAGE_SIZE, Geometry, build_config,
 from internvl_tools.demo.batches import TokenIds, collate, look_spans, tile
 from internvl_tools.demo.tasks import make_example
 
-LOCATED = ["ground", "page_ground", "line_ground", "page_line_ground", "chart_value", "chart_table"]
+LOCATED = ["ground", "ground_in_cell", "page_ground", "line_ground", "page_line_ground", "chart_value", "chart_table"]
 
 
 @pytest.fixture(scope="module")

@@ -80,6 +80,31 @@ def test_every_line_starts_on_a_grid_column_and_later_words_may_not():
     assert later_inside > 0  # the evaluation's split of grounding by column has words on both sides
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_in_cell_grounding_asks_for_a_unique_word_that_starts_inside_a_cell(seed):
+    from internvl_tools.demo.evaluate import parse_box
+    from internvl_tools.demo.tasks import grounding_question, make_example
+
+    sample, question, answer = make_example("ground_in_cell", random.Random(seed))
+    phrase = question.split("<ref>")[1].split("</ref>")[0]
+    assert question == grounding_question(phrase)
+    [word] = [w for w in sample.words if w.text == phrase]
+    assert not synth.starts_on_grid_column(word.box[0])
+    x1 = parse_box(answer)[0] * sample.image.width / 1000
+    assert x1 == pytest.approx(word.box[0], abs=0.5)
+
+
+def test_in_cell_grounding_is_off_by_default_and_leaves_the_other_tasks_draws_alone():
+    from internvl_tools.demo.tasks import MIXTURE, draw_task, mixture_with
+
+    assert dict(MIXTURE)["ground_in_cell"] == 0.0
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    without = tuple((n, w) for n, w in MIXTURE if n != "ground_in_cell")
+    assert [draw_task(rng_a) for _ in range(500)] == [draw_task(rng_b, without) for _ in range(500)]
+    drawn = {draw_task(random.Random(i), mixture_with("ground_in_cell=0.5")) for i in range(200)}
+    assert "ground_in_cell" in drawn
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_chart_data_matches_the_drawn_bars_and_labels(seed):
     s = synth.chart_tile(random.Random(seed))
