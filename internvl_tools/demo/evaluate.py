@@ -274,6 +274,8 @@ _TARGETS = (
     ("Transcription, single tiles: exact lines", "ocr_exact_lines", 0.50),
     ("Transcription, single tiles: exact whole tiles", "ocr_exact_tiles", None),
     ("Grounding: words with IoU >= 0.5", "ground_iou50", 0.80),
+    ("  words starting on a line-start column", "ground_iou50_on_column", None),
+    ("  words starting inside an image token's cell", "ground_iou50_in_cell", None),
     ("Grounding: mean IoU", "ground_mean_iou", None),
     ("Grounded OCR, single tiles: lines with text and box (IoU >= 0.5)", "line_iou50_tiles", 0.80),
     ("Grounded OCR, pages via read_pdf: lines with text and box (IoU >= 0.5)", "line_iou50_pages", 0.80),
