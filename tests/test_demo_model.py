@@ -296,7 +296,7 @@ def test_warm_start_maps_the_shipped_weights_onto_a_rebuilt_vocabulary():
     from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
 
     from internvl_tools.demo.architecture import Geometry, build_config, build_tokenizer
-    from internvl_tools.demo.train import warm_start
+    from internvl_tools.demo.warm_start import warm_start
 
     tokenizer = build_tokenizer()
     old = InternVLForConditionalGeneration.from_pretrained(MODEL_DIR)
@@ -320,7 +320,7 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
     from transformers import InternVLForConditionalGeneration
 
     from internvl_tools.demo.architecture import Geometry, build_config, build_tokenizer, save_checkpoint
-    from internvl_tools.demo.train import warm_start
+    from internvl_tools.demo.warm_start import warm_start
 
     tokenizer = build_tokenizer()
     torch.manual_seed(0)
