@@ -91,7 +91,12 @@ class Geometry:
 
     @classmethod
     def of(cls, config: Any) -> Geometry:
-        """The geometry of a built or loaded ``InternVLConfig``."""
+        """The geometry of a built or loaded ``InternVLConfig``.
+
+        >>> from types import SimpleNamespace
+        >>> Geometry.of(SimpleNamespace(downsample_ratio=1.0)).tokens_per_tile
+        64
+        """
         return cls(float(config.downsample_ratio))
 
 

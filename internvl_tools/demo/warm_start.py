@@ -102,5 +102,10 @@ def warm_start(model: Any, tokenizer: Any, directory: Path) -> dict[str, int]:
     for key in tied:
         own[key] = rows
     model.load_state_dict(own)
-    counts = {"tensors": len(copied), "of": len(own), "tokens_matched": matched, "tokens_composed": composed}
-    return counts | {"projector_folded": int(folded)}
+    return {
+        "tensors": len(copied),
+        "of": len(own),
+        "tokens_matched": matched,
+        "tokens_composed": composed,
+        "projector_folded": int(folded),
+    }
