@@ -89,6 +89,15 @@ class Geometry:
         """Horizontal 8-px sub-slots per cell in the character auxiliary's target."""
         return self.cell // 8
 
+    @property
+    def edge_bins(self) -> int:
+        """4-px bins per cell in the edge auxiliary's target (where a word's box starts or ends inside the cell).
+
+        >>> Geometry(0.5).edge_bins, Geometry(1.0).edge_bins
+        (8, 4)
+        """
+        return self.cell // 4
+
     @classmethod
     def of(cls, config: Any) -> Geometry:
         """The geometry of a built or loaded ``InternVLConfig``.

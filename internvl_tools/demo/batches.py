@@ -34,6 +34,7 @@ __all__ = [
     "look_targets",
     "prompt_text",
     "tile",
+    "tile_frames",
 ]
 
 
@@ -48,8 +49,14 @@ def tile(sample: synth.Sample) -> Any:
     return tile_image(sample.image, max_tiles=MAX_TILES, image_size=IMAGE_SIZE, mode="fast")
 
 
-def _frames(sample: synth.Sample, tiled: Any) -> list[tuple[int, int, float, float]]:
-    """Per tile: (column, row, x scale, y scale) from image pixels to the tile grid's pixels."""
+def tile_frames(sample: synth.Sample, tiled: Any) -> list[tuple[int, int, float, float]]:
+    """Per tile: (column, row, x scale, y scale) from image pixels to the tile grid's pixels (the thumbnail last).
+
+    >>> import random
+    >>> sample = synth.page(random.Random(0), tiles_wide=2, tiles_tall=1)
+    >>> [frame[:2] for frame in tile_frames(sample, tile(sample))]
+    [(0, 0), (1, 0), (0, 0)]
+    """
     cols, rows = tiled.grid
     w, h = sample.image.size
     frames = [(c, r, cols * IMAGE_SIZE / w, rows * IMAGE_SIZE / h) for r in range(rows) for c in range(cols)]
@@ -127,7 +134,7 @@ def look_targets(
 
     ``offsets`` are the answer tokens' (start, end) characters; image tokens count over all tiles, thumbnail last.
     """
-    frames = _frames(sample, tiled)
+    frames = tile_frames(sample, tiled)
     w, h = sample.image.size
     out = []
     for a, b, box in spans:
@@ -146,7 +153,9 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
 
     ``chars``: which characters have their centre in each 8-px slot of the token's cell; ``tokens``: the text
     tokens (``token_ids(text)``) of every word the cell overlaps (a chart's bar column also names its label and
-    value); ``boxes``/``box_mask``: the 0-1 boxes of the word and the line that overlap the cell most.
+    value); ``boxes``/``box_mask``: the 0-1 boxes of the word and the line that overlap the cell most; ``edges``:
+    in which 4-px bin of the cell a word's box starts (the first ``edge_bins`` values) or ends (the rest), at the
+    cell of the word's middle row that holds that edge: a word that starts inside a cell is placed to within 4 px.
     """
     import torch
 
@@ -157,7 +166,9 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
     tokens = torch.zeros(n, per_tile, token_ids.vocab_size)
     boxes = torch.zeros(n, per_tile, 8)
     mask = torch.zeros(n, per_tile, 8)
-    frames = _frames(sample, tiled)
+    bins = geometry.edge_bins
+    edges = torch.zeros(n, per_tile, 2 * bins)
+    frames = tile_frames(sample, tiled)
     for t, frame in enumerate(frames):
         c, r, sx, sy = frame
         for ch, x, y in sample.chars:
@@ -182,7 +193,14 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
                         best[token] = area
                         boxes[t, token, offset : offset + 4] = torch.tensor(item.box_1000) / 1000
                         mask[t, token, offset : offset + 4] = 1.0
-    return {"chars": chars, "tokens": tokens, "boxes": boxes, "box_mask": mask}
+        for word in sample.words:
+            row = ((word.box[1] + word.box[3]) / 2 * sy - r * IMAGE_SIZE) // cell
+            for side_index, x in enumerate((word.box[0], word.box[2])):
+                px = x * sx - c * IMAGE_SIZE
+                if 0 <= row < side and 0 <= px < IMAGE_SIZE:
+                    token = int(row) * side + int(px // cell)
+                    edges[t, token, side_index * bins + min(bins - 1, int((px % cell) // 4))] = 1.0
+    return {"chars": chars, "tokens": tokens, "boxes": boxes, "box_mask": mask, "edges": edges}
 
 
 class TokenIds:

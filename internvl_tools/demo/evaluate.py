@@ -431,8 +431,8 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
 - Checkpoint selection: every few minutes a small fixed set (seed 777777) is scored and the best weights are kept;
   the shipped weights are from step {best["step"]}.
 - Provenance: `training_run.json` (the commands and each segment's summary: steps, wall time, best score).
-- Curves: `curves.csv` (step, seconds, loss, LM loss, the three auxiliary losses, LR; resumed segments are appended
-  and their seconds restart at 0) and `evals.csv` (periodic selection-set scores).
+- Curves: `curves.csv` (step, seconds, loss, LM loss, the auxiliary losses and the LR, named in its header;
+  resumed segments are appended and their seconds restart at 0) and `evals.csv` (periodic selection-set scores).
 
 ## Limitations
 Everything outside the generator's distribution; pages over 6 tiles; a chart value is sometimes read from the bar height

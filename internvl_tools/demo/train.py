@@ -61,6 +61,7 @@ __all__ = [
     "AUX_WEIGHT",
     "BOX_AUX_WEIGHT",
     "CARRY_WEIGHT",
+    "EDGE_AUX_WEIGHT",
     "LOOK_HEAD",
     "LOOK_LAYER",
     "LOOK_WEIGHT",
@@ -84,6 +85,9 @@ LOOK_HEAD = 0
 #: The carry auxiliary: after that layer, the hidden state of each query regresses its span's 0-1 box (L1), so what
 #: the head looks at is brought back to where the numbers are written.
 CARRY_WEIGHT = 5.0
+#: The edge auxiliary (off by default): each image token names the 4-px bins of its cell where a word's box starts or
+#: ends (:func:`~internvl_tools.demo.batches.aux_targets`), so a word that starts inside a cell can be placed.
+EDGE_AUX_WEIGHT = 0.0
 
 
 def look_loss(
@@ -174,6 +178,7 @@ def train(
     look_weight: float = LOOK_WEIGHT,
     look_first: float = 0.0,
     carry_weight: float = CARRY_WEIGHT,
+    edge_aux_weight: float = EDGE_AUX_WEIGHT,
     mixture: tuple[tuple[str, float], ...] = MIXTURE,
     micro_batches: int = 4,
     bf16: bool = True,
@@ -209,6 +214,11 @@ def train(
     )
     torch.nn.init.zeros_(aux_head["chars"].weight)
     torch.nn.init.constant_(aux_head["chars"].bias, -5.0)
+    if edge_aux_weight:
+        # Only when used, so the states of runs without it (``--resume``) load unchanged.
+        aux_head["edges"] = torch.nn.Linear(hidden, 2 * geometry.edge_bins)
+        torch.nn.init.zeros_(aux_head["edges"].weight)
+        torch.nn.init.constant_(aux_head["edges"].bias, -3.0)
     embeddings = model.get_input_embeddings()
     token_ids = TokenIds(tokenizer)
     captured: dict[str, Any] = {}
@@ -255,6 +265,7 @@ def train(
         "token_aux_weight": token_aux_weight,
         "box_aux_weight": box_aux_weight,
         "carry_weight": carry_weight,
+        "edge_aux_weight": edge_aux_weight,
         "look_weight": look_weight,
         "look_first": look_first,
         "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
@@ -285,6 +296,7 @@ def train(
                 "lr",
                 "look_loss",
                 "carry_loss",
+                "edge_aux_loss",
             ]
         )
     evlog = (out / "evals.csv").open("a", newline="")
@@ -337,7 +349,7 @@ def train(
         size = -(-len(examples) // micro_batches)
         chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
-        lm_total = aux_total = token_total = box_total = look_total = carry_total = 0.0
+        lm_total = aux_total = token_total = box_total = look_total = carry_total = edge_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
             batch = collate(chunk, tokenizer, token_ids, geometry)
@@ -356,6 +368,7 @@ def train(
                 mask = batch["box_mask"]
                 box_err = (torch.sigmoid(aux_head["boxes"](feat).float()) - batch["boxes"]).abs() * mask
                 box_loss = box_err.sum() / mask.sum().clamp(min=1.0)
+                edge_loss = bce(aux_head["edges"](feat), batch["edges"]) if edge_aux_weight else torch.zeros(())
             looked = (
                 look_loss(look_attention, *captured["look_in"], batch["looks"], first=look_first)
                 if look_weight and batch["looks"]
@@ -373,6 +386,7 @@ def train(
                 + box_aux_weight * box_loss.float()
                 + look_weight * looked
                 + carry_weight * carried
+                + edge_aux_weight * edge_loss.float()
             ) * share
             loss.backward()
             lm_total += outputs.loss.item() * share
@@ -381,6 +395,7 @@ def train(
             box_total += box_loss.item() * share
             look_total += looked.item() * share
             carry_total += carried.item() * share
+            edge_total += edge_loss.item() * share
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -396,7 +411,8 @@ def train(
                         + token_aux_weight * token_total
                         + box_aux_weight * box_total
                         + look_weight * look_total
-                        + carry_weight * carry_total,
+                        + carry_weight * carry_total
+                        + edge_aux_weight * edge_total,
                         4,
                     ),
                     round(lm_total, 4),
@@ -406,13 +422,14 @@ def train(
                     f"{lr_at(step):.2e}",
                     round(look_total, 4),
                     round(carry_total, 4),
+                    round(edge_total, 5),
                 ]
             )
             log.flush()
             if step % 50 == 0:
                 print(
                     f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f} tok {token_total:.5f} "
-                    f"box {box_total:.4f} look {look_total:.3f} carry {carry_total:.4f}",
+                    f"box {box_total:.4f} look {look_total:.3f} carry {carry_total:.4f} edge {edge_total:.4f}",
                     flush=True,
                 )
         if time.monotonic() - last_ckpt > ckpt_minutes * 60:
@@ -468,6 +485,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--carry", type=float, default=CARRY_WEIGHT, help="weight of the carry auxiliary (0 turns it off)"
     )
+    parser.add_argument(
+        "--edge-aux",
+        type=float,
+        default=EDGE_AUX_WEIGHT,
+        help="weight of the edge auxiliary: where words start and end inside each image token's cell (0: off)",
+    )
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     parser.add_argument(
@@ -503,6 +526,7 @@ def main(argv: list[str] | None = None) -> int:
         look_weight=args.look,
         look_first=args.look_first,
         carry_weight=args.carry,
+        edge_aux_weight=args.edge_aux,
         mixture=mixture,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
