@@ -25,6 +25,9 @@ continues it on the same schedule. ``--downsample 1.0`` drops the pixel
 shuffle: 64 image tokens per tile over 16-px cells instead of 16 over 32-px cells (a 0.5 checkpoint given to
 ``--init`` has its projector folded: :func:`~internvl_tools.demo.warm_start.fold_projector`).
 
+The command re-executes itself on jemalloc when the machine has it (``--allocator``,
+:mod:`~internvl_tools.demo.allocator`): on glibc's malloc steps slow down as a run goes on.
+
 Determinism: sample ``i`` is drawn from ``random.Random(seed * 10**7 + i)`` and the model from ``torch.manual_seed``;
 the LR schedule is step-based (``--steps``); ``--minutes`` is a safety cap that stops early (the card says where).
 Every ``--ckpt-minutes`` the run evaluates a small fixed held-out set and exports the best-scoring weights to
@@ -37,12 +40,15 @@ import argparse
 import csv
 import json
 import math
+import os
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from internvl_tools.demo import synth
+from internvl_tools.demo.allocator import ALLOCATORS, AllocatorNotFound, plan
 from internvl_tools.demo.architecture import (
     DOWNSAMPLE,
     MAX_TILES,
@@ -278,6 +284,7 @@ def train(
         "micro_batches": micro_batches,
         "bf16_autocast": bf16,
         "init": None if init is None else str(init),
+        "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system",
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
@@ -491,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         default=EDGE_AUX_WEIGHT,
         help="weight of the edge auxiliary: where words start and end inside each image token's cell (0: off)",
     )
+    parser.add_argument(
+        "--allocator",
+        default="auto",
+        choices=ALLOCATORS,
+        help="malloc to train on: jemalloc keeps steps from slowing down as a run goes on (auto: jemalloc when "
+        "installed; the command re-executes itself with LD_PRELOAD)",
+    )
     parser.add_argument("--micro-batches", type=int, default=4, help="length-sorted micro-batches per step")
     parser.add_argument("--no-bf16", action="store_true", help="train in fp32 (default: bf16 autocast)")
     parser.add_argument(
@@ -511,6 +525,20 @@ def main(argv: list[str] | None = None) -> int:
         mixture = mixture_with(args.mix)
     except ValueError as exc:
         parser.error(str(exc))
+    try:
+        env = plan(args.allocator, os.environ)
+    except AllocatorNotFound as exc:
+        parser.error(str(exc))
+    if env is not None and argv is None:  # a command, not a call from Python: start again on jemalloc
+        print(f"training on jemalloc (LD_PRELOAD={env['LD_PRELOAD']})", flush=True)
+        os.execve(sys.executable, [sys.executable, "-m", "internvl_tools.demo.train", *sys.argv[1:]], env)
+    if args.allocator == "auto" and env is None and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
+        print(
+            "warning: training on glibc's malloc, whose steps slow down as a run goes on; "
+            "install jemalloc (apt install libjemalloc2) for flat, faster steps",
+            file=sys.stderr,
+            flush=True,
+        )
     train(
         args.out,
         minutes=args.minutes,
