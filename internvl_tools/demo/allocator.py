@@ -1,11 +1,12 @@
 """Which ``malloc`` a training process runs on.
 
 Under the training loop's ever-changing tensor sizes (length-sorted micro-batches of 1-7 tiles), glibc's allocator
-fragments: on this project's 2-core machine a step of run 6's recipe went from 1.08 s to 1.24 s within 300 steps
-and kept rising (1.62 s by step 1600), while the same command with jemalloc ran at 0.79-0.86 s over its first 500
-steps, flat, in 2.2 GB instead of 3.9 (``docs/tiny_trained_vlm.md``, "Steps get slower within a process"). Neither
-changes a number the model computes. The allocator is chosen when a process starts (``LD_PRELOAD``), so
-:func:`plan` says which environment ``python -m internvl_tools.demo.train`` should re-execute itself with.
+fragments. On this project's 2-core machine a step of run 6's recipe went from 1.08 s to 1.24 s within 300 steps,
+and the tenth run's from 1.24 s to 1.62 s by step 1600; the same command on jemalloc ran its first 500 steps at
+0.78-0.86 s, flat, in 2.2 GB instead of 3.9 (``docs/tiny_trained_vlm.md``, "Steps get slower within a run").
+Neither allocator changes a number the model computes. The allocator is chosen when a process starts
+(``LD_PRELOAD``), so :func:`plan` says which environment ``python -m internvl_tools.demo.train`` should re-execute
+itself with.
 
 >>> plan("system", {}, find=lambda: "libjemalloc.so.2") is None
 True
