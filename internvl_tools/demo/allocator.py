@@ -19,7 +19,7 @@ from __future__ import annotations
 import ctypes.util
 from collections.abc import Callable, Mapping
 
-__all__ = ["ALLOCATORS", "AllocatorNotFound", "find_jemalloc", "plan"]
+__all__ = ["ALLOCATORS", "AllocatorNotFound", "find_jemalloc", "in_use", "plan"]
 
 #: ``auto``: jemalloc when the machine has it, else glibc's with a warning; ``jemalloc``: jemalloc or an error;
 #: ``system``: whatever the process started with.
@@ -33,6 +33,15 @@ class AllocatorNotFound(RuntimeError):
 def find_jemalloc() -> str | None:
     """The soname of this machine's jemalloc (``libjemalloc.so.2``), or None; ``LD_PRELOAD`` resolves a soname."""
     return ctypes.util.find_library("jemalloc")
+
+
+def in_use(env: Mapping[str, str]) -> str:
+    """``jemalloc`` when a process with environment ``env`` has it preloaded, else ``system``.
+
+    >>> in_use({"LD_PRELOAD": "libjemalloc.so.2"}), in_use({})
+    ('jemalloc', 'system')
+    """
+    return "jemalloc" if "jemalloc" in env.get("LD_PRELOAD", "") else "system"
 
 
 def plan(allocator: str, env: Mapping[str, str], find: Callable[[], str | None] | None = None) -> dict[str, str] | None:
@@ -50,8 +59,7 @@ def plan(allocator: str, env: Mapping[str, str], find: Callable[[], str | None] 
     """
     if allocator not in ALLOCATORS:
         raise ValueError(f"allocator must be one of {', '.join(ALLOCATORS)}, not {allocator!r}")
-    preload = env.get("LD_PRELOAD", "")
-    if allocator == "system" or "jemalloc" in preload:
+    if allocator == "system" or in_use(env) == "jemalloc":
         return None
     library = (find or find_jemalloc)()
     if library is None:
@@ -61,4 +69,5 @@ def plan(allocator: str, env: Mapping[str, str], find: Callable[[], str | None] 
                 "or pass --allocator system"
             )
         return None
+    preload = env.get("LD_PRELOAD", "")
     return {**env, "LD_PRELOAD": f"{preload}:{library}" if preload else library}

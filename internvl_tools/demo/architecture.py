@@ -28,6 +28,7 @@ from internvl_tools.testing.tokenizers import HF_CHAT_TEMPLATE
 __all__ = [
     "CELL",
     "DOWNSAMPLE",
+    "EDGE_BIN",
     "GEOMETRY",
     "IMAGE_SIZE",
     "MAX_TILES",
@@ -46,6 +47,8 @@ IMAGE_SIZE = 128
 PATCH = 16
 #: InternVL's pixel-shuffle ratio (``downsample_ratio``) by default: 0.5 merges 2x2 patches into one image token.
 DOWNSAMPLE = 0.5
+#: Pixels per bin of the edge auxiliary's target (where inside a cell a word's box starts or ends).
+EDGE_BIN = 4
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ class Geometry:
         >>> Geometry(0.5).edge_bins, Geometry(1.0).edge_bins
         (8, 4)
         """
-        return self.cell // 4
+        return self.cell // EDGE_BIN
 
     @classmethod
     def of(cls, config: Any) -> Geometry:

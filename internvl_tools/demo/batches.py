@@ -19,7 +19,7 @@ import re
 from typing import Any
 
 from internvl_tools.demo import synth
-from internvl_tools.demo.architecture import GEOMETRY, IMAGE_SIZE, MAX_TILES, TOKENS_PER_TILE, Geometry
+from internvl_tools.demo.architecture import EDGE_BIN, GEOMETRY, IMAGE_SIZE, MAX_TILES, TOKENS_PER_TILE, Geometry
 from internvl_tools.demo.tasks import SYSTEM_MESSAGE, TEMPLATE, grounding_question
 from internvl_tools.generation.text import encode_prompt
 from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_prompt
@@ -199,7 +199,7 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
                 px = x * sx - c * IMAGE_SIZE
                 if 0 <= row < side and 0 <= px < IMAGE_SIZE:
                     token = int(row) * side + int(px // cell)
-                    edges[t, token, side_index * bins + min(bins - 1, int((px % cell) // 4))] = 1.0
+                    edges[t, token, side_index * bins + min(bins - 1, int((px % cell) // EDGE_BIN))] = 1.0
     return {"chars": chars, "tokens": tokens, "boxes": boxes, "box_mask": mask, "edges": edges}
 
 

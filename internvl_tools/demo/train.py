@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from internvl_tools.demo import synth
-from internvl_tools.demo.allocator import ALLOCATORS, AllocatorNotFound, plan
+from internvl_tools.demo.allocator import ALLOCATORS, AllocatorNotFound, in_use, plan
 from internvl_tools.demo.architecture import (
     DOWNSAMPLE,
     MAX_TILES,
@@ -284,7 +284,7 @@ def train(
         "micro_batches": micro_batches,
         "bf16_autocast": bf16,
         "init": None if init is None else str(init),
-        "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "system",
+        "allocator": in_use(os.environ),
     }
     (out / "run.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"params {n_params:,}  vocab {len(tokenizer)}  steps {steps}  cap {minutes} min", flush=True)
@@ -532,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     if env is not None and argv is None:  # a command, not a call from Python: start again on jemalloc
         print(f"training on jemalloc (LD_PRELOAD={env['LD_PRELOAD']})", flush=True)
         os.execve(sys.executable, [sys.executable, "-m", "internvl_tools.demo.train", *sys.argv[1:]], env)
-    if args.allocator == "auto" and env is None and "jemalloc" not in os.environ.get("LD_PRELOAD", ""):
+    if args.allocator == "auto" and env is None and in_use(os.environ) == "system":
         print(
             "warning: training on glibc's malloc, whose steps slow down as a run goes on; "
             "install jemalloc (apt install libjemalloc2) for flat, faster steps",
