@@ -341,8 +341,15 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
     assert fine.config.image_seq_length == 64 and coarse.config.image_seq_length == 16
 
 
-@pytest.mark.parametrize(("init", "origin"), [(None, "trained from random weights on CPU"), ("V1", "in two stages")])
-def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init, origin):
+@pytest.mark.parametrize(
+    ("init", "origin", "allocator", "said"),
+    [
+        (None, "trained from random weights on CPU", None, None),
+        ("V1", "in two stages", "jemalloc", "The last stage ran on jemalloc"),
+        (None, "trained from random weights on CPU", "system", "Training ran on glibc's malloc"),
+    ],
+)
+def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init, origin, allocator, said):
     from internvl_tools.demo.evaluate import write_card
 
     run, model_dir = tmp_path / "run", tmp_path / "model"
@@ -352,6 +359,8 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
     # Runs before the attention auxiliaries recorded no weights for them; runs with them record all three.
     summary = {k: v for k, v in meta.items() if k not in ("look_weight", "carry_weight", "look_layer_head")}
     summary.update(init=init, bf16_autocast=init is not None, micro_batches=4)
+    if allocator is not None:
+        summary["allocator"] = allocator
     if init is not None:
         summary.update(look_weight=1.0, carry_weight=5.0, look_layer_head=[2, 0])
     (run / "summary.json").write_text(json.dumps(summary))
@@ -363,3 +372,8 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
     assert ("bf16 autocast" in card) is (init is not None) and "4 length-sorted" in card
     assert ("in the last stage" in card) is (init is not None)
     assert ("head 0 of layer 2" in " ".join(card.split())) is (init is not None)
+    # The allocator is named only when the run recorded it (runs before the option did not).
+    if said is None:
+        assert "malloc" not in card
+    else:
+        assert said in " ".join(card.split())

@@ -351,6 +351,13 @@ def write_card(
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )
+    # Runs since the allocator option record it; on glibc's malloc steps slow down as a process goes on.
+    stage = "The last stage" if summary.get("init") else "Training"
+    allocator = {
+        "jemalloc": f" {stage} ran on jemalloc (`--allocator`), which keeps steps from slowing down as a"
+        " process goes on; it changes no logged loss.",
+        "system": f" {stage} ran on glibc's malloc, on which steps slow down as a process goes on.",
+    }.get(summary.get("allocator", ""), "")
     # Runs before the geometry option recorded no ratio: they all used InternVL's 0.5 pixel shuffle.
     geometry = Geometry(float(summary.get("downsample", 0.5)))
     shuffle, per_tile, cell = geometry.downsample, geometry.tokens_per_tile, geometry.cell
@@ -417,9 +424,9 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
 - Steps done{" in the last stage" if summary.get("init") else ""}: {summary["steps_done"]} × batch {
         summary["batch_size"]
     }; wall time **{summary["wall_s"] / 60:.1f} min** in all
-  on 2 CPU cores (shared with other work for part of the run). The LR schedule and the data are functions of the
-  step, so a resumed run is the same run; `--minutes` only caps a segment (the run's `summary.json` says whether a
-  cap stopped it early).
+  on 2 CPU cores (shared with other work for part of the run).{allocator}
+  The LR schedule and the data are functions of the step, so a resumed run is the same run; `--minutes` only caps a
+  segment (the run's `summary.json` says whether a cap stopped it early).
 - Recipe: AdamW (β 0.9/0.98, wd 0.05), peak LR `--lr` (1e-3 unless a command above says otherwise), 50 warm-up
   steps, cosine to 5% of the peak over `--steps`; {precision}; {summary.get("micro_batches", 2)} length-sorted
   micro-batches per step; loss on the answer plus `<|im_end|>`; three training-only
