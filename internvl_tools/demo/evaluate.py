@@ -330,7 +330,8 @@ def write_card(
             missed.append(f"{label.strip()} ({_shown(key, value)} against ≥ {target:.0%})")
         rows.append(f"| {label} | {_shown(key, value)} | {_shown(key, unseen.get(key))} | {goal} |{met} |")
     best = summary["best"]
-    mixture = ", ".join(f"{k} {v:.0%}" for k, v in summary["mixture"].items())
+    # Tasks off in this run (weight 0, such as the training-only ground_in_cell) are not part of its mixture.
+    mixture = ", ".join(f"{k} {v:.0%}" for k, v in summary["mixture"].items() if v)
     notes_file = run_dir / "notes.md"
     notes = notes_file.read_text().strip() if notes_file.is_file() else ""
     gaps = "\n".join(f"- {m}." for m in missed) if missed else "- Every target above is met on both seeds."
