@@ -31,15 +31,16 @@ def _curves(out) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def edge_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("edge") / "run"
-    _train(out, "--edge-aux", "20", "--until", "10")
+    _train(out, "--edge-aux", "20", "--carry-first", "2", "--until", "10")
     first = json.loads((out / "summary.json").read_text())
-    _train(out, "--edge-aux", "20", "--until", "20", "--resume")
+    _train(out, "--edge-aux", "20", "--carry-first", "2", "--until", "20", "--resume")
     return out, first
 
 
 def test_a_run_records_its_settings_steps_and_best_checkpoint(edge_run):
     out, first = edge_run
-    assert first["steps_done"] == 10 and first["edge_aux_weight"] == 20.0
+    assert first["steps_done"] == 10 and first["edge_aux_weight"] == 20.0 and first["carry_first"] == 2.0
+    assert first["look_first"] == 0.0  # the attention's first query keeps its default
     assert first["allocator"] == "system"
     assert (out / "best" / "config.json").is_file()
     assert json.loads((out / "best" / "score.json").read_text())["step"] in (10, 20)

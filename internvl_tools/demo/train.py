@@ -150,21 +150,31 @@ def look_loss(
     return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
 
 
-def carry_loss(head: Any, hidden: Any, looks: list) -> Any:
+def carry_loss(head: Any, hidden: Any, looks: list, first: float = 0.0) -> Any:
     """Mean L1 error of ``sigmoid(head(hidden))`` at each look's queries against its 0-1 box (0 without looks).
+
+    ``first`` weighs each look's first query that much more than the mean of its queries, as in :func:`look_loss`:
+    later queries can copy the numbers already written, so the mean is mostly earned where it is easy, while the
+    first query has only the image to place the box from.
 
     >>> import torch
     >>> head = torch.nn.Linear(8, 4)
     >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)  # predicts 0.5 everywhere
     >>> float(carry_loss(head, torch.zeros(1, 3, 8), [(0, [1, 2], [0], (0.5, 0.5, 0.5, 1.0))]))
     0.125
+    >>> hidden = torch.zeros(1, 3, 8)
+    >>> hidden[0, 2, 0] = 1.0  # the second query alone predicts the box's last number right
+    >>> _ = head.weight.data[3, 0].fill_(100.0)
+    >>> [round(float(carry_loss(head, hidden, [(0, [1, 2], [0], (0.5, 0.5, 0.5, 1.0))], w)), 4) for w in (0, 4)]
+    [0.0625, 0.1125]
     """
     import torch
 
     errors = []
     for row, queries, _image, box in looks:
         got = torch.sigmoid(head(hidden[row, torch.tensor(queries)]).float())
-        errors.append((got - torch.tensor(box)).abs().mean())
+        per_query = (got - torch.tensor(box)).abs().mean(dim=-1)
+        errors.append((per_query.mean() + first * per_query[0]) / (1.0 + first))
     return torch.stack(errors).mean() if errors else hidden.new_zeros(()).float()
 
 
@@ -184,6 +194,7 @@ def train(
     look_weight: float = LOOK_WEIGHT,
     look_first: float = 0.0,
     carry_weight: float = CARRY_WEIGHT,
+    carry_first: float = 0.0,
     edge_aux_weight: float = EDGE_AUX_WEIGHT,
     mixture: tuple[tuple[str, float], ...] = MIXTURE,
     micro_batches: int = 4,
@@ -271,6 +282,7 @@ def train(
         "token_aux_weight": token_aux_weight,
         "box_aux_weight": box_aux_weight,
         "carry_weight": carry_weight,
+        "carry_first": carry_first,
         "edge_aux_weight": edge_aux_weight,
         "look_weight": look_weight,
         "look_first": look_first,
@@ -382,7 +394,7 @@ def train(
                 else torch.zeros(())
             )
             carried = (
-                carry_loss(aux_head["carry"], captured["carried"], batch["looks"])
+                carry_loss(aux_head["carry"], captured["carried"], batch["looks"], first=carry_first)
                 if carry_weight and batch["looks"]
                 else torch.zeros(())
             )
@@ -493,6 +505,12 @@ def main(argv: list[str] | None = None) -> int:
         "--carry", type=float, default=CARRY_WEIGHT, help="weight of the carry auxiliary (0 turns it off)"
     )
     parser.add_argument(
+        "--carry-first",
+        type=float,
+        default=0.0,
+        help="extra weight of each look's first query in the carry auxiliary (0: all queries alike)",
+    )
+    parser.add_argument(
         "--edge-aux",
         type=float,
         default=EDGE_AUX_WEIGHT,
@@ -554,6 +572,7 @@ def main(argv: list[str] | None = None) -> int:
         look_weight=args.look,
         look_first=args.look_first,
         carry_weight=args.carry,
+        carry_first=args.carry_first,
         edge_aux_weight=args.edge_aux,
         mixture=mixture,
         micro_batches=args.micro_batches,
