@@ -15,7 +15,8 @@ tokens of the words it overlaps (scored against the language model's own embeddi
 line boxes) follows ``docs/tiny_trained_vlm.md``. Two more act on the language model: one attention head is taught
 where a located answer part should look (:func:`look_loss`: a box's numbers at the image tokens over their word or
 line, a chart value at the number printed above its bar), and the hidden state after that layer regresses the box
-being written (:func:`carry_loss`). The auxiliary heads are not part of the saved model. The model's
+being written (:func:`carry_loss`); ``--look-first`` and ``--carry-first`` weigh each box's first query more,
+the one that has only the image to go on. The auxiliary heads are not part of the saved model. The model's
 shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in :mod:`~internvl_tools.demo.batches`,
 checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
