@@ -74,6 +74,7 @@ __all__ = [
     "LOOK_WEIGHT",
     "TOKEN_AUX_WEIGHT",
     "carry_loss",
+    "first_weighted",
     "look_loss",
     "main",
     "train",
@@ -95,6 +96,16 @@ CARRY_WEIGHT = 5.0
 #: The edge auxiliary (off by default): each image token names the 4-px bins of its cell where a word's box starts or
 #: ends (:func:`~internvl_tools.demo.batches.aux_targets`), so a word that starts inside a cell can be placed.
 EDGE_AUX_WEIGHT = 0.0
+
+
+def first_weighted(per_query: Any, first: float) -> Any:
+    """A look's loss from its queries' (``--look-first``, ``--carry-first``): their mean, the first one weighted more.
+
+    >>> import torch
+    >>> float(first_weighted(torch.tensor([3.0, 1.0]), 0.0)), float(first_weighted(torch.tensor([3.0, 1.0]), 1.0))
+    (2.0, 2.5)
+    """
+    return (per_query.mean() + first * per_query[0]) / (1.0 + first)
 
 
 def look_loss(
@@ -147,7 +158,7 @@ def look_loss(
         scores = scores.masked_fill(torch.arange(last)[None, :] > q_pos[:, None], float("-inf"))
         logp = torch.log_softmax(scores, dim=-1)
         missed = -torch.logsumexp(logp[:, torch.tensor(image)], dim=-1)
-        losses.append((missed.mean() + first * missed[0]) / (1.0 + first))
+        losses.append(first_weighted(missed, first))
     return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
 
 
@@ -175,7 +186,7 @@ def carry_loss(head: Any, hidden: Any, looks: list, first: float = 0.0) -> Any:
     for row, queries, _image, box in looks:
         got = torch.sigmoid(head(hidden[row, torch.tensor(queries)]).float())
         per_query = (got - torch.tensor(box)).abs().mean(dim=-1)
-        errors.append((per_query.mean() + first * per_query[0]) / (1.0 + first))
+        errors.append(first_weighted(per_query, first))
     return torch.stack(errors).mean() if errors else hidden.new_zeros(()).float()
 
 
