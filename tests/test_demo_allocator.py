@@ -60,6 +60,19 @@ def test_the_command_refuses_jemalloc_it_cannot_find_before_training(tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+def test_a_call_from_python_does_not_claim_jemalloc_it_cannot_switch_to(tmp_path, capsys, monkeypatch):
+    from internvl_tools.demo.train import main
+
+    monkeypatch.setattr(allocator, "find_jemalloc", lambda: FOUND)
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "run"), "--allocator", "jemalloc"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "run the command instead" in err and f"LD_PRELOAD={FOUND}" in err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(find_jemalloc() is None, reason="this machine has no libjemalloc (apt install libjemalloc2)")
 def test_the_planned_environment_loads_jemalloc_into_the_process(tmp_path):
     env = plan("auto", {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"})

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from internvl_tools.demo.train import carry_loss, look_loss  # noqa: E402
+from internvl_tools.demo.losses import carry_loss, look_loss  # noqa: E402
 
 WEIGHTS = [0.0, 1.0, 2.5]
 

@@ -90,7 +90,7 @@ def test_loss_is_minus_log_of_the_heads_real_attention_on_the_targets(tokenizer)
     import torch
     from transformers import InternVLForConditionalGeneration
 
-    from internvl_tools.demo.train import LOOK_LAYER, look_loss
+    from internvl_tools.demo.losses import LOOK_LAYER, look_loss
 
     torch.manual_seed(0)
     model = InternVLForConditionalGeneration(build_config(tokenizer)).eval()
@@ -123,7 +123,7 @@ def test_loss_without_looks_is_zero_and_a_batch_of_looks_is_their_mean(tokenizer
     from transformers import Qwen2Config
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
 
-    from internvl_tools.demo.train import look_loss
+    from internvl_tools.demo.losses import look_loss
 
     config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
     torch.manual_seed(1)
@@ -146,7 +146,7 @@ def test_first_weight_blends_the_first_query_into_the_mean(first):
     from transformers import Qwen2Config
     from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
 
-    from internvl_tools.demo.train import look_loss
+    from internvl_tools.demo.losses import look_loss
 
     config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
     torch.manual_seed(2)

@@ -16,7 +16,7 @@ True
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from internvl_tools.demo import synth
 from internvl_tools.demo.architecture import EDGE_BIN, GEOMETRY, IMAGE_SIZE, MAX_TILES, TOKENS_PER_TILE, Geometry
@@ -34,6 +34,7 @@ __all__ = [
     "look_targets",
     "prompt_text",
     "tile",
+    "tile_box",
     "tile_frames",
 ]
 
@@ -148,12 +149,32 @@ def look_targets(
     return out
 
 
-def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geometry = GEOMETRY) -> dict[str, Any]:
+def tile_box(box: tuple[float, float, float, float], frame: tuple[int, int, float, float]) -> tuple[float, ...]:
+    """``box`` (image pixels) on a 0-1 scale of one tile (:func:`tile_frames`), clipped to the part the tile shows.
+
+    >>> tile_box((130, 10, 160, 22), (1, 0, 1.0, 1.0))  # a word in the second tile of a page two tiles wide
+    (0.015625, 0.078125, 0.25, 0.171875)
+    """
+    c, r, sx, sy = frame
+    x1, y1 = (box[0] * sx - c * IMAGE_SIZE) / IMAGE_SIZE, (box[1] * sy - r * IMAGE_SIZE) / IMAGE_SIZE
+    x2, y2 = (box[2] * sx - c * IMAGE_SIZE) / IMAGE_SIZE, (box[3] * sy - r * IMAGE_SIZE) / IMAGE_SIZE
+    return tuple(min(1.0, max(0.0, v)) for v in (x1, y1, x2, y2))
+
+
+def aux_targets(
+    sample: synth.Sample,
+    tiled: Any,
+    token_ids: Any,
+    geometry: Geometry = GEOMETRY,
+    box_frame: Literal["image", "tile"] = "image",
+) -> dict[str, Any]:
     """Training-only targets per tile and image token.
 
     ``chars``: which characters have their centre in each 8-px slot of the token's cell; ``tokens``: the text
     tokens (``token_ids(text)``) of every word the cell overlaps (a chart's bar column also names its label and
-    value); ``boxes``/``box_mask``: the 0-1 boxes of the word and the line that overlap the cell most; ``edges``:
+    value); ``boxes``/``box_mask``: the 0-1 boxes of the word and the line that overlap the cell most, in the whole
+    image's frame (``box_frame="image"``, the answer's) or in the token's own tile's (``"tile"``: all a tile's
+    encoder sees, since tiles are encoded one by one and a page's tile row is not in its pixels); ``edges``:
     in which 4-px bin of the cell a word's box starts (the first ``edge_bins`` values) or ends (the rest), at the
     cell of the word's middle row that holds that edge: a word that starts inside a cell is placed to within 4 px.
     """
@@ -188,10 +209,14 @@ def aux_targets(sample: synth.Sample, tiled: Any, token_ids: Any, geometry: Geom
         for offset, items in ((0, sample.words), (4, sample.line_boxes)):
             best: dict[int, float] = {}
             for item in items:
+                if box_frame == "tile":
+                    target = torch.tensor(tile_box(item.box, frame))
+                else:
+                    target = torch.tensor(item.box_1000) / 1000
                 for token, area in _cells(item.box, frame, geometry).items():
                     if area > best.get(token, 0.0):
                         best[token] = area
-                        boxes[t, token, offset : offset + 4] = torch.tensor(item.box_1000) / 1000
+                        boxes[t, token, offset : offset + 4] = target
                         mask[t, token, offset : offset + 4] = 1.0
         for word in sample.words:
             row = ((word.box[1] + word.box[3]) / 2 * sy - r * IMAGE_SIZE) // cell
@@ -227,7 +252,11 @@ def approx_tokens(sample: synth.Sample, question: str, answer: str, tokens_per_t
 
 
 def collate(
-    examples: list[tuple[synth.Sample, str, str]], tokenizer: Any, token_ids: TokenIds, geometry: Geometry = GEOMETRY
+    examples: list[tuple[synth.Sample, str, str]],
+    tokenizer: Any,
+    token_ids: TokenIds,
+    geometry: Geometry = GEOMETRY,
+    box_frame: Literal["image", "tile"] = "image",
 ) -> dict[str, Any]:
     """Right-padded input ids, labels on the answer plus ``<|im_end|>``, pixels and auxiliary targets.
 
@@ -246,7 +275,7 @@ def collate(
         ids_list.append(prompt_ids + answer_ids)
         label_list.append([-100] * len(prompt_ids) + answer_ids)
         pixels.append(tiled.pixel_values)
-        targets.append(aux_targets(sample, tiled, token_ids, geometry))
+        targets.append(aux_targets(sample, tiled, token_ids, geometry, box_frame))
         image_positions = [p for p, i in enumerate(prompt_ids) if i == image_id]
         spans = look_spans(sample, question, answer)
         for queries, image, box in look_targets(sample, tiled, spans, encoded["offset_mapping"], geometry):

@@ -12,13 +12,12 @@ Inputs are built by the package's own code, exactly as the engine builds them at
 message for the prompt. The recipe (grid-snapped layouts, a byte-level BPE tokenizer with single-digit tokens, and a
 training-only auxiliary losses: each image token predicts which characters lie in its 32-px cell, names the text
 tokens of the words it overlaps (scored against the language model's own embeddings) and regresses their word and
-line boxes) follows ``docs/tiny_trained_vlm.md``. Two more act on the language model: one attention head is taught
-where a located answer part should look (:func:`look_loss`: a box's numbers at the image tokens over their word or
-line, a chart value at the number printed above its bar), and the hidden state after that layer regresses the box
-being written (:func:`carry_loss`); ``--look-first`` and ``--carry-first`` weigh each box's first query more,
-the one that has only the image to go on. The auxiliary heads are not part of the saved model. The model's
-shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in :mod:`~internvl_tools.demo.batches`,
-checkpoint selection in :mod:`~internvl_tools.demo.selection`.
+line boxes) follows ``docs/tiny_trained_vlm.md``. Two more act on the language model
+(:mod:`~internvl_tools.demo.losses`): one attention head is taught where a located answer part should look, and the
+hidden state after that layer regresses the box being written; ``--look-first`` and ``--carry-first`` weigh each
+box's first query more, the one that has only the image to go on. The auxiliary heads are not part of the saved
+model. The model's shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in
+:mod:`~internvl_tools.demo.batches`, checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
 ``--init DIR`` starts from an earlier demo checkpoint instead of random weights
 (:func:`~internvl_tools.demo.warm_start.warm_start`); ``--until`` ends a segment at a step, and ``--resume``
@@ -46,7 +45,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from internvl_tools.demo import synth
 from internvl_tools.demo.allocator import ALLOCATORS, AllocatorNotFound, in_use, plan
@@ -60,6 +59,7 @@ from internvl_tools.demo.architecture import (
     save_checkpoint,
 )
 from internvl_tools.demo.batches import TokenIds, approx_tokens, collate
+from internvl_tools.demo.losses import CARRY_WEIGHT, LOOK_HEAD, LOOK_LAYER, LOOK_WEIGHT, carry_loss, look_loss
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example, mixture_with
 from internvl_tools.demo.warm_start import warm_start
@@ -67,15 +67,8 @@ from internvl_tools.demo.warm_start import warm_start
 __all__ = [
     "AUX_WEIGHT",
     "BOX_AUX_WEIGHT",
-    "CARRY_WEIGHT",
     "EDGE_AUX_WEIGHT",
-    "LOOK_HEAD",
-    "LOOK_LAYER",
-    "LOOK_WEIGHT",
     "TOKEN_AUX_WEIGHT",
-    "carry_loss",
-    "first_weighted",
-    "look_loss",
     "main",
     "train",
 ]
@@ -85,109 +78,9 @@ AUX_WEIGHT = 20.0
 #: against the language model's own embeddings) and regresses their word and line boxes.
 TOKEN_AUX_WEIGHT = 50.0
 BOX_AUX_WEIGHT = 5.0
-#: The attention auxiliary: one head of one language-model layer is taught where a located answer part should look
-#: (the image tokens over the word, line or chart value it writes: :func:`~internvl_tools.demo.batches.look_spans`).
-LOOK_WEIGHT = 1.0
-LOOK_LAYER = 2
-LOOK_HEAD = 0
-#: The carry auxiliary: after that layer, the hidden state of each query regresses its span's 0-1 box (L1), so what
-#: the head looks at is brought back to where the numbers are written.
-CARRY_WEIGHT = 5.0
 #: The edge auxiliary (off by default): each image token names the 4-px bins of its cell where a word's box starts or
 #: ends (:func:`~internvl_tools.demo.batches.aux_targets`), so a word that starts inside a cell can be placed.
 EDGE_AUX_WEIGHT = 0.0
-
-
-def first_weighted(per_query: Any, first: float) -> Any:
-    """A look's loss from its queries' (``--look-first``, ``--carry-first``): their mean, the first one weighted more.
-
-    >>> import torch
-    >>> float(first_weighted(torch.tensor([3.0, 1.0]), 0.0)), float(first_weighted(torch.tensor([3.0, 1.0]), 1.0))
-    (2.0, 2.5)
-    """
-    return (per_query.mean() + first * per_query[0]) / (1.0 + first)
-
-
-def look_loss(
-    attention: Any, hidden: Any, position_embeddings: Any, looks: list, head: int = LOOK_HEAD, first: float = 0.0
-) -> Any:
-    """Mean of -log(attention mass on the right image tokens) of one head, over the queries of ``looks``.
-
-    ``first`` weighs each look's first query (the one that writes the box's first number or the value's first
-    digit) that much more than the mean of its queries: later queries can find the place from the numbers already
-    written, the first one only from what the image shows.
-
-    ``attention`` is a Qwen2 attention module, ``hidden`` and ``position_embeddings`` its inputs in the forward pass
-    just run (captured by a hook), ``looks`` the batch's (row, query positions, image-token positions, box) from
-    :func:`~internvl_tools.demo.batches.collate` (the box is the carry auxiliary's and is ignored here). The scores
-    are recomputed exactly as the module computes them (same projections, rotary embedding, scaling, causal mask),
-    so the gradient reaches the weights the model attends with.
-
-    >>> import torch
-    >>> from transformers import Qwen2Config
-    >>> from transformers.models.qwen2.modeling_qwen2 import Qwen2Attention, Qwen2RotaryEmbedding
-    >>> config = Qwen2Config(hidden_size=32, num_attention_heads=2, num_key_value_heads=1)
-    >>> hidden = torch.randn(1, 6, 32)
-    >>> rope = Qwen2RotaryEmbedding(config)(hidden, torch.arange(6)[None])
-    >>> loss = look_loss(Qwen2Attention(config, 0), hidden, rope, [(0, [4, 5], [1, 2])])
-    >>> bool(loss > 0)
-    True
-    """
-    import torch
-    from transformers.models.qwen2.modeling_qwen2 import rotate_half
-
-    per_kv = attention.config.num_attention_heads // attention.config.num_key_value_heads
-    dim = attention.head_dim
-    cos, sin = position_embeddings
-
-    def rotate(x: Any, row: int, positions: Any) -> Any:
-        row = min(row, cos.shape[0] - 1)  # one shared row when every sequence has the same positions
-        return x * cos[row, positions].float() + rotate_half(x) * sin[row, positions].float()
-
-    keys: dict[int, Any] = {}  # per row: the head's rotated keys, shared by that row's looks (a page has many lines)
-    losses = []
-    for row, queries, image, *_ in looks:
-        if row not in keys:
-            length = hidden.shape[1]
-            k = attention.k_proj(hidden[row]).float().view(length, -1, dim)[:, head // per_kv]
-            keys[row] = rotate(k, row, torch.arange(length))
-        q_pos = torch.tensor(queries)
-        last = int(q_pos.max()) + 1
-        q = rotate(attention.q_proj(hidden[row, q_pos]).float().view(len(queries), -1, dim)[:, head], row, q_pos)
-        scores = (q @ keys[row][:last].T) * attention.scaling
-        scores = scores.masked_fill(torch.arange(last)[None, :] > q_pos[:, None], float("-inf"))
-        logp = torch.log_softmax(scores, dim=-1)
-        missed = -torch.logsumexp(logp[:, torch.tensor(image)], dim=-1)
-        losses.append(first_weighted(missed, first))
-    return torch.stack(losses).mean() if losses else hidden.new_zeros(()).float()
-
-
-def carry_loss(head: Any, hidden: Any, looks: list, first: float = 0.0) -> Any:
-    """Mean L1 error of ``sigmoid(head(hidden))`` at each look's queries against its 0-1 box (0 without looks).
-
-    ``first`` weighs each look's first query that much more than the mean of its queries, as in :func:`look_loss`:
-    later queries can copy the numbers already written, so the mean is mostly earned where it is easy, while the
-    first query has only the image to place the box from.
-
-    >>> import torch
-    >>> head = torch.nn.Linear(8, 4)
-    >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)  # predicts 0.5 everywhere
-    >>> float(carry_loss(head, torch.zeros(1, 3, 8), [(0, [1, 2], [0], (0.5, 0.5, 0.5, 1.0))]))
-    0.125
-    >>> hidden = torch.zeros(1, 3, 8)
-    >>> hidden[0, 2, 0] = 1.0  # the second query alone predicts the box's last number right
-    >>> _ = head.weight.data[3, 0].fill_(100.0)
-    >>> [round(float(carry_loss(head, hidden, [(0, [1, 2], [0], (0.5, 0.5, 0.5, 1.0))], w)), 4) for w in (0, 4)]
-    [0.0625, 0.1125]
-    """
-    import torch
-
-    errors = []
-    for row, queries, _image, box in looks:
-        got = torch.sigmoid(head(hidden[row, torch.tensor(queries)]).float())
-        per_query = (got - torch.tensor(box)).abs().mean(dim=-1)
-        errors.append(first_weighted(per_query, first))
-    return torch.stack(errors).mean() if errors else hidden.new_zeros(()).float()
 
 
 def train(
@@ -208,6 +101,7 @@ def train(
     carry_weight: float = CARRY_WEIGHT,
     carry_first: float = 0.0,
     edge_aux_weight: float = EDGE_AUX_WEIGHT,
+    box_frame: Literal["image", "tile"] = "image",
     mixture: tuple[tuple[str, float], ...] = MIXTURE,
     micro_batches: int = 4,
     bf16: bool = True,
@@ -296,6 +190,7 @@ def train(
         "carry_weight": carry_weight,
         "carry_first": carry_first,
         "edge_aux_weight": edge_aux_weight,
+        "box_frame": box_frame,
         "look_weight": look_weight,
         "look_first": look_first,
         "look_layer_head": [LOOK_LAYER, LOOK_HEAD],
@@ -383,7 +278,7 @@ def train(
         lm_total = aux_total = token_total = box_total = look_total = carry_total = edge_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
-            batch = collate(chunk, tokenizer, token_ids, geometry)
+            batch = collate(chunk, tokenizer, token_ids, geometry, box_frame)
             # bf16 autocast: about a third faster per step on this CPU (AMX); losses are computed in fp32 by
             # autocast's own policy, and the saved weights stay fp32.
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -529,6 +424,12 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the edge auxiliary: where words start and end inside each image token's cell (0: off)",
     )
     parser.add_argument(
+        "--box-frame",
+        default="image",
+        choices=("image", "tile"),
+        help="frame of the box auxiliary's targets: the whole image's (as answers are written) or each tile's own",
+    )
+    parser.add_argument(
         "--allocator",
         default="auto",
         choices=ALLOCATORS,
@@ -562,10 +463,17 @@ def main(argv: list[str] | None = None) -> int:
     if env is not None and argv is None:  # a command, not a call from Python: start again on jemalloc
         print(f"training on jemalloc (LD_PRELOAD={env['LD_PRELOAD']})", flush=True)
         os.execve(sys.executable, [sys.executable, "-m", "internvl_tools.demo.train", *sys.argv[1:]], env)
-    if args.allocator == "auto" and env is None and in_use(os.environ) == "system":
+    if env is not None and args.allocator == "jemalloc":  # a call from Python: this process's malloc is fixed
+        parser.error(
+            "--allocator jemalloc cannot switch the malloc of a process that is already running (a call of main() "
+            f"from Python): run the command instead, start Python with LD_PRELOAD={env['LD_PRELOAD']}, "
+            "or pass --allocator system"
+        )
+    if args.allocator == "auto" and in_use(os.environ) == "system":
+        fix = "install jemalloc (apt install libjemalloc2)" if env is None else "run the command instead of main()"
         print(
-            "warning: training on glibc's malloc, whose steps slow down as a run goes on; "
-            "install jemalloc (apt install libjemalloc2) for flat, faster steps",
+            f"warning: training on glibc's malloc, whose steps slow down as a run goes on; {fix} for flat, "
+            "faster steps",
             file=sys.stderr,
             flush=True,
         )
@@ -586,6 +494,7 @@ def main(argv: list[str] | None = None) -> int:
         carry_weight=args.carry,
         carry_first=args.carry_first,
         edge_aux_weight=args.edge_aux,
+        box_frame=args.box_frame,
         mixture=mixture,
         micro_batches=args.micro_batches,
         bf16=not args.no_bf16,
