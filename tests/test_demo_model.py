@@ -342,6 +342,35 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
 
 
 @pytest.mark.parametrize(
+    ("frame", "said"),
+    [
+        (None, None),  # runs before --box-frame: the frame is not named
+        ("image", "overlap it most in the whole image's frame"),
+        ("tile", "overlap it most in its own tile's frame"),
+    ],
+)
+def test_card_names_the_frame_of_the_box_targets_a_run_recorded(tmp_path, frame, said):
+    from internvl_tools.demo.evaluate import write_card
+
+    run, model_dir = tmp_path / "run", tmp_path / "model"
+    run.mkdir()
+    model_dir.mkdir()
+    summary = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+    summary.pop("box_frame", None)
+    if frame is not None:
+        summary["box_frame"] = frame
+    (run / "summary.json").write_text(json.dumps(summary))
+    for name in ("curves.csv", "evals.csv"):
+        (run / name).write_text((MODEL_DIR / name).read_text())
+    report = json.loads((MODEL_DIR / "eval_report.json").read_text())
+    card = " ".join(write_card(model_dir, run, report, ["python -m internvl_tools.demo.train"]).read_text().split())
+    if said is None:
+        assert "frame" not in card.split("Recipe:", 1)[1].split("Mixture:", 1)[0]
+    else:
+        assert said in card
+
+
+@pytest.mark.parametrize(
     ("init", "origin", "allocator", "said"),
     [
         (None, "trained from random weights on CPU", None, None),

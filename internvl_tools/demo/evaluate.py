@@ -352,6 +352,9 @@ def write_card(
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )
+    # Runs since --box-frame record the frame of the box targets; older ones used the whole image's, unrecorded.
+    frames = {"tile": " in its own tile's frame", "image": " in the whole image's frame"}
+    frame = frames.get(summary.get("box_frame"), "")
     # Runs since the allocator option record it; on glibc's malloc steps slow down as a process goes on.
     stage = "The last stage" if summary.get("init") else "Training"
     allocator = {
@@ -434,8 +437,8 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
   auxiliary losses on the projected image tokens (their heads are not in the checkpoint): the characters in each
   token's {cell}-px cell (weight {summary.get("aux_weight", 20)}), the text tokens of the words the cell overlaps,
   scored against the language model's own token embeddings (weight {summary.get("token_aux_weight", 50)}), and the 0–1
-  boxes of the word and line that overlap it most (L1, weight {summary.get("box_aux_weight", 5)}).{looking} Mixture:
-  {mixture}.
+  boxes of the word and line that overlap it most{frame} (L1, weight {summary.get("box_aux_weight", 5)}).{looking}
+  Mixture: {mixture}.
 - Checkpoint selection: every few minutes a small fixed set (seed 777777) is scored and the best weights are kept;
   the shipped weights are from step {best["step"]}.
 - Provenance: `training_run.json` (the commands and each segment's summary: steps, wall time, best score).
