@@ -48,28 +48,23 @@ def test_an_unknown_allocator_is_refused():
         plan("tcmalloc", {}, find=lambda: FOUND)
 
 
-def test_the_command_refuses_jemalloc_it_cannot_find_before_training(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("found", "says"),
+    [
+        (None, ["apt install libjemalloc2"]),  # the machine has none
+        (FOUND, ["run the command instead", f"LD_PRELOAD={FOUND}"]),  # a call from Python cannot switch to it
+    ],
+)
+def test_the_command_refuses_jemalloc_it_cannot_train_on_before_training(tmp_path, capsys, monkeypatch, found, says):
     from internvl_tools.demo.train import main
 
-    monkeypatch.setattr(allocator, "find_jemalloc", lambda: None)
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    with pytest.raises(SystemExit) as exc:
-        main(["--out", str(tmp_path / "run"), "--allocator", "jemalloc"])
-    assert exc.value.code == 2
-    assert "apt install libjemalloc2" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_call_from_python_does_not_claim_jemalloc_it_cannot_switch_to(tmp_path, capsys, monkeypatch):
-    from internvl_tools.demo.train import main
-
-    monkeypatch.setattr(allocator, "find_jemalloc", lambda: FOUND)
+    monkeypatch.setattr(allocator, "find_jemalloc", lambda: found)
     monkeypatch.delenv("LD_PRELOAD", raising=False)
     with pytest.raises(SystemExit) as exc:
         main(["--out", str(tmp_path / "run"), "--allocator", "jemalloc"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "run the command instead" in err and f"LD_PRELOAD={FOUND}" in err
+    assert all(text in err for text in says), err
     assert not (tmp_path / "run").exists()
 
 

@@ -90,3 +90,9 @@ def test_on_a_single_tile_both_frames_give_the_same_targets_to_the_rounding_of_t
     own = aux_targets(sample, tiled, token_ids, box_frame="tile")
     assert (image["box_mask"] == own["box_mask"]).all()
     assert float((image["boxes"] - own["boxes"]).abs().max()) <= 0.5 / 1000 + 1e-6
+
+
+def test_an_unknown_frame_is_refused_with_the_choices(token_ids):
+    sample = synth.text_tile(random.Random(0))
+    with pytest.raises(ValueError, match="image, tile"):
+        aux_targets(sample, tile(sample), token_ids, box_frame="page")

@@ -26,6 +26,7 @@ from internvl_tools.prompts.builder import ImageSlot, PromptTurn, build_chat_pro
 from internvl_tools.tiling import tile_image
 
 __all__ = [
+    "BOX_FRAMES",
     "TokenIds",
     "approx_tokens",
     "aux_targets",
@@ -36,7 +37,11 @@ __all__ = [
     "tile",
     "tile_box",
     "tile_frames",
+    "tile_pixels",
 ]
+
+#: Frames the box auxiliary's targets can be given in (:func:`aux_targets`, ``--box-frame``).
+BOX_FRAMES = ("image", "tile")
 
 
 def prompt_text(question: str, num_tiles: int, tokens_per_tile: int = TOKENS_PER_TILE) -> str:
@@ -66,14 +71,29 @@ def tile_frames(sample: synth.Sample, tiled: Any) -> list[tuple[int, int, float,
     return frames
 
 
+def tile_pixels(
+    box: tuple[float, float, float, float], frame: tuple[int, int, float, float]
+) -> tuple[float, float, float, float]:
+    """``box`` (image pixels) in the pixels of one tile of the grid (:func:`tile_frames`), unclipped.
+
+    >>> tile_pixels((130, 10, 160, 22), (1, 0, 1.0, 1.0))  # the second tile of a page two tiles wide
+    (2.0, 10.0, 32.0, 22.0)
+    """
+    c, r, sx, sy = frame
+    return (
+        box[0] * sx - c * IMAGE_SIZE,
+        box[1] * sy - r * IMAGE_SIZE,
+        box[2] * sx - c * IMAGE_SIZE,
+        box[3] * sy - r * IMAGE_SIZE,
+    )
+
+
 def _cells(
     box: tuple[float, float, float, float], frame: tuple[int, int, float, float], geometry: Geometry
 ) -> dict[int, float]:
     """Image-token cells of one tile that ``box`` (image pixels) overlaps by >= 2 px each way: {token: area}."""
-    c, r, sx, sy = frame
     side, cell = geometry.side, geometry.cell
-    x1, y1 = box[0] * sx - c * IMAGE_SIZE, box[1] * sy - r * IMAGE_SIZE
-    x2, y2 = box[2] * sx - c * IMAGE_SIZE, box[3] * sy - r * IMAGE_SIZE
+    x1, y1, x2, y2 = tile_pixels(box, frame)
     out = {}
     for row in range(max(0, int(y1 // cell)), min(side, int(y2 // cell) + 1)):
         for col in range(max(0, int(x1 // cell)), min(side, int(x2 // cell) + 1)):
@@ -155,10 +175,7 @@ def tile_box(box: tuple[float, float, float, float], frame: tuple[int, int, floa
     >>> tile_box((130, 10, 160, 22), (1, 0, 1.0, 1.0))  # a word in the second tile of a page two tiles wide
     (0.015625, 0.078125, 0.25, 0.171875)
     """
-    c, r, sx, sy = frame
-    x1, y1 = (box[0] * sx - c * IMAGE_SIZE) / IMAGE_SIZE, (box[1] * sy - r * IMAGE_SIZE) / IMAGE_SIZE
-    x2, y2 = (box[2] * sx - c * IMAGE_SIZE) / IMAGE_SIZE, (box[3] * sy - r * IMAGE_SIZE) / IMAGE_SIZE
-    return tuple(min(1.0, max(0.0, v)) for v in (x1, y1, x2, y2))
+    return tuple(min(1.0, max(0.0, v / IMAGE_SIZE)) for v in tile_pixels(box, frame))
 
 
 def aux_targets(
@@ -180,6 +197,8 @@ def aux_targets(
     """
     import torch
 
+    if box_frame not in BOX_FRAMES:
+        raise ValueError(f"box_frame must be one of {', '.join(BOX_FRAMES)}, not {box_frame!r}")
     n, per_tile = tiled.num_tiles, geometry.tokens_per_tile
     side, cell, slots = geometry.side, geometry.cell, geometry.slots
     classes = len(synth.CHARSET)

@@ -58,7 +58,7 @@ from internvl_tools.demo.architecture import (
     build_tokenizer,
     save_checkpoint,
 )
-from internvl_tools.demo.batches import TokenIds, approx_tokens, collate
+from internvl_tools.demo.batches import BOX_FRAMES, TokenIds, approx_tokens, collate
 from internvl_tools.demo.losses import CARRY_WEIGHT, LOOK_HEAD, LOOK_LAYER, LOOK_WEIGHT, carry_loss, look_loss
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example, mixture_with
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--box-frame",
         default="image",
-        choices=("image", "tile"),
+        choices=BOX_FRAMES,
         help="frame of the box auxiliary's targets: the whole image's (as answers are written) or each tile's own",
     )
     parser.add_argument(
