@@ -342,14 +342,19 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
 
 
 @pytest.mark.parametrize(
-    ("frame", "said"),
+    ("recorded", "said", "unsaid"),
     [
-        (None, None),  # runs before --box-frame: the frame is not named
-        ("image", "overlap it most in the whole image's frame"),
-        ("tile", "overlap it most in its own tile's frame"),
+        ({}, [], ["frame", "index of its tile"]),  # runs before --box-frame and --place-aux name neither
+        ({"box_frame": "image"}, ["overlap it most in the whole image's frame"], ["index of its tile"]),
+        ({"box_frame": "tile", "place_aux_weight": 0.0}, ["overlap it most in its own tile's frame"], ["index of"]),
+        (
+            {"box_frame": "tile", "place_aux_weight": 0.5},
+            ["in its own tile's frame", "names the index of its tile in the image, the thumbnail last", "weight 0.5"],
+            [],
+        ),
     ],
 )
-def test_card_names_the_frame_of_the_box_targets_a_run_recorded(tmp_path, frame, said):
+def test_card_names_the_box_frame_and_the_place_auxiliary_a_run_recorded(tmp_path, recorded, said, unsaid):
     from internvl_tools.demo.evaluate import write_card
 
     run, model_dir = tmp_path / "run", tmp_path / "model"
@@ -357,17 +362,15 @@ def test_card_names_the_frame_of_the_box_targets_a_run_recorded(tmp_path, frame,
     model_dir.mkdir()
     summary = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
     summary.pop("box_frame", None)
-    if frame is not None:
-        summary["box_frame"] = frame
-    (run / "summary.json").write_text(json.dumps(summary))
+    summary.pop("place_aux_weight", None)
+    (run / "summary.json").write_text(json.dumps({**summary, **recorded}))
     for name in ("curves.csv", "evals.csv"):
         (run / name).write_text((MODEL_DIR / name).read_text())
     report = json.loads((MODEL_DIR / "eval_report.json").read_text())
     card = " ".join(write_card(model_dir, run, report, ["python -m internvl_tools.demo.train"]).read_text().split())
-    if said is None:
-        assert "frame" not in card.split("Recipe:", 1)[1].split("Mixture:", 1)[0]
-    else:
-        assert said in card
+    recipe = card.split("Recipe:", 1)[1].split("Mixture:", 1)[0]
+    assert all(phrase in recipe for phrase in said), recipe
+    assert not any(phrase in recipe for phrase in unsaid), recipe
 
 
 @pytest.mark.parametrize(

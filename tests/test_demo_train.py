@@ -31,9 +31,10 @@ def _curves(out) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def edge_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("edge") / "run"
-    _train(out, "--edge-aux", "20", "--carry-first", "2", "--box-frame", "tile", "--until", "10")
+    settings = ("--edge-aux", "20", "--carry-first", "2", "--box-frame", "tile", "--place-aux", "0.5")
+    _train(out, *settings, "--until", "10")
     first = json.loads((out / "summary.json").read_text())
-    _train(out, "--edge-aux", "20", "--carry-first", "2", "--box-frame", "tile", "--until", "20", "--resume")
+    _train(out, *settings, "--until", "20", "--resume")
     return out, first
 
 
@@ -41,32 +42,34 @@ def test_a_run_records_its_settings_steps_and_best_checkpoint(edge_run):
     out, first = edge_run
     assert first["steps_done"] == 10 and first["edge_aux_weight"] == 20.0 and first["carry_first"] == 2.0
     assert first["look_first"] == 0.0  # the attention's first query keeps its default
-    assert first["box_frame"] == "tile"
+    assert first["box_frame"] == "tile" and first["place_aux_weight"] == 0.5
     assert first["allocator"] == "system"
     assert (out / "best" / "config.json").is_file()
     assert json.loads((out / "best" / "score.json").read_text())["step"] in (10, 20)
 
 
-def test_a_resumed_segment_continues_the_same_curves_with_the_edge_loss(edge_run):
+def test_a_resumed_segment_continues_the_same_curves_with_the_edge_and_place_losses(edge_run):
     import math
 
     out, _ = edge_run
     rows = _curves(out)
     assert [int(r["step"]) for r in rows] == [10, 20]
-    assert all(math.isfinite(float(r["edge_aux_loss"])) and float(r["edge_aux_loss"]) > 0 for r in rows)
+    for loss in ("edge_aux_loss", "place_loss"):
+        assert all(math.isfinite(float(r[loss])) and float(r[loss]) > 0 for r in rows), loss
     assert json.loads((out / "summary.json").read_text())["steps_done"] == 20
 
 
-def test_the_edge_head_is_trained_and_saved_only_when_weighted(edge_run, tmp_path):
+def test_the_edge_and_place_heads_are_trained_and_saved_only_when_weighted(edge_run, tmp_path):
     import torch
 
     out, _ = edge_run
-    assert "edges.weight" in torch.load(out / "state.pt", weights_only=False)["aux"]
+    saved = torch.load(out / "state.pt", weights_only=False)["aux"]
+    assert "edges.weight" in saved and "place.weight" in saved
     plain = tmp_path / "plain"
     _train(plain, "--until", "10")
     state = torch.load(plain / "state.pt", weights_only=False)
-    assert not any(key.startswith("edges.") for key in state["aux"])
-    assert [float(r["edge_aux_loss"]) for r in _curves(plain)] == [0.0]
+    assert not any(key.startswith(("edges.", "place.")) for key in state["aux"])
+    assert [(float(r["edge_aux_loss"]), float(r["place_loss"])) for r in _curves(plain)] == [(0.0, 0.0)]
     assert json.loads((plain / "summary.json").read_text())["box_frame"] == "image"  # the default, as runs 1-11
     _train(plain, "--until", "20", "--resume")  # a state without the head resumes as it was saved
     assert json.loads((plain / "summary.json").read_text())["steps_done"] == 20

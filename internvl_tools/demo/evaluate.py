@@ -349,6 +349,14 @@ def write_card(
         if summary.get("look_weight") or summary.get("carry_weight")
         else ""
     )
+    # Runs since --place-aux record its weight (0: off, and earlier runs had no such loss).
+    placing = (
+        f" At that layer's input each image token also names the index of its tile in the image, the thumbnail last"
+        f" (cross-entropy, weight {summary['place_aux_weight']})."
+        if summary.get("place_aux_weight")
+        else ""
+    )
+    looking += placing
     precision = (
         "bf16 autocast (weights, gradients and optimiser state in fp32)" if summary.get("bf16_autocast") else "fp32"
     )

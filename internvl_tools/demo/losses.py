@@ -1,4 +1,4 @@
-"""The two training-only auxiliaries that act on the demo's language model (the others act on image tokens).
+"""The training-only auxiliaries that act on the demo's language model (the others act on image tokens).
 
 The attention auxiliary (:func:`look_loss`) teaches one head of one layer where a located answer part should look:
 a box's numbers at the image tokens over their word or line, a chart value at the number printed above its bar
@@ -6,6 +6,9 @@ a box's numbers at the image tokens over their word or line, a chart value at th
 hidden state after that layer regress the box being written, so what the head found is brought back to where the
 numbers are written. Both can weigh each box's first query more (:func:`first_weighted`; ``--look-first``,
 ``--carry-first`` of :mod:`~internvl_tools.demo.train`): it is the one query that has only the image to go on.
+The place auxiliary (:func:`place_loss`, ``--place-aux``, off by default) asks each image token, as that head reads
+it, which tile of the image it belongs to: tiles are encoded alone, so where a tile sits is only in the order of
+the image tokens, and a box on a page several tiles tall is written in the whole page's frame.
 
 >>> import torch
 >>> head = torch.nn.Linear(8, 4)
@@ -17,7 +20,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CARRY_WEIGHT", "LOOK_HEAD", "LOOK_LAYER", "LOOK_WEIGHT", "carry_loss", "first_weighted", "look_loss"]
+__all__ = [
+    "CARRY_WEIGHT",
+    "LOOK_HEAD",
+    "LOOK_LAYER",
+    "LOOK_WEIGHT",
+    "PLACE_AUX_WEIGHT",
+    "carry_loss",
+    "first_weighted",
+    "look_loss",
+    "place_loss",
+    "tile_places",
+]
 
 #: The attention auxiliary: one head of one language-model layer is taught where a located answer part should look
 #: (the image tokens over the word, line or chart value it writes: :func:`~internvl_tools.demo.batches.look_spans`).
@@ -27,6 +41,9 @@ LOOK_HEAD = 0
 #: The carry auxiliary: after that layer, the hidden state of each query regresses its span's 0-1 box (L1), so what
 #: the head looks at is brought back to where the numbers are written.
 CARRY_WEIGHT = 5.0
+#: The place auxiliary (off by default): at the input of that layer, each image token names the index of its tile
+#: in the image (the thumbnail last), which only the token order tells.
+PLACE_AUX_WEIGHT = 0.0
 
 
 def first_weighted(per_query: Any, first: float) -> Any:
@@ -119,3 +136,37 @@ def carry_loss(head: Any, hidden: Any, looks: list, first: float = 0.0) -> Any:
         per_query = (got - torch.tensor(box)).abs().mean(dim=-1)
         errors.append(first_weighted(per_query, first))
     return torch.stack(errors).mean() if errors else hidden.new_zeros(()).float()
+
+
+def tile_places(image_mask: Any, tokens_per_tile: int) -> Any:
+    """The index of each image token's tile in its image (thumbnail last), over ``image_mask``'s True positions.
+
+    ``image_mask`` is (batch, length), True at ``<IMG_CONTEXT>`` tokens; each row holds one image whose tiles are
+    ``tokens_per_tile`` consecutive image tokens each, as the prompt lays them out.
+
+    >>> import torch
+    >>> mask = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 0], [0, 0, 1, 1, 0, 0, 0, 0]]).bool()
+    >>> tile_places(mask, 2).tolist()
+    [0, 0, 1, 1, 2, 2, 0, 0]
+    """
+    rank = image_mask.long().cumsum(dim=1) - 1
+    return (rank // tokens_per_tile)[image_mask]
+
+
+def place_loss(head: Any, hidden: Any, image_mask: Any, tokens_per_tile: int) -> Any:
+    """Cross-entropy of ``head(hidden)`` at the image tokens against their tiles' indices (:func:`tile_places`).
+
+    The causal language model can count image tokens but not see those after it, so the target is the tile's index,
+    not its place in a grid it has not yet seen the end of.
+
+    >>> import math, torch
+    >>> head = torch.nn.Linear(8, 7)
+    >>> _ = torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)  # uniform over 7 tiles
+    >>> mask = torch.tensor([[0, 1, 1, 1, 1, 0]]).bool()
+    >>> math.isclose(float(place_loss(head, torch.zeros(1, 6, 8), mask, 2)), math.log(7), rel_tol=1e-6)
+    True
+    """
+    import torch
+
+    logits = head(hidden[image_mask]).float()
+    return torch.nn.functional.cross_entropy(logits, tile_places(image_mask, tokens_per_tile))

@@ -15,7 +15,8 @@ tokens of the words it overlaps (scored against the language model's own embeddi
 line boxes) follows ``docs/tiny_trained_vlm.md``. Two more act on the language model
 (:mod:`~internvl_tools.demo.losses`): one attention head is taught where a located answer part should look, and the
 hidden state after that layer regresses the box being written; ``--look-first`` and ``--carry-first`` weigh each
-box's first query more, the one that has only the image to go on. The auxiliary heads are not part of the saved
+box's first query more, the one that has only the image to go on; ``--place-aux`` has each image token name its
+tile's index at that layer's input. The auxiliary heads are not part of the saved
 model. The model's shape lives in :mod:`~internvl_tools.demo.architecture`, batches and targets in
 :mod:`~internvl_tools.demo.batches`, checkpoint selection in :mod:`~internvl_tools.demo.selection`.
 
@@ -59,7 +60,16 @@ from internvl_tools.demo.architecture import (
     save_checkpoint,
 )
 from internvl_tools.demo.batches import BOX_FRAMES, TokenIds, approx_tokens, collate
-from internvl_tools.demo.losses import CARRY_WEIGHT, LOOK_HEAD, LOOK_LAYER, LOOK_WEIGHT, carry_loss, look_loss
+from internvl_tools.demo.losses import (
+    CARRY_WEIGHT,
+    LOOK_HEAD,
+    LOOK_LAYER,
+    LOOK_WEIGHT,
+    PLACE_AUX_WEIGHT,
+    carry_loss,
+    look_loss,
+    place_loss,
+)
 from internvl_tools.demo.selection import quick_eval
 from internvl_tools.demo.tasks import MIXTURE, draw_task, make_example, mixture_with
 from internvl_tools.demo.warm_start import warm_start
@@ -101,6 +111,7 @@ def train(
     carry_weight: float = CARRY_WEIGHT,
     carry_first: float = 0.0,
     edge_aux_weight: float = EDGE_AUX_WEIGHT,
+    place_aux_weight: float = PLACE_AUX_WEIGHT,
     box_frame: Literal["image", "tile"] = "image",
     mixture: tuple[tuple[str, float], ...] = MIXTURE,
     micro_batches: int = 4,
@@ -142,6 +153,9 @@ def train(
         aux_head["edges"] = torch.nn.Linear(hidden, 2 * geometry.edge_bins)
         torch.nn.init.zeros_(aux_head["edges"].weight)
         torch.nn.init.constant_(aux_head["edges"].bias, -3.0)
+    if place_aux_weight:
+        aux_head["place"] = torch.nn.Linear(hidden, MAX_TILES + 1)  # the tiles and the thumbnail
+    image_id = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
     embeddings = model.get_input_embeddings()
     token_ids = TokenIds(tokenizer)
     captured: dict[str, Any] = {}
@@ -190,6 +204,7 @@ def train(
         "carry_weight": carry_weight,
         "carry_first": carry_first,
         "edge_aux_weight": edge_aux_weight,
+        "place_aux_weight": place_aux_weight,
         "box_frame": box_frame,
         "look_weight": look_weight,
         "look_first": look_first,
@@ -223,6 +238,7 @@ def train(
                 "look_loss",
                 "carry_loss",
                 "edge_aux_loss",
+                "place_loss",
             ]
         )
     evlog = (out / "evals.csv").open("a", newline="")
@@ -275,7 +291,7 @@ def train(
         size = -(-len(examples) // micro_batches)
         chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
         opt.zero_grad(set_to_none=True)
-        lm_total = aux_total = token_total = box_total = look_total = carry_total = edge_total = 0.0
+        lm_total = aux_total = token_total = box_total = look_total = carry_total = edge_total = place_total = 0.0
         for chunk in chunks:
             share = len(chunk) / len(examples)
             batch = collate(chunk, tokenizer, token_ids, geometry, box_frame)
@@ -305,6 +321,13 @@ def train(
                 if carry_weight and batch["looks"]
                 else torch.zeros(())
             )
+            placed = (
+                place_loss(
+                    aux_head["place"], captured["look_in"][0], batch["input_ids"] == image_id, geometry.tokens_per_tile
+                )
+                if place_aux_weight
+                else torch.zeros(())
+            )
             loss = (
                 outputs.loss.float()
                 + AUX_WEIGHT * aux_loss.float()
@@ -313,6 +336,7 @@ def train(
                 + look_weight * looked
                 + carry_weight * carried
                 + edge_aux_weight * edge_loss.float()
+                + place_aux_weight * placed
             ) * share
             loss.backward()
             lm_total += outputs.loss.item() * share
@@ -322,6 +346,7 @@ def train(
             look_total += looked.item() * share
             carry_total += carried.item() * share
             edge_total += edge_loss.item() * share
+            place_total += placed.item() * share
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         step += 1
@@ -338,7 +363,8 @@ def train(
                         + box_aux_weight * box_total
                         + look_weight * look_total
                         + carry_weight * carry_total
-                        + edge_aux_weight * edge_total,
+                        + edge_aux_weight * edge_total
+                        + place_aux_weight * place_total,
                         4,
                     ),
                     round(lm_total, 4),
@@ -349,13 +375,15 @@ def train(
                     round(look_total, 4),
                     round(carry_total, 4),
                     round(edge_total, 5),
+                    round(place_total, 4),
                 ]
             )
             log.flush()
             if step % 50 == 0:
                 print(
                     f"step {step} {elapsed:.0f}s lm {lm_total:.3f} aux {aux_total:.4f} tok {token_total:.5f} "
-                    f"box {box_total:.4f} look {look_total:.3f} carry {carry_total:.4f} edge {edge_total:.4f}",
+                    f"box {box_total:.4f} look {look_total:.3f} carry {carry_total:.4f} edge {edge_total:.4f} "
+                    f"place {place_total:.3f}",
                     flush=True,
                 )
         if time.monotonic() - last_ckpt > ckpt_minutes * 60:
@@ -422,6 +450,12 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=EDGE_AUX_WEIGHT,
         help="weight of the edge auxiliary: where words start and end inside each image token's cell (0: off)",
+    )
+    parser.add_argument(
+        "--place-aux",
+        type=float,
+        default=PLACE_AUX_WEIGHT,
+        help="weight of the place auxiliary: each image token names the index of its tile in the image (0: off)",
     )
     parser.add_argument(
         "--box-frame",
@@ -494,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         carry_weight=args.carry,
         carry_first=args.carry_first,
         edge_aux_weight=args.edge_aux,
+        place_aux_weight=args.place_aux,
         box_frame=args.box_frame,
         mixture=mixture,
         micro_batches=args.micro_batches,
