@@ -20,10 +20,10 @@ from internvl_tools.demo.metrics import edit_distance
 
 # Measured on the committed weights (evaluate.py, fixed inputs below); floors are set 10 points lower.
 OCR_FLOOR = 0.87  # measured 0.967 on these 10 tiles
-GROUND_FLOOR = 0.60  # measured 0.70 (14 of 20 words; a box either lands on the word, IoU ~0.99, or elsewhere)
-PAGE_FLOOR = 0.88  # measured 0.98 on the 3 pages of test_read_pdf_transcribes_generated_scanned_pages
-CHART_FLOOR = 0.9  # measured 1.0: values within +-5 on 10 charts (10 exact)
-LINE_FLOOR = 0.73  # measured 0.83: grounded-OCR lines read with a box at IoU >= 0.5 (20 of 24 lines on 10 tiles)
+GROUND_FLOOR = 0.70  # measured 0.80 (16 of 20 words; a box either lands on the word, IoU ~0.99, or elsewhere)
+PAGE_FLOOR = 0.84  # measured 0.945 on the 3 pages of test_read_pdf_transcribes_generated_scanned_pages
+CHART_FLOOR = 0.8  # measured 0.9: values within +-5 on 10 charts (9 exact)
+LINE_FLOOR = 0.69  # measured 0.79: grounded-OCR lines read with a box at IoU >= 0.5 (19 of 24 lines on 10 tiles)
 
 
 # --- generator ---------------------------------------------------------------------------------------------------
@@ -371,6 +371,34 @@ def test_card_names_the_box_frame_and_the_place_auxiliary_a_run_recorded(tmp_pat
     recipe = card.split("Recipe:", 1)[1].split("Mixture:", 1)[0]
     assert all(phrase in recipe for phrase in said), recipe
     assert not any(phrase in recipe for phrase in unsaid), recipe
+
+
+@pytest.mark.parametrize(
+    ("held_out", "unseen", "listed", "shown"),
+    [
+        (0.90, 0.87, True, "90.0% / 87.0% against ≥ 88%"),  # met on one seed only: a gap, with both figures
+        (0.87, 0.90, True, "87.0% / 90.0% against ≥ 88%"),
+        (0.90, 0.89, False, None),
+    ],
+)
+def test_card_gaps_name_a_target_missed_on_either_seed_with_both_figures(tmp_path, held_out, unseen, listed, shown):
+    from internvl_tools.demo.evaluate import write_card
+
+    run, model_dir = tmp_path / "run", tmp_path / "model"
+    run.mkdir()
+    model_dir.mkdir()
+    summary = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+    (run / "summary.json").write_text(json.dumps(summary))
+    for name in ("curves.csv", "evals.csv"):
+        (run / name).write_text((MODEL_DIR / name).read_text())
+    report = json.loads((MODEL_DIR / "eval_report.json").read_text())
+    report["pdf_char_accuracy"], report["unseen"]["pdf_char_accuracy"] = held_out, unseen
+    card = write_card(model_dir, run, report, ["python -m internvl_tools.demo.train"]).read_text()
+    gaps = card.split("## Gaps", 1)[1].split("\n## ", 1)[0]
+    page_gap = [line for line in gaps.splitlines() if "Scanned PDF pages via read_pdf: character accuracy" in line]
+    assert bool(page_gap) is listed, gaps
+    if listed:
+        assert shown in page_gap[0], page_gap
 
 
 @pytest.mark.parametrize(
