@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -341,6 +342,22 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
     assert fine.config.image_seq_length == 64 and coarse.config.image_seq_length == 16
 
 
+def _shipped_summary() -> dict:
+    """The shipped model's last training segment, as a run's summary.json records it."""
+    return json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+
+
+def _card_run(tmp_path: Path, summary: dict) -> tuple[Path, Path]:
+    """A run directory holding ``summary`` and the shipped curves, and an empty model directory, for write_card."""
+    run, model_dir = tmp_path / "run", tmp_path / "model"
+    run.mkdir()
+    model_dir.mkdir()
+    (run / "summary.json").write_text(json.dumps(summary))
+    for name in ("curves.csv", "evals.csv"):
+        (run / name).write_text((MODEL_DIR / name).read_text())
+    return run, model_dir
+
+
 @pytest.mark.parametrize(
     ("recorded", "said", "unsaid"),
     [
@@ -357,15 +374,10 @@ def test_warm_start_across_pixel_shuffles_keeps_what_the_projector_gives_a_unifo
 def test_card_names_the_box_frame_and_the_place_auxiliary_a_run_recorded(tmp_path, recorded, said, unsaid):
     from internvl_tools.demo.evaluate import write_card
 
-    run, model_dir = tmp_path / "run", tmp_path / "model"
-    run.mkdir()
-    model_dir.mkdir()
-    summary = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+    summary = _shipped_summary()
     summary.pop("box_frame", None)
     summary.pop("place_aux_weight", None)
-    (run / "summary.json").write_text(json.dumps({**summary, **recorded}))
-    for name in ("curves.csv", "evals.csv"):
-        (run / name).write_text((MODEL_DIR / name).read_text())
+    run, model_dir = _card_run(tmp_path, {**summary, **recorded})
     report = json.loads((MODEL_DIR / "eval_report.json").read_text())
     card = " ".join(write_card(model_dir, run, report, ["python -m internvl_tools.demo.train"]).read_text().split())
     recipe = card.split("Recipe:", 1)[1].split("Mixture:", 1)[0]
@@ -384,13 +396,7 @@ def test_card_names_the_box_frame_and_the_place_auxiliary_a_run_recorded(tmp_pat
 def test_card_gaps_name_a_target_missed_on_either_seed_with_both_figures(tmp_path, held_out, unseen, listed, shown):
     from internvl_tools.demo.evaluate import write_card
 
-    run, model_dir = tmp_path / "run", tmp_path / "model"
-    run.mkdir()
-    model_dir.mkdir()
-    summary = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
-    (run / "summary.json").write_text(json.dumps(summary))
-    for name in ("curves.csv", "evals.csv"):
-        (run / name).write_text((MODEL_DIR / name).read_text())
+    run, model_dir = _card_run(tmp_path, _shipped_summary())
     report = json.loads((MODEL_DIR / "eval_report.json").read_text())
     report["pdf_char_accuracy"], report["unseen"]["pdf_char_accuracy"] = held_out, unseen
     card = write_card(model_dir, run, report, ["python -m internvl_tools.demo.train"]).read_text()
@@ -412,10 +418,7 @@ def test_card_gaps_name_a_target_missed_on_either_seed_with_both_figures(tmp_pat
 def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init, origin, allocator, said):
     from internvl_tools.demo.evaluate import write_card
 
-    run, model_dir = tmp_path / "run", tmp_path / "model"
-    run.mkdir()
-    model_dir.mkdir()
-    meta = json.loads((MODEL_DIR / "training_run.json").read_text())["segments"][-1]
+    meta = _shipped_summary()
     # Runs before the attention auxiliaries recorded no weights for them; runs with them record all three.
     # Runs before the allocator option recorded none either.
     old = ("look_weight", "carry_weight", "look_layer_head", "allocator")
@@ -425,9 +428,7 @@ def test_card_says_how_the_weights_started_and_at_what_precision(tmp_path, init,
         summary["allocator"] = allocator
     if init is not None:
         summary.update(look_weight=1.0, carry_weight=5.0, look_layer_head=[2, 0])
-    (run / "summary.json").write_text(json.dumps(summary))
-    for name in ("curves.csv", "evals.csv"):
-        (run / name).write_text((MODEL_DIR / name).read_text())
+    run, model_dir = _card_run(tmp_path, summary)
     report = json.loads((MODEL_DIR / "eval_report.json").read_text())
     card = write_card(model_dir, run, report, ["python -m internvl_tools.demo.train --out RUN"]).read_text()
     assert origin in " ".join(card.split())
