@@ -39,7 +39,7 @@ def test_default_demo_reads_a_generated_pdf_with_the_demo_model() -> None:
     assert "== 2. Asking the model (demo) ==" in out
     assert "Q: What is the total amount due" not in out  # out of the demo model's domain: not asked
     pages = [float(m) for m in re.findall(r"-- page \d: character accuracy ([\d.]+)%", out)]
-    assert len(pages) == 2 and sum(pages) / 2 >= 90.0, out  # measured 100.0% on these two pages
+    assert len(pages) == 2 and sum(pages) / 2 >= 89.0, out  # measured 99.45% (98.9 and 100.0) on these two pages
     assert re.search(r"-- grounding '[^']+': model '<ref>[^<]+</ref><box>\[\[\d+, \d+, \d+, \d+\]\]</box>'", out), out
     assert "-- chart: Q 'What is the value of" in out
     assert re.search(r"== Summary: page character accuracy [\d.]+%", out)

@@ -24,7 +24,7 @@ from llama_index.readers.internvl import InternVLPDFReader
 from internvl_tools.demo import synth
 from internvl_tools.demo.evaluate import char_accuracy
 
-PAGE_OCR_FLOOR = 0.86  # measured 0.964 on the three pages below
+PAGE_OCR_FLOOR = 0.85  # measured 0.959 on the three pages below
 
 
 class TrigramEmbedding(BaseEmbedding):

@@ -22,10 +22,10 @@ from langchain_core.messages import AIMessage, ToolMessage
 from langchain_internvl import InternVLGroundingTool, InternVLOCRTool
 from tests.integration_tests.scripted import ScriptedPlanner
 
-# The demo model's box lands on the word (IoU ~0.99) or on another one; it lands for 76-78% of held-out words
-# (model card). Measured 12 of 20 words here; the floor is 10 points lower.
-GROUND_FLOOR = 0.50
-PAGE_OCR_FLOOR = 0.76  # measured 0.865 on the two pages below
+# The demo model's box lands on the word (IoU ~0.99) or on another one; it lands for 84-85% of held-out words
+# (model card). Measured 14 of 20 words here; the floor is 10 points lower.
+GROUND_FLOOR = 0.60
+PAGE_OCR_FLOOR = 0.78  # measured 0.887 on the two pages below
 
 
 def _unique_words(sample: synth.Sample) -> list[synth.Word]:
