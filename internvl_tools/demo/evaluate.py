@@ -438,7 +438,7 @@ grounded-OCR line counts when its text is read exactly and its box has IoU ≥ 0
 - Steps done{" in the last stage" if summary.get("init") else ""}: {summary["steps_done"]} × batch {
         summary["batch_size"]
     }; wall time **{summary["wall_s"] / 60:.1f} min** in all
-  on 2 CPU cores (shared with other work for part of the run).{allocator}
+  on 2 CPU cores.{allocator}
   The LR schedule and the data are functions of the step, so a resumed run is the same run; `--minutes` only caps a
   segment (the run's `summary.json` says whether a cap stopped it early).
 - Recipe: AdamW (β 0.9/0.98, wd 0.05), peak LR `--lr` (1e-3 unless a command above says otherwise), 50 warm-up
